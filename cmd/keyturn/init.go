@@ -1,0 +1,46 @@
+package main
+
+import (
+	"encoding/json"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyturn/keyturn/internal/cli"
+	"github.com/keyturn/keyturn/internal/datadir"
+)
+
+func newInitCommand() *cobra.Command {
+	var dir, team, passphraseFile string
+	cmd := &cobra.Command{
+		Use:   "init --data DIR --team NAME [--passphrase-file F]",
+		Short: "Create a vault: data directory, database, master key, first team and its admin key",
+		Long: `Create a vault in DIR (mode 0700): the SQLite database, a random master key wrapped by a key
+derived from the passphrase in F (Argon2id) or, without --passphrase-file, by a random key file
+DIR/master.key (mode 0600), the team NAME, and an admin service user holding every role.
+
+Prints the admin's API key once, as JSON: {"team_name", "service_user", "key_id", "key_secret"}.
+Keep the key secret: it is stored only as a keyed hash and cannot be shown again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || team == "" {
+				return cli.Usagef("--data and --team are required")
+			}
+			creds, err := datadir.Init(cmd.Context(), dir, team, datadir.Unseal{PassphraseFile: passphraseFile})
+			if err != nil {
+				return err
+			}
+			out := json.NewEncoder(cmd.OutOrStdout())
+			out.SetIndent("", "  ")
+			return out.Encode(struct {
+				TeamName    string `json:"team_name"`
+				ServiceUser string `json:"service_user"`
+				KeyID       string `json:"key_id"`
+				KeySecret   string `json:"key_secret"`
+			}{creds.TeamName, creds.ServiceUser, creds.KeyID, creds.KeySecret.Reveal()})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "data", "", "data directory to create")
+	cmd.Flags().StringVar(&team, "team", "", "name of the first team")
+	cmd.Flags().StringVar(&passphraseFile, "passphrase-file", "", "file holding the passphrase that seals the master key (default: a key file in DIR)")
+	return cmd
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyturn/keyturn/internal/api"
+	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/cli"
+	"github.com/keyturn/keyturn/internal/config"
+	"github.com/keyturn/keyturn/internal/datadir"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+func newServerCommand() *cobra.Command {
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "server --data DIR [--listen 127.0.0.1:8200] [--passphrase-file F]",
+		Short: "Unseal the vault and serve the API",
+		Long: `Unseal the vault in DIR and serve the HTTP API, /healthz and /readyz until SIGINT or SIGTERM,
+then finish in-flight requests and close the database.
+
+Settings come from defaults < --config FILE (YAML) < KEYTURN_* variables (KEYTURN_DATA,
+KEYTURN_LISTEN, KEYTURN_PASSPHRASE_FILE, KEYTURN_TOKEN_TTL, KEYTURN_LOG_LEVEL, ...) < flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configFile, cmd.Flags())
+			if err != nil {
+				return cli.UsageError{Err: err}
+			}
+			return serve(cmd.Context(), cfg, cmd.ErrOrStderr())
+		},
+	}
+	d := config.Defaults()
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML configuration file")
+	f.String("data", "", "data directory made by keyturn init")
+	f.String("listen", d.Listen, "address to serve the API on")
+	f.String("storage", "", "storage (default: the SQLite database in the data directory)")
+	f.String("passphrase-file", "", "file holding the passphrase, if the vault was sealed with one")
+	f.Duration("token-ttl", d.TokenTTL, "lifetime of bearer tokens")
+	f.Duration("shutdown-timeout", d.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
+	f.String("log-level", d.LogLevel, "debug, info, warn or error")
+	return cmd
+}
+
+// serve runs the server until ctx ends.
+func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byte) (int, error) }) error {
+	level, _ := cfg.Level()
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+
+	v, err := datadir.Open(ctx, cfg.Data, datadir.Unseal{PassphraseFile: cfg.PassphraseFile})
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+
+	handler := api.New(api.Deps{
+		Vault:  vault.New(v.DB, v.Keys),
+		Auth:   auth.New(v.DB, v.Keys, cfg.TokenTTL),
+		Ready:  v.DB.Ping,
+		Logger: log,
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "data", cfg.Data, "pid", os.Getpid())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

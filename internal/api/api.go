@@ -1,0 +1,193 @@
+// Package api is keyturn's HTTP API: JSON handlers over the vault and auth services, with
+// authentication and role checks declared on every route.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+// MaxBodyBytes is the largest request body accepted.
+const MaxBodyBytes = 1 << 20
+
+// Deps are what the API serves.
+type Deps struct {
+	Vault  *vault.Vault
+	Auth   *auth.Service
+	Ready  func(context.Context) error // nil error when the service can take requests
+	Logger *slog.Logger
+}
+
+// handler serves one route for an authenticated principal (nil on public routes).
+type handler func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
+
+// route declares a path, who may call it, and its handler. A route is public only when it
+// says so; otherwise a valid bearer token of the path's team is required, and, when roles is
+// not empty, one of those roles.
+type route struct {
+	method string
+	path   string
+	public bool
+	roles  []auth.Role
+	h      handler
+}
+
+type server struct {
+	Deps
+}
+
+// anyRole marks routes open to every authenticated caller of the team.
+var anyRole []auth.Role
+
+// New returns the API's HTTP handler.
+func New(d Deps) http.Handler {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{Deps: d}
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, d.Logger, notFoundRoute(r))
+	})
+	return s.logRequests(mux)
+}
+
+func (s *server) routes() []route {
+	pamOrReader := []auth.Role{auth.PAMAdmin, auth.SecretsReader}
+	pam := []auth.Role{auth.PAMAdmin}
+	return []route{
+		{method: "GET", path: "/healthz", public: true, h: s.healthz},
+		{method: "GET", path: "/readyz", public: true, h: s.readyz},
+		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, h: s.serviceToken},
+
+		{method: "POST", path: "/v1/teams/{team}/records", roles: pam, h: s.createRecord},
+		{method: "GET", path: "/v1/teams/{team}/records", roles: anyRole, h: s.listRecords},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}", roles: pamOrReader, h: s.getRecord},
+		{method: "PUT", path: "/v1/teams/{team}/records/{uid}", roles: pam, h: s.updateRecord},
+		{method: "DELETE", path: "/v1/teams/{team}/records/{uid}", roles: pam, h: s.deleteRecord},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/versions", roles: pam, h: s.recordVersions},
+		{method: "GET", path: "/v1/teams/{team}/notation", roles: pamOrReader, h: s.notation},
+	}
+}
+
+// wrap applies the route's declared access rule, the body limit and error rendering.
+func (s *server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		var p *auth.Principal
+		if !rt.public {
+			var err error
+			if p, err = s.authorize(r, rt.roles); err != nil {
+				writeError(w, s.Logger, err)
+				return
+			}
+		}
+		if err := rt.h(w, r, p); err != nil {
+			writeError(w, s.Logger, err)
+		}
+	})
+}
+
+// authorize checks the bearer token, that it belongs to the path's team, and the roles.
+func (s *server) authorize(r *http.Request, roles []auth.Role) (*auth.Principal, error) {
+	bearer, ok := bearerToken(r)
+	if !ok {
+		return nil, errNoToken
+	}
+	p, err := s.Auth.Authenticate(r.Context(), bearer)
+	if err != nil {
+		return nil, err
+	}
+	if p.TeamName != r.PathValue("team") {
+		return nil, errWrongTeam
+	}
+	if len(roles) == 0 {
+		return p, nil
+	}
+	for _, role := range roles {
+		if p.Has(role) {
+			return p, nil
+		}
+	}
+	return nil, forbidden(roles)
+}
+
+func bearerToken(r *http.Request) (secret.Secret, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+		return secret.Secret{}, false
+	}
+	return secret.FromString(h[len(prefix):]), true
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *server) healthz(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	if s.Ready != nil {
+		if err := s.Ready(r.Context()); err != nil {
+			s.Logger.Warn("not ready", "err", err)
+			return errNotReady
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// statusRecorder remembers the status code for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// logRequests logs each request (method, path without query, status, duration) and turns a
+// panic into a 500.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.Logger.Error("panic", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				writeError(rec, s.Logger, errPanic)
+			}
+			if s.Logger.Enabled(r.Context(), slog.LevelDebug) {
+				s.Logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+					"duration_ms", float64(time.Since(start).Microseconds())/1000)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}

@@ -1,0 +1,230 @@
+// Package auth holds keyturn's identities: teams, service users, their API keys, and the
+// short-lived bearer tokens minted from those keys. Secrets and tokens are stored only as
+// keyed hashes.
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keyturn/keyturn/internal/fault"
+	"github.com/keyturn/keyturn/internal/keyring"
+	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/store"
+)
+
+// Role is a permission a service user holds.
+type Role string
+
+// The roles of ARCHITECTURE.md §4.
+const (
+	ResourceAdmin Role = "resource_admin" // manages identities
+	PAMAdmin      Role = "pam_admin"      // manages records, scripts, rotation
+	SecurityAdmin Role = "security_admin" // reads audit and metadata
+	SecretsReader Role = "secrets_reader" // reads record values in granted folders
+)
+
+// AllRoles lists every role.
+var AllRoles = []Role{ResourceAdmin, PAMAdmin, SecurityAdmin, SecretsReader}
+
+// Service user statuses.
+const (
+	StatusActive   = "ACTIVE"
+	StatusDisabled = "DISABLED"
+	StatusDeleted  = "DELETED"
+)
+
+// AdminUserName is the name of the service user created with each team.
+const AdminUserName = "admin"
+
+// DefaultTokenTTL is how long a bearer token lives.
+const DefaultTokenTTL = time.Hour
+
+const tokenPrefix = "kt1."
+
+var teamNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+
+// errBadCredentials is the one answer to any wrong key id, secret, team or token, so that
+// the response never tells which part was wrong.
+var errBadCredentials = &fault.Error{Kind: fault.Unauthenticated, Code: "unauthorized", Message: "invalid or expired credentials"}
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	TeamID    int64
+	TeamName  string
+	UserID    string
+	UserName  string
+	KeyID     string
+	Roles     []Role
+	Folders   []string
+	ExpiresAt time.Time
+}
+
+// Has reports whether the principal holds a role.
+func (p *Principal) Has(r Role) bool { return slices.Contains(p.Roles, r) }
+
+// Credentials are the only copy of a new API key, as `keyturn init` prints them.
+type Credentials struct {
+	TeamName    string        `json:"team_name"`
+	ServiceUser string        `json:"service_user"`
+	KeyID       string        `json:"key_id"`
+	KeySecret   secret.Secret `json:"-"`
+}
+
+// Token is a freshly minted bearer token.
+type Token struct {
+	Bearer    secret.Secret
+	ExpiresAt time.Time
+	TeamName  string
+}
+
+// Service issues and checks credentials.
+type Service struct {
+	db       *store.DB
+	keys     *keyring.Keyring
+	now      func() time.Time
+	tokenTTL time.Duration
+	dummy    []byte // compared against when a key id is unknown, to even out timing
+}
+
+// New returns a Service. A tokenTTL of zero means DefaultTokenTTL.
+func New(db *store.DB, keys *keyring.Keyring, tokenTTL time.Duration) *Service {
+	if tokenTTL <= 0 {
+		tokenTTL = DefaultTokenTTL
+	}
+	return &Service{db: db, keys: keys, now: time.Now, tokenTTL: tokenTTL, dummy: keys.Hash("api-key", nil)}
+}
+
+// CreateTeam creates a team with an admin service user holding every role, and returns the
+// admin's first API key.
+func (s *Service) CreateTeam(ctx context.Context, name string) (Credentials, error) {
+	if err := ValidateTeamName(name); err != nil {
+		return Credentials{}, err
+	}
+	now := s.now().UTC()
+	user := store.ServiceUser{ID: uuid.NewString(), Name: AdminUserName, Status: StatusActive,
+		Roles: roleStrings(AllRoles), Folders: []string{}, CreatedAt: now}
+	key, creds := s.newKey(user.ID, now)
+	err := s.db.Tx(ctx, func(tx *store.Tx) error {
+		team, err := tx.CreateTeam(ctx, name, now)
+		if err != nil {
+			return err
+		}
+		user.TeamID = team.ID
+		if err := tx.CreateServiceUser(ctx, user); err != nil {
+			return err
+		}
+		return tx.CreateAPIKey(ctx, key)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return Credentials{}, fault.New(fault.Conflict, "team_exists", "team %q already exists", name)
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("create team %s: %w", name, err)
+	}
+	creds.TeamName, creds.ServiceUser = name, user.Name
+	return creds, nil
+}
+
+// ValidateTeamName checks a team name: 1 to 63 letters, digits, '.', '_' or '-'.
+func ValidateTeamName(name string) error {
+	if !teamNameRE.MatchString(name) {
+		return fault.Invalidf("team name %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// newKey makes an API key for a user: a UUID id and 32 random bytes of secret, base64.
+func (s *Service) newKey(userID string, now time.Time) (store.APIKey, Credentials) {
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	sec := secret.FromString(base64.StdEncoding.EncodeToString(raw))
+	clear(raw)
+	id := uuid.NewString()
+	return store.APIKey{ID: id, UserID: userID, SecretHash: s.keyHash(id, sec), IssuedAt: now},
+		Credentials{KeyID: id, KeySecret: sec}
+}
+
+func (s *Service) keyHash(keyID string, sec secret.Secret) []byte {
+	return s.keys.Hash("api-key/"+keyID, sec.Bytes())
+}
+
+// IssueToken exchanges an API key for a bearer token of the key's team.
+func (s *Service) IssueToken(ctx context.Context, team, keyID string, keySecret secret.Secret) (Token, error) {
+	now := s.now().UTC()
+	key, user, _, err := s.db.APIKeyWithUser(ctx, team, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		hmac.Equal(s.dummy, s.keyHash(keyID, keySecret))
+		return Token{}, errBadCredentials
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("issue token: %w", err)
+	}
+	if !hmac.Equal(key.SecretHash, s.keyHash(keyID, keySecret)) ||
+		user.Status != StatusActive || (key.ExpiresAt != nil && !now.Before(*key.ExpiresAt)) {
+		return Token{}, errBadCredentials
+	}
+	idBytes := make([]byte, 12)
+	_, _ = rand.Read(idBytes)
+	id := hex.EncodeToString(idBytes)
+	bearer := secret.FromString(tokenPrefix + id + "." + rand.Text() + rand.Text())
+	expires := now.Add(s.tokenTTL)
+	if key.ExpiresAt != nil && key.ExpiresAt.Before(expires) {
+		expires = *key.ExpiresAt
+	}
+	tok := store.Token{ID: id, KeyID: key.ID, Hash: s.keys.Hash("token", bearer.Bytes()), IssuedAt: now, ExpiresAt: expires}
+	if err := s.db.Tx(ctx, func(tx *store.Tx) error { return tx.CreateToken(ctx, tok) }); err != nil {
+		return Token{}, fmt.Errorf("issue token: %w", err)
+	}
+	return Token{Bearer: bearer, ExpiresAt: expires, TeamName: team}, nil
+}
+
+// Authenticate checks a bearer token and returns who it belongs to. The token must be
+// unexpired, its key not deleted or expired, and its user ACTIVE.
+func (s *Service) Authenticate(ctx context.Context, bearer secret.Secret) (*Principal, error) {
+	rest, ok := strings.CutPrefix(bearer.Reveal(), tokenPrefix)
+	if !ok {
+		return nil, errBadCredentials
+	}
+	id, _, ok := strings.Cut(rest, ".")
+	if !ok || id == "" {
+		return nil, errBadCredentials
+	}
+	g, err := s.db.TokenGrant(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errBadCredentials
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authenticate: %w", err)
+	}
+	now := s.now()
+	if !hmac.Equal(g.Token.Hash, s.keys.Hash("token", bearer.Bytes())) || !now.Before(g.Token.ExpiresAt) ||
+		g.User.Status != StatusActive || (g.Key.ExpiresAt != nil && !now.Before(*g.Key.ExpiresAt)) {
+		return nil, errBadCredentials
+	}
+	roles := make([]Role, len(g.User.Roles))
+	for i, r := range g.User.Roles {
+		roles[i] = Role(r)
+	}
+	return &Principal{TeamID: g.Team.ID, TeamName: g.Team.Name, UserID: g.User.ID, UserName: g.User.Name,
+		KeyID: g.Key.ID, Roles: roles, Folders: g.User.Folders, ExpiresAt: g.Token.ExpiresAt}, nil
+}
+
+func roleStrings(rs []Role) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
+}

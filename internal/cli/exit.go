@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of every keyturn command (ARCHITECTURE.md §5).
+const (
+	ExitOK       = 0
+	ExitFailed   = 1 // the operation failed; the message says why
+	ExitBadUsage = 2 // the command line is wrong
+)
+
+// UsageError is an error in how a command was called.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a UsageError with a formatted message.
+func Usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
+
+// ExitCode is the one place where an error becomes a process exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var u UsageError
+	if errors.As(err, &u) {
+		return ExitBadUsage
+	}
+	return ExitFailed
+}
+
+// MarkUsageErrors makes cobra's own errors (bad flags, wrong argument counts, unknown
+// commands) usage errors, for cmd and all its subcommands.
+func MarkUsageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{err} })
+	if cmd.Args != nil {
+		args := cmd.Args
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return UsageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		MarkUsageErrors(sub)
+	}
+}

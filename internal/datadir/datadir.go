@@ -1,0 +1,238 @@
+// Package datadir creates and opens a keyturn data directory: the SQLite database, the
+// wrapped master key inside it and, when no passphrase is used, the key file master.key.
+package datadir
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/keyring"
+	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/store"
+)
+
+// KeyFileName is the key file created in the data directory when no passphrase is given.
+const KeyFileName = "master.key"
+
+// ErrExists is returned by Init when the directory already holds a vault.
+var ErrExists = errors.New("already holds a keyturn vault")
+
+// Unseal says how to obtain the key-encryption key: a passphrase file, or else the data
+// directory's key file.
+type Unseal struct {
+	PassphraseFile string
+	KDF            keyring.KDFParams // for Init with a passphrase; zero means keyring.DefaultKDF()
+}
+
+// Vault is an open, unsealed data directory.
+type Vault struct {
+	DB   *store.DB
+	Keys *keyring.Keyring
+}
+
+// Init creates dir (0700), the database, the key hierarchy and the first team, and returns the
+// team admin's credentials. It refuses a directory that already holds a vault, and on failure
+// removes what it created.
+func Init(ctx context.Context, dir, team string, u Unseal) (creds auth.Credentials, err error) {
+	if dir == "" {
+		return creds, errors.New("--data is required")
+	}
+	if err := auth.ValidateTeamName(team); err != nil {
+		return creds, err
+	}
+	for _, name := range []string{filepath.Base(store.SQLitePath(dir)), KeyFileName} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return creds, fmt.Errorf("%s %w (found %s); nothing was changed", dir, ErrExists, name)
+		}
+	}
+	unlocker, err := initUnlocker(dir, u)
+	if err != nil {
+		return creds, err
+	}
+	created, err := mkdirPrivate(dir)
+	if err != nil {
+		return creds, err
+	}
+	var made []string // files to remove if Init fails
+	defer func() {
+		if err != nil {
+			for _, f := range made {
+				_ = os.Remove(f)
+			}
+			if created {
+				_ = os.Remove(dir)
+			}
+		}
+	}()
+	dbPath := store.SQLitePath(dir)
+	made = append(made, dbPath, dbPath+"-wal", dbPath+"-shm")
+	if u.PassphraseFile == "" {
+		keyPath := filepath.Join(dir, KeyFileName)
+		content := keyring.NewKeyFileContent()
+		if err := writeNew(keyPath, content.Bytes()); err != nil {
+			return creds, err
+		}
+		made = append(made, keyPath)
+		unlocker = keyring.KeyFile(content)
+	}
+	kdf := u.KDF
+	if kdf.Algorithm == "" {
+		kdf = keyring.DefaultKDF()
+	}
+	keys, wrapped, err := keyring.New(unlocker, kdf)
+	if err != nil {
+		return creds, err
+	}
+	wrappedJSON, err := json.Marshal(wrapped)
+	if err != nil {
+		return creds, err
+	}
+	db, err := store.OpenSQLite(ctx, dbPath)
+	if err != nil {
+		return creds, err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	if err := db.Migrate(ctx); err != nil {
+		return creds, err
+	}
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		return tx.SaveKeyring(ctx, wrapped.Term, wrappedJSON, time.Now())
+	}); err != nil {
+		return creds, err
+	}
+	return auth.New(db, keys, 0).CreateTeam(ctx, team)
+}
+
+// Open opens and unseals an existing data directory. A wrong passphrase or key file gives an
+// error wrapping keyring.ErrWrongKey, and nothing is written.
+func Open(ctx context.Context, dir string, u Unseal) (*Vault, error) {
+	if dir == "" {
+		return nil, errors.New("--data is required")
+	}
+	dbPath := store.SQLitePath(dir)
+	if _, err := os.Stat(dbPath); err != nil {
+		return nil, fmt.Errorf("%s holds no keyturn vault (run keyturn init --data %s first)", dir, dir)
+	}
+	db, err := store.OpenSQLite(ctx, dbPath)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := unseal(ctx, db, dir, u)
+	if err == nil {
+		err = db.Migrate(ctx)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Vault{DB: db, Keys: keys}, nil
+}
+
+// Close closes the database.
+func (v *Vault) Close() error { return v.DB.Close() }
+
+func unseal(ctx context.Context, db *store.DB, dir string, u Unseal) (*keyring.Keyring, error) {
+	raw, err := db.LatestKeyring(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the wrapped master key: %w", err)
+	}
+	var wrapped keyring.Wrapped
+	if err := json.Unmarshal(raw, &wrapped); err != nil {
+		return nil, fmt.Errorf("read the wrapped master key: %w", err)
+	}
+	var unlocker keyring.Unlocker
+	switch {
+	case u.PassphraseFile != "":
+		p, err := readPassphrase(u.PassphraseFile)
+		if err != nil {
+			return nil, err
+		}
+		unlocker = keyring.Passphrase(p)
+	case wrapped.Kind == "passphrase":
+		return nil, errors.New("this vault is sealed with a passphrase: pass --passphrase-file")
+	default:
+		content, err := os.ReadFile(filepath.Join(dir, KeyFileName))
+		if err != nil {
+			return nil, fmt.Errorf("read the key file: %w", err)
+		}
+		unlocker = keyring.KeyFile(secret.New(content))
+		clear(content)
+	}
+	keys, err := keyring.Open(wrapped, unlocker)
+	if err != nil {
+		return nil, fmt.Errorf("cannot unseal the vault: %w", err)
+	}
+	return keys, nil
+}
+
+func initUnlocker(dir string, u Unseal) (keyring.Unlocker, error) {
+	if u.PassphraseFile == "" {
+		return keyring.Unlocker{}, nil // the key file is made once the directory exists
+	}
+	p, err := readPassphrase(u.PassphraseFile)
+	if err != nil {
+		return keyring.Unlocker{}, err
+	}
+	if len(p.Bytes()) < 8 {
+		return keyring.Unlocker{}, errors.New("the passphrase is shorter than 8 characters")
+	}
+	return keyring.Passphrase(p), nil
+}
+
+// readPassphrase reads a passphrase file, dropping one trailing newline.
+func readPassphrase(path string) (secret.Secret, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return secret.Secret{}, fmt.Errorf("read the passphrase file: %w", err)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	clear(b)
+	if s == "" {
+		return secret.Secret{}, fmt.Errorf("the passphrase file %s is empty", path)
+	}
+	return secret.FromString(s), nil
+}
+
+// mkdirPrivate creates dir with mode 0700 and reports whether it did; an existing directory is
+// tightened to 0700.
+func mkdirPrivate(dir string) (bool, error) {
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("create %s: %w", dir, err)
+		}
+		return true, nil
+	}
+	st, statErr := os.Stat(dir)
+	if statErr != nil || !st.IsDir() {
+		return false, fmt.Errorf("%s exists and is not a directory", dir)
+	}
+	return false, os.Chmod(dir, 0o700)
+}
+
+func writeNew(path string, content []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}

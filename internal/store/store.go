@@ -1,0 +1,162 @@
+// Package store is keyturn's SQL access: one database/sql implementation over SQLite
+// (modernc, pure Go) with embedded goose migrations. Every change runs in one transaction.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// ErrNotFound is returned when a row does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrConflict is returned when a write loses an optimistic-concurrency check or a uniqueness rule.
+var ErrConflict = errors.New("store: conflict")
+
+// querier is what both a connection pool and a transaction can do.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Reader holds the read-only queries; DB and Tx both embed it.
+type Reader struct {
+	q querier
+}
+
+// DB is an open keyturn database: a single-connection pool for writes (SQLite has one writer)
+// and a pool of read-only connections that read concurrently under WAL.
+type DB struct {
+	Reader
+	write   *sql.DB
+	read    *sql.DB
+	dialect goose.Dialect
+}
+
+// Tx is a write transaction; see DB.Tx.
+type Tx struct {
+	Reader
+	tx *sql.Tx
+}
+
+// SQLitePath returns the database file inside a data directory.
+func SQLitePath(dataDir string) string { return filepath.Join(dataDir, "keyturn.db") }
+
+// OpenSQLite opens (creating if needed) the SQLite database at path. Commits are durable
+// (WAL with synchronous=FULL). Call Migrate before using it.
+func OpenSQLite(ctx context.Context, path string) (*DB, error) {
+	base := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + url.Values{
+		"_pragma": {"foreign_keys(1)", "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)"},
+		"_txlock": {"immediate"},
+	}.Encode()
+	write, err := sql.Open("sqlite", base)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// The database and its -wal/-shm files hold only ciphertext, but keep them private anyway.
+	_ = os.Chmod(path, 0o600)
+
+	read, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	return &DB{Reader: Reader{q: read}, write: write, read: read, dialect: goose.DialectSQLite3}, nil
+}
+
+// Migrate applies every pending schema migration.
+func (db *DB) Migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations/sqlite")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(db.dialect, db.write, fsys)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
+
+// Close closes both pools.
+func (db *DB) Close() error { return errors.Join(db.read.Close(), db.write.Close()) }
+
+// Tx runs fn in one write transaction: it commits when fn returns nil and rolls back otherwise.
+func (db *DB) Tx(ctx context.Context, fn func(*Tx) error) error {
+	sqlTx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(&Tx{Reader: Reader{q: sqlTx}, tx: sqlTx}); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func nullNanos(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+func fromNullNanos(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromNanos(n.Int64)
+	return &t
+}
+
+// affectedOne turns "no row changed" into ErrNotFound.
+func affectedOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
