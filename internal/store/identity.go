@@ -178,11 +178,11 @@ func (t *Tx) CreateToken(ctx context.Context, tok Token) error {
 // TokenGrant returns a token with its key, user and team.
 func (r Reader) TokenGrant(ctx context.Context, tokenID string) (TokenGrant, error) {
 	var (
-		g                       TokenGrant
-		roles, folders          string
-		tIssued, tExp, kIssued  int64
-		uCreated, teamCreated   int64
-		kExp, kUsed, uDeleted   sql.NullInt64
+		g                      TokenGrant
+		roles, folders         string
+		tIssued, tExp, kIssued int64
+		uCreated, teamCreated  int64
+		kExp, kUsed, uDeleted  sql.NullInt64
 	)
 	dest := []any{&g.Token.ID, &g.Token.KeyID, &g.Token.Hash, &tIssued, &tExp,
 		&kIssued, &kExp, &kUsed}

@@ -37,8 +37,8 @@ type PasswordVersion struct {
 type RecordFilter struct {
 	TeamID int64
 	Type   string
-	Folder string // the folder itself and everything below it
-	Title  string // case-insensitive substring
+	Folder string   // the folder itself and everything below it
+	Title  string   // case-insensitive substring
 	Within []string // folder grants: only records in or below one of these; empty = no limit
 	Limit  int
 	Offset int

@@ -214,4 +214,3 @@ func (r *Record) Password() (string, bool) {
 	}
 	return s, true
 }
-
