@@ -83,7 +83,7 @@ func decodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF { // dec.More would miss a stray '}' or ']'
 		return fault.New(fault.Invalid, "malformed_json", "the body holds more than one JSON value")
 	}
 	return nil
@@ -122,7 +122,9 @@ func jsonKind(k string) string {
 		return "array"
 	case "struct", "map":
 		return "object"
-	case "int64", "int", "float64":
+	case "int64", "int":
+		return "integer"
+	case "float64":
 		return "number"
 	}
 	return k

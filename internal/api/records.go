@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -31,7 +32,8 @@ func decodeRecord(body []byte) (recordInput, error) {
 	if err := dec.Decode(&in); err != nil {
 		return recordInput{}, jsonError(err)
 	}
-	if dec.More() {
+	// dec.More would miss a stray '}' or ']' after the object: anything but EOF is extra.
+	if _, err := dec.Token(); err != io.EOF {
 		return recordInput{}, fault.New(fault.Invalid, "malformed_json", "the body holds more than one JSON value")
 	}
 	return in, nil

@@ -121,8 +121,11 @@ func (n *Notation) parseParam(raw string) error {
 		n.All = true
 	} else {
 		idx, err := strconv.Atoi(preds[0])
-		if err != nil || idx < 0 || strings.HasPrefix(preds[0], "+") {
-			return fmt.Errorf("index %q is not a non-negative number (a property needs an index first, as in [0][%s])", preds[0], preds[0])
+		if err != nil || strings.Trim(preds[0], "0123456789") != "" { // digits only: no sign, no "-0"
+			if c := preds[0][0]; len(preds) == 1 && c != '-' && c != '+' && (c < '0' || c > '9') {
+				return fmt.Errorf("index %q is not a number: a property needs an index first, as in [0][%s] or [][%s]", preds[0], preds[0], preds[0])
+			}
+			return fmt.Errorf("index %q is not a non-negative number", preds[0])
 		}
 		n.Index = idx
 	}
