@@ -1,0 +1,461 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultAddr is the server address used when KEYTURN_ADDR is not set.
+const DefaultAddr = "http://127.0.0.1:8200"
+
+// Environment variables read by the client commands (ARCHITECTURE.md §5).
+const (
+	EnvAddr      = "KEYTURN_ADDR"
+	EnvTeam      = "KEYTURN_TEAM"
+	EnvToken     = "KEYTURN_TOKEN"
+	EnvKeyID     = "KEYTURN_KEY_ID"
+	EnvKeySecret = "KEYTURN_KEY_SECRET"
+)
+
+// maxResponseBytes bounds how much of a response body the client reads.
+const maxResponseBytes = 64 << 20
+
+// maxPages bounds how many pages a list follows, in case a server keeps answering rel="next".
+const maxPages = 10000
+
+// Config is what a client needs to reach and authenticate to a keyturn server.
+type Config struct {
+	Addr      *url.URL
+	Team      string
+	Token     string // a bearer token; when empty, KeyID and KeySecret are exchanged for one
+	KeyID     string
+	KeySecret string
+}
+
+// ConfigFromEnv reads the client configuration through getenv. Missing or malformed settings
+// are usage errors; their messages name the variables, never their secret values.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	var c Config
+	addr := strings.TrimSpace(getenv(EnvAddr))
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" {
+		return c, Usagef("%s must be an http:// or https:// URL such as %s, without credentials or query", EnvAddr, DefaultAddr)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	c.Addr = u
+	c.Team = strings.TrimSpace(getenv(EnvTeam))
+	if c.Team == "" {
+		return c, Usagef("%s is not set: set it to your team's name", EnvTeam)
+	}
+	c.Token = strings.TrimSpace(getenv(EnvToken))
+	c.KeyID = strings.TrimSpace(getenv(EnvKeyID))
+	c.KeySecret = strings.TrimSpace(getenv(EnvKeySecret))
+	if c.Token != "" {
+		return c, nil
+	}
+	switch {
+	case c.KeyID == "" && c.KeySecret == "":
+		return c, Usagef("no credentials: set %s, or %s and %s", EnvToken, EnvKeyID, EnvKeySecret)
+	case c.KeyID == "":
+		return c, Usagef("%s is set but %s is not: set both", EnvKeySecret, EnvKeyID)
+	case c.KeySecret == "":
+		return c, Usagef("%s is set but %s is not: set both", EnvKeyID, EnvKeySecret)
+	}
+	return c, nil
+}
+
+// APIError is an error answer of the API: its HTTP status and {"code","message"} body.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("HTTP %d %s", e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+}
+
+// Client calls one team's part of the keyturn API.
+type Client struct {
+	cfg   Config
+	http  *http.Client
+	token string // the bearer token, once known
+}
+
+// NewClient returns a client for cfg. A nil hc means a client with a one-minute timeout.
+// Redirects are never followed, so credentials go only to the configured address.
+func NewClient(cfg Config, hc *http.Client) *Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	copied := *hc
+	copied.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{cfg: cfg, http: &copied, token: cfg.Token}
+}
+
+// teamPath returns the URL path of a team resource: /v1/teams/{team}/{elem...}, each element
+// escaped.
+func (c *Client) teamPath(elem ...string) string {
+	var b strings.Builder
+	b.WriteString("/v1/teams/")
+	b.WriteString(url.PathEscape(c.cfg.Team))
+	for _, e := range elem {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(e))
+	}
+	return b.String()
+}
+
+// url returns the absolute URL of an escaped path (as teamPath builds) under the configured
+// address, with query q.
+func (c *Client) url(escapedPath string, q url.Values) *url.URL {
+	u := *c.cfg.Addr
+	raw := c.cfg.Addr.EscapedPath() + escapedPath
+	p, err := url.PathUnescape(raw)
+	if err != nil {
+		p = raw
+	}
+	u.Path, u.RawPath, u.RawQuery = p, raw, q.Encode()
+	return &u
+}
+
+// authenticate obtains a bearer token from the key id and secret, once.
+func (c *Client) authenticate(ctx context.Context) error {
+	if c.token != "" {
+		return nil
+	}
+	body := map[string]string{"key_id": c.cfg.KeyID, "key_secret": c.cfg.KeySecret}
+	var out struct {
+		BearerToken string `json:"bearer_token"`
+	}
+	raw, _, err := c.send(ctx, http.MethodPost, c.url(c.teamPath("service_token"), nil), body, false)
+	if err != nil {
+		return fmt.Errorf("sign in as %s: %w", c.cfg.KeyID, err)
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.BearerToken == "" {
+		return fmt.Errorf("sign in as %s: the server's answer holds no bearer_token", c.cfg.KeyID)
+	}
+	c.token = out.BearerToken
+	return nil
+}
+
+// do sends an authenticated request and returns the response body and headers. A non-2xx
+// answer becomes an *APIError.
+func (c *Client) do(ctx context.Context, method string, u *url.URL, body any) ([]byte, http.Header, error) {
+	if err := c.authenticate(ctx); err != nil {
+		return nil, nil, err
+	}
+	return c.send(ctx, method, u, body, true)
+}
+
+func (c *Client) send(ctx context.Context, method string, u *url.URL, body any, withToken bool) ([]byte, http.Header, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "keyturn-cli")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if withToken {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is already in our message
+		}
+		return nil, nil, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: read the answer: %w", method, u.Redacted(), err)
+	}
+	if len(raw) > maxResponseBytes {
+		return nil, nil, fmt.Errorf("%s %s: the answer is larger than %d bytes", method, u.Redacted(), maxResponseBytes)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		apiErr := &APIError{Status: resp.StatusCode}
+		var eb struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(raw, &eb) == nil {
+			apiErr.Code, apiErr.Message = eb.Code, eb.Message
+		}
+		return nil, resp.Header, apiErr
+	}
+	return raw, resp.Header, nil
+}
+
+// getJSON GETs a team resource and decodes it into out (when not nil); it returns the raw body.
+func (c *Client) getJSON(ctx context.Context, u *url.URL, out any) ([]byte, http.Header, error) {
+	raw, h, err := c.do(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, nil, fmt.Errorf("GET %s: unexpected answer: %w", u.Redacted(), err)
+		}
+	}
+	return raw, h, nil
+}
+
+// Record is a vault record as the API shows it.
+type Record struct {
+	UID       string    `json:"uid"`
+	Type      string    `json:"type"`
+	Title     string    `json:"title"`
+	Folder    string    `json:"folder"`
+	Fields    []Field   `json:"fields"`
+	Custom    []Field   `json:"custom"`
+	Notes     string    `json:"notes"`
+	Revision  int64     `json:"revision"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Field is one typed field of a record.
+type Field struct {
+	Type  string            `json:"type"`
+	Label string            `json:"label,omitempty"`
+	Value []json.RawMessage `json:"value"`
+}
+
+// RecordInput is the body of record create and update requests.
+type RecordInput struct {
+	Type     string  `json:"type"`
+	Title    string  `json:"title"`
+	Folder   string  `json:"folder"`
+	Fields   []Field `json:"fields"`
+	Custom   []Field `json:"custom"`
+	Notes    string  `json:"notes"`
+	Revision *int64  `json:"revision,omitempty"`
+}
+
+// Summary is a record's metadata as listed.
+type Summary struct {
+	UID       string    `json:"uid"`
+	Type      string    `json:"type"`
+	Title     string    `json:"title"`
+	Folder    string    `json:"folder"`
+	Revision  int64     `json:"revision"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Version is one password version of a record.
+type Version struct {
+	Version   int64   `json:"version"`
+	State     string  `json:"state"`
+	Value     *string `json:"value,omitempty"`
+	CreatedAt string  `json:"created_at"`
+	UpdatedAt string  `json:"updated_at"`
+}
+
+// ListFilter selects records to list; empty fields do not filter.
+type ListFilter struct {
+	Type, Folder, Title string
+}
+
+// CreateRecord creates a record and returns it with the raw answer.
+func (c *Client) CreateRecord(ctx context.Context, in RecordInput) (Record, []byte, error) {
+	in.Revision = nil
+	return c.recordCall(ctx, http.MethodPost, c.url(c.teamPath("records"), nil), in)
+}
+
+// GetRecord returns a record with its values, and the raw answer.
+func (c *Client) GetRecord(ctx context.Context, uid string) (Record, []byte, error) {
+	return c.recordCall(ctx, http.MethodGet, c.url(c.teamPath("records", uid), nil), nil)
+}
+
+// UpdateRecord replaces a record's contents; in.Revision must be the revision read.
+func (c *Client) UpdateRecord(ctx context.Context, uid string, in RecordInput) (Record, []byte, error) {
+	if in.Revision == nil {
+		return Record{}, nil, errors.New("update record: no revision")
+	}
+	return c.recordCall(ctx, http.MethodPut, c.url(c.teamPath("records", uid), nil), in)
+}
+
+func (c *Client) recordCall(ctx context.Context, method string, u *url.URL, body any) (Record, []byte, error) {
+	raw, _, err := c.do(ctx, method, u, body)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return Record{}, nil, fmt.Errorf("%s %s: unexpected answer: %w", method, u.Redacted(), err)
+	}
+	return rec, raw, nil
+}
+
+// DeleteRecord deletes a record.
+func (c *Client) DeleteRecord(ctx context.Context, uid string) error {
+	_, _, err := c.do(ctx, http.MethodDelete, c.url(c.teamPath("records", uid), nil), nil)
+	return err
+}
+
+// ListRecords returns every record matching f, following the Link rel="next" header from page
+// to page.
+func (c *Client) ListRecords(ctx context.Context, f ListFilter) ([]Summary, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"type": f.Type, "folder": f.Folder, "title": f.Title} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	u := c.url(c.teamPath("records"), q)
+	out := []Summary{}
+	for page := 0; ; page++ {
+		if page == maxPages {
+			return nil, fmt.Errorf("list records: stopped after %d pages", maxPages)
+		}
+		var body struct {
+			List []Summary `json:"list"`
+		}
+		_, h, err := c.getJSON(ctx, u, &body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, body.List...)
+		next, err := c.nextLink(u, h)
+		if err != nil || next == nil {
+			return out, err
+		}
+		u = next
+	}
+}
+
+// nextLink returns the target of the Link rel="next" header, resolved against the request URL,
+// or nil when there is none. A link to another server is refused: the token must not leave.
+func (c *Client) nextLink(base *url.URL, h http.Header) (*url.URL, error) {
+	target := nextTarget(h.Values("Link"))
+	if target == "" {
+		return nil, nil
+	}
+	ref, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("the server's Link header is malformed: %w", err)
+	}
+	next := base.ResolveReference(ref)
+	if next.Scheme != c.cfg.Addr.Scheme || next.Host != c.cfg.Addr.Host {
+		return nil, fmt.Errorf("the server's next page is on another server (%s): not following it", next.Host)
+	}
+	if next.String() == base.String() {
+		return nil, errors.New("the server's next page is the same page: not following it")
+	}
+	return next, nil
+}
+
+// nextTarget finds the URI of the rel="next" link in Link header values (RFC 8288).
+func nextTarget(values []string) string {
+	for _, v := range values {
+		for {
+			v = strings.TrimLeft(v, " \t,")
+			if !strings.HasPrefix(v, "<") {
+				break
+			}
+			end := strings.IndexByte(v, '>')
+			if end < 0 {
+				break
+			}
+			target := v[1:end]
+			v = v[end+1:]
+			// The link's parameters run to the next comma outside a quoted string.
+			i, quoted := 0, false
+		scan:
+			for ; i < len(v); i++ {
+				switch c := v[i]; {
+				case c == '"':
+					quoted = !quoted
+				case c == '\\' && quoted:
+					i++
+				case c == ',' && !quoted:
+					break scan
+				}
+			}
+			i = min(i, len(v))
+			if hasRel(v[:i], "next") {
+				return target
+			}
+			v = v[i:]
+		}
+	}
+	return ""
+}
+
+// hasRel reports whether link parameters such as `; rel="prev next"` include relation rel.
+func hasRel(params, rel string) bool {
+	for _, p := range strings.Split(params, ";") {
+		name, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "rel") {
+			continue
+		}
+		for _, r := range strings.Fields(strings.Trim(strings.TrimSpace(val), `"`)) {
+			if strings.EqualFold(r, rel) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Versions returns a record's password versions, with their values when reveal is set, and
+// the raw answer.
+func (c *Client) Versions(ctx context.Context, uid string, reveal bool) ([]Version, []byte, error) {
+	var q url.Values
+	if reveal {
+		q = url.Values{"reveal": {"true"}}
+	}
+	var body struct {
+		List []Version `json:"list"`
+	}
+	raw, _, err := c.getJSON(ctx, c.url(c.teamPath("records", uid, "versions"), q), &body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return body.List, raw, nil
+}
+
+// Resolve returns the JSON value a Keeper notation reference names, and the raw answer.
+func (c *Client) Resolve(ctx context.Context, ref string) (json.RawMessage, []byte, error) {
+	var body struct {
+		Value json.RawMessage `json:"value"`
+	}
+	raw, _, err := c.getJSON(ctx, c.url(c.teamPath("notation"), url.Values{"ref": {ref}}), &body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body.Value == nil {
+		return nil, nil, errors.New("the server's answer holds no value")
+	}
+	return body.Value, raw, nil
+}
