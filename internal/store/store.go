@@ -44,15 +44,18 @@ type Reader struct {
 // and a pool of read-only connections that read concurrently under WAL.
 type DB struct {
 	Reader
-	write   *sql.DB
-	read    *sql.DB
-	dialect goose.Dialect
+	write      *sql.DB
+	read       *sql.DB
+	writeStmts *stmtCache
+	readStmts  *stmtCache
+	dialect    goose.Dialect
+	commits    *committer
 }
 
 // Tx is a write transaction; see DB.Tx.
 type Tx struct {
 	Reader
-	tx *sql.Tx
+	tx txQuerier
 }
 
 // SQLitePath returns the database file inside a data directory.
@@ -86,7 +89,11 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	return &DB{Reader: Reader{q: read}, write: write, read: read, dialect: goose.DialectSQLite3}, nil
+	db := &DB{write: write, read: read, writeStmts: newStmtCache(write), readStmts: newStmtCache(read),
+		dialect: goose.DialectSQLite3}
+	db.Reader = Reader{q: pool{db.readStmts}}
+	db.commits = startCommitter(write, db.writeStmts)
+	return db, nil
 }
 
 // Migrate applies every pending schema migration.
@@ -109,22 +116,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
 
 // Close closes both pools.
-func (db *DB) Close() error { return errors.Join(db.read.Close(), db.write.Close()) }
-
-// Tx runs fn in one write transaction: it commits when fn returns nil and rolls back otherwise.
-func (db *DB) Tx(ctx context.Context, fn func(*Tx) error) error {
-	sqlTx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(&Tx{Reader: Reader{q: sqlTx}, tx: sqlTx}); err != nil {
-		_ = sqlTx.Rollback()
-		return err
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+func (db *DB) Close() error {
+	db.commits.stop()
+	db.readStmts.close()
+	db.writeStmts.close()
+	return errors.Join(db.read.Close(), db.write.Close())
 }
 
 func nanos(t time.Time) int64 { return t.UnixNano() }

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// maxBatch bounds how many transactions share one commit.
+const maxBatch = 128
+
+// ErrClosed is returned by Tx after Close.
+var ErrClosed = errors.New("store: database closed")
+
+// Tx runs fn as one atomic, durable change: when fn returns nil its writes are committed (and
+// on disk) before Tx returns; when it returns an error, none of its writes remain.
+//
+// Concurrent calls are group-committed: a single writer runs them one after another inside one
+// SQLite transaction, each under its own savepoint, and commits once, so many changes share
+// one fsync. Each fn sees the writes of those before it, exactly as if they ran serially.
+// fn must not call Tx itself.
+func (db *DB) Tx(ctx context.Context, fn func(*Tx) error) error {
+	return db.commits.do(ctx, fn)
+}
+
+type txRequest struct {
+	ctx  context.Context
+	fn   func(*Tx) error
+	done chan error
+}
+
+// committer owns the write connection and runs every write transaction.
+type committer struct {
+	write *sql.DB
+	stmts *stmtCache
+	queue chan *txRequest
+	quit  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+func startCommitter(write *sql.DB, stmts *stmtCache) *committer {
+	c := &committer{write: write, stmts: stmts, queue: make(chan *txRequest, maxBatch), quit: make(chan struct{})}
+	c.wg.Go(c.loop)
+	return c
+}
+
+func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
+	req := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case c.queue <- req:
+	case <-c.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, wait for the outcome even if ctx ends: the caller must learn whether the
+	// change was committed.
+	return <-req.done
+}
+
+func (c *committer) stop() {
+	c.once.Do(func() { close(c.quit) })
+	c.wg.Wait()
+}
+
+func (c *committer) loop() {
+	for {
+		var first *txRequest
+		select {
+		case first = <-c.queue:
+		case <-c.quit:
+			c.drain()
+			return
+		}
+		batch := []*txRequest{first}
+	collect:
+		for len(batch) < maxBatch {
+			select {
+			case req := <-c.queue:
+				batch = append(batch, req)
+			default:
+				break collect
+			}
+		}
+		c.run(batch)
+	}
+}
+
+// drain refuses what is still queued after stop.
+func (c *committer) drain() {
+	for {
+		select {
+		case req := <-c.queue:
+			req.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+// run executes a batch in one transaction and delivers each request's outcome.
+func (c *committer) run(batch []*txRequest) {
+	errs := make([]error, len(batch))
+	var unprepared []string
+	defer func() {
+		for i, req := range batch {
+			req.done <- errs[i]
+		}
+		for _, q := range unprepared {
+			_, _ = c.stmts.stmt(context.Background(), q) // a failure here only costs speed
+		}
+	}()
+	sqlTx, err := c.write.BeginTx(context.Background(), nil)
+	if err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("begin: %w", err)
+		}
+		return
+	}
+	q := txQuerier{tx: sqlTx, cache: c.stmts, unprepared: &unprepared}
+	tx := &Tx{Reader: Reader{q: q}, tx: q}
+	committed := false
+	for i, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		errs[i] = c.runOne(sqlTx, tx, req)
+		committed = committed || errs[i] == nil
+	}
+	if !committed {
+		_ = sqlTx.Rollback()
+		return
+	}
+	if err := sqlTx.Commit(); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("commit: %w", err)
+			}
+		}
+	}
+}
+
+// runOne runs one request under a savepoint, undoing its writes if it fails or panics.
+// Its queries do not see the caller's cancellation: interrupting a statement would make
+// SQLite roll back the whole batch.
+func (c *committer) runOne(sqlTx *sql.Tx, tx *Tx, req *txRequest) (err error) {
+	ctx := context.Background()
+	if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT change"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("store: transaction panicked: %v", v)
+		}
+		if err != nil {
+			if _, rbErr := sqlTx.ExecContext(ctx, "ROLLBACK TO change"); rbErr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+			}
+		}
+		if _, relErr := sqlTx.ExecContext(ctx, "RELEASE change"); relErr != nil && err == nil {
+			err = fmt.Errorf("release savepoint: %w", relErr)
+		}
+	}()
+	return req.fn(tx)
+}
