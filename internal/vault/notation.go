@@ -47,7 +47,7 @@ func ParseNotation(ref string) (Notation, error) {
 	if len(parts) == 0 || parts[0].text == "" {
 		return bad("no record: expected keeper://<uid or title>/field/<type or label>")
 	}
-	if len(parts) == 1 {
+	if len(parts) == 1 || parts[1].text == "" && len(parts) == 2 {
 		return bad("no selector after the record: expected field, custom_field, title, notes or type")
 	}
 	n := Notation{Record: parts[0].text, Selector: parts[1].text, Index: -1}
