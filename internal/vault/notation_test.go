@@ -214,7 +214,7 @@ var notationErrorCases = []struct {
 	{"other scheme ftp", "ftp://host/x", "the scheme must be keeper://"},
 	{"missing selector", "keeper://" + sampleUID, "no selector after the record"},
 	{"missing selector no prefix", sampleUID, "no selector after the record"},
-	{"empty selector", "keeper://" + sampleUID + "/", `unknown selector ""`},
+	{"empty selector", "keeper://" + sampleUID + "/", "no selector after the record"},
 	{"unknown selector", "keeper://" + sampleUID + "/password", `unknown selector "password"`},
 	{"selectors are case-sensitive", "keeper://" + sampleUID + "/FIELD/password", `unknown selector "FIELD"`},
 	{"file selector", "keeper://" + sampleUID + "/file/cert.pem", "file attachments are not supported"},

@@ -319,4 +319,3 @@ func TestValidation(t *testing.T) {
 		t.Fatalf("invalid records were stored: %+v %v", list, err)
 	}
 }
-
