@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/keyturn/keyturn/internal/auth"
@@ -125,23 +126,10 @@ func (s *server) authorize(r *http.Request, roles []auth.Role) (*auth.Principal,
 func bearerToken(r *http.Request) (secret.Secret, bool) {
 	h := r.Header.Get("Authorization")
 	const prefix = "Bearer "
-	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		return secret.Secret{}, false
 	}
 	return secret.FromString(h[len(prefix):]), true
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *server) healthz(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) error {

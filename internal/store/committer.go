@@ -33,21 +33,31 @@ type txRequest struct {
 
 // committer owns the write connection and runs every write transaction.
 type committer struct {
-	write *sql.DB
-	stmts *stmtCache
-	queue chan *txRequest
-	quit  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	write   *sql.DB
+	stmts   *stmtCache
+	queue   chan *txRequest
+	quit    chan struct{} // closed by stop
+	stopped chan struct{} // closed once loop has returned
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 func startCommitter(write *sql.DB, stmts *stmtCache) *committer {
-	c := &committer{write: write, stmts: stmts, queue: make(chan *txRequest, maxBatch), quit: make(chan struct{})}
-	c.wg.Go(c.loop)
+	c := &committer{write: write, stmts: stmts, queue: make(chan *txRequest, maxBatch),
+		quit: make(chan struct{}), stopped: make(chan struct{})}
+	c.wg.Go(func() {
+		defer close(c.stopped)
+		c.loop()
+	})
 	return c
 }
 
 func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
+	select {
+	case <-c.quit:
+		return ErrClosed
+	default:
+	}
 	req := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case c.queue <- req:
@@ -57,8 +67,20 @@ func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
 		return ctx.Err()
 	}
 	// Once queued, wait for the outcome even if ctx ends: the caller must learn whether the
-	// change was committed.
-	return <-req.done
+	// change was committed. A request queued while stop raced with it may never be taken:
+	// once the loop has returned, every request it took has its outcome in done already, and
+	// one it did not take never ran.
+	select {
+	case err := <-req.done:
+		return err
+	case <-c.stopped:
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 func (c *committer) stop() {
