@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // DefaultAddr is the server address used when KEYTURN_ADDR is not set.
@@ -229,27 +231,6 @@ func (c *Client) getJSON(ctx context.Context, u *url.URL, out any) ([]byte, http
 	return raw, h, nil
 }
 
-// Record is a vault record as the API shows it.
-type Record struct {
-	UID       string    `json:"uid"`
-	Type      string    `json:"type"`
-	Title     string    `json:"title"`
-	Folder    string    `json:"folder"`
-	Fields    []Field   `json:"fields"`
-	Custom    []Field   `json:"custom"`
-	Notes     string    `json:"notes"`
-	Revision  int64     `json:"revision"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// Field is one typed field of a record.
-type Field struct {
-	Type  string            `json:"type"`
-	Label string            `json:"label,omitempty"`
-	Value []json.RawMessage `json:"value"`
-}
-
 // RecordInput is the body of record create and update requests.
 type RecordInput struct {
 	Type     string  `json:"type"`
@@ -261,16 +242,12 @@ type RecordInput struct {
 	Revision *int64  `json:"revision,omitempty"`
 }
 
-// Summary is a record's metadata as listed.
-type Summary struct {
-	UID       string    `json:"uid"`
-	Type      string    `json:"type"`
-	Title     string    `json:"title"`
-	Folder    string    `json:"folder"`
-	Revision  int64     `json:"revision"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
+// The record shapes are the vault's own, as the API serves them.
+type (
+	Record  = vault.Record
+	Field   = vault.Field
+	Summary = vault.Summary
+)
 
 // Version is one password version of a record.
 type Version struct {
