@@ -65,7 +65,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 
 	handler := api.New(api.Deps{
 		Vault:  vault.New(v.DB, v.Keys),
-		Auth:   auth.New(v.DB, v.Keys, cfg.TokenTTL),
+		Auth:   auth.New(v.DB, v.Keys, auth.Options{TokenTTL: cfg.TokenTTL}),
 		Ready:  v.DB.Ping,
 		Logger: log,
 	})

@@ -66,10 +66,20 @@ func New(d Deps) http.Handler {
 func (s *server) routes() []route {
 	pamOrReader := []auth.Role{auth.PAMAdmin, auth.SecretsReader}
 	pam := []auth.Role{auth.PAMAdmin}
+	identityReaders := []auth.Role{auth.PAMAdmin, auth.ResourceAdmin, auth.SecurityAdmin}
+	resource := []auth.Role{auth.ResourceAdmin}
 	return []route{
 		{method: "GET", path: "/healthz", public: true, h: s.healthz},
 		{method: "GET", path: "/readyz", public: true, h: s.readyz},
 		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, h: s.serviceToken},
+
+		{method: "GET", path: "/v1/teams/{team}/service_users", roles: identityReaders, h: s.listServiceUsers},
+		{method: "POST", path: "/v1/teams/{team}/service_users", roles: resource, h: s.createServiceUser},
+		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}", roles: identityReaders, h: s.getServiceUser},
+		{method: "PUT", path: "/v1/teams/{team}/service_users/{user_name}", roles: resource, h: s.updateServiceUser},
+		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.listKeys},
+		{method: "POST", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.rotateKeys},
+		{method: "DELETE", path: "/v1/teams/{team}/service_users/{user_name}/keys/{key_id}", roles: resource, h: s.deleteKey},
 
 		{method: "POST", path: "/v1/teams/{team}/records", roles: pam, h: s.createRecord},
 		{method: "GET", path: "/v1/teams/{team}/records", roles: anyRole, h: s.listRecords},
@@ -79,6 +89,23 @@ func (s *server) routes() []route {
 		{method: "GET", path: "/v1/teams/{team}/records/{uid}/versions", roles: pam, h: s.recordVersions},
 		{method: "GET", path: "/v1/teams/{team}/notation", roles: pamOrReader, h: s.notation},
 	}
+}
+
+// Route describes a route and who may call it.
+type Route struct {
+	Method string
+	Path   string
+	Public bool        // no token needed
+	Roles  []auth.Role // any one of them is needed; empty = any authenticated caller of the team
+}
+
+// Routes lists every route the API serves.
+func Routes() []Route {
+	var out []Route
+	for _, rt := range (&server{}).routes() {
+		out = append(out, Route{Method: rt.method, Path: rt.path, Public: rt.public, Roles: rt.roles})
+	}
+	return out
 }
 
 // wrap applies the route's declared access rule, the body limit and error rendering.

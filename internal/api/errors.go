@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/keyturn/keyturn/internal/auth"
@@ -60,6 +62,9 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	}
 	if fe.Kind == fault.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyturn"`)
+	}
+	if fe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(fe.RetryAfter.Seconds()))))
 	}
 	_ = writeJSON(w, statusOf[fe.Kind], errorBody{Code: fe.Code, Message: fe.Message})
 }

@@ -89,21 +89,40 @@ type Token struct {
 	TeamName  string
 }
 
+// Options configure a Service; zero values take the defaults.
+type Options struct {
+	TokenTTL      time.Duration    // lifetime of bearer tokens (DefaultTokenTTL)
+	FailureLimit  int              // failed token exchanges allowed per key id and per address (DefaultFailureLimit)
+	FailureWindow time.Duration    // the window those failures are counted in (DefaultFailureWindow)
+	Now           func() time.Time // the clock (time.Now)
+}
+
 // Service issues and checks credentials.
 type Service struct {
 	db       *store.DB
 	keys     *keyring.Keyring
 	now      func() time.Time
 	tokenTTL time.Duration
+	failures *failureLimiter
 	dummy    []byte // compared against when a key id is unknown, to even out timing
 }
 
-// New returns a Service. A tokenTTL of zero means DefaultTokenTTL.
-func New(db *store.DB, keys *keyring.Keyring, tokenTTL time.Duration) *Service {
-	if tokenTTL <= 0 {
-		tokenTTL = DefaultTokenTTL
+// New returns a Service.
+func New(db *store.DB, keys *keyring.Keyring, opt Options) *Service {
+	if opt.TokenTTL <= 0 {
+		opt.TokenTTL = DefaultTokenTTL
 	}
-	return &Service{db: db, keys: keys, now: time.Now, tokenTTL: tokenTTL, dummy: keys.Hash("api-key", nil)}
+	if opt.FailureLimit <= 0 {
+		opt.FailureLimit = DefaultFailureLimit
+	}
+	if opt.FailureWindow <= 0 {
+		opt.FailureWindow = DefaultFailureWindow
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Service{db: db, keys: keys, now: opt.Now, tokenTTL: opt.TokenTTL,
+		failures: newFailureLimiter(opt.FailureLimit, opt.FailureWindow), dummy: keys.Hash("api-key", nil)}
 }
 
 // CreateTeam creates a team with an admin service user holding every role, and returns the
@@ -160,9 +179,24 @@ func (s *Service) keyHash(keyID string, sec secret.Secret) []byte {
 	return s.keys.Hash("api-key/"+keyID, sec.Bytes())
 }
 
-// IssueToken exchanges an API key for a bearer token of the key's team.
-func (s *Service) IssueToken(ctx context.Context, team, keyID string, keySecret secret.Secret) (Token, error) {
+// IssueToken exchanges an API key for a bearer token of the key's team. client is the
+// caller's network address. Every wrong team, key id or secret gets the same error; after too
+// many of them for the key id or the address, every attempt is refused until the window ends.
+func (s *Service) IssueToken(ctx context.Context, team, keyID string, keySecret secret.Secret, client string) (Token, error) {
 	now := s.now().UTC()
+	if wait := max(s.failures.blocked("key:"+keyID, now), s.failures.blocked("addr:"+client, now)); wait > 0 {
+		return Token{}, &fault.Error{Kind: fault.RateLimited, Code: "too_many_attempts", RetryAfter: wait,
+			Message: fmt.Sprintf("too many failed attempts: try again in %s", wait.Round(time.Second))}
+	}
+	tok, err := s.issueToken(ctx, team, keyID, keySecret, now)
+	if errors.Is(err, errBadCredentials) {
+		s.failures.fail("key:"+keyID, now)
+		s.failures.fail("addr:"+client, now)
+	}
+	return tok, err
+}
+
+func (s *Service) issueToken(ctx context.Context, team, keyID string, keySecret secret.Secret, now time.Time) (Token, error) {
 	key, user, _, err := s.db.APIKeyWithUser(ctx, team, keyID)
 	if errors.Is(err, store.ErrNotFound) {
 		hmac.Equal(s.dummy, s.keyHash(keyID, keySecret))

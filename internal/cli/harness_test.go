@@ -44,7 +44,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, creds: creds}
-	handler := api.New(api.Deps{Vault: vault.New(v.DB, v.Keys), Auth: auth.New(v.DB, v.Keys, 0)})
+	handler := api.New(api.Deps{Vault: vault.New(v.DB, v.Keys), Auth: auth.New(v.DB, v.Keys, auth.Options{})})
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		handler.ServeHTTP(w, r)
 		h.mu.Lock()

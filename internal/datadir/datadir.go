@@ -108,7 +108,7 @@ func Init(ctx context.Context, dir, team string, u Unseal) (creds auth.Credentia
 	}); err != nil {
 		return creds, err
 	}
-	return auth.New(db, keys, 0).CreateTeam(ctx, team)
+	return auth.New(db, keys, auth.Options{}).CreateTeam(ctx, team)
 }
 
 // Open opens and unseals an existing data directory. A wrong passphrase or key file gives an

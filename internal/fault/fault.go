@@ -5,6 +5,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Kind classifies an error by what the caller can do about it.
@@ -30,6 +31,8 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error // the underlying cause, for logs; may be nil
+
+	RetryAfter time.Duration // for RateLimited: when the caller may try again
 }
 
 func (e *Error) Error() string {

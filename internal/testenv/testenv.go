@@ -43,7 +43,7 @@ func Start(tb testing.TB) *Env {
 		tb.Fatal(err)
 	}
 	srv := httptest.NewServer(api.New(api.Deps{
-		Vault: vault.New(v.DB, v.Keys), Auth: auth.New(v.DB, v.Keys, 0), Ready: v.DB.Ping,
+		Vault: vault.New(v.DB, v.Keys), Auth: auth.New(v.DB, v.Keys, auth.Options{}), Ready: v.DB.Ping,
 	}))
 	tb.Cleanup(func() {
 		srv.Close()
