@@ -29,7 +29,7 @@ type env struct {
 
 func newCommands(getenv func(string) string) []*cobra.Command {
 	e := &env{getenv: getenv}
-	return []*cobra.Command{e.recordCommand(), e.getCommand()}
+	return []*cobra.Command{e.recordCommand(), e.getCommand(), e.serviceUserCommand()}
 }
 
 // client reads the configuration and returns a client; missing settings are usage errors.

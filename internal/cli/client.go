@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -309,14 +311,19 @@ func (c *Client) ListRecords(ctx context.Context, f ListFilter) ([]Summary, erro
 			q.Set(k, v)
 		}
 	}
-	u := c.url(c.teamPath("records"), q)
-	out := []Summary{}
+	return listAll[Summary](ctx, c, c.url(c.teamPath("records"), q), "list records")
+}
+
+// listAll GETs a list from u and every page after it, following the Link rel="next" header,
+// and returns all their items (an empty, non-nil slice when there are none).
+func listAll[T any](ctx context.Context, c *Client, u *url.URL, what string) ([]T, error) {
+	out := []T{}
 	for page := 0; ; page++ {
 		if page == maxPages {
-			return nil, fmt.Errorf("list records: stopped after %d pages", maxPages)
+			return nil, fmt.Errorf("%s: stopped after %d pages", what, maxPages)
 		}
 		var body struct {
-			List []Summary `json:"list"`
+			List []T `json:"list"`
 		}
 		_, h, err := c.getJSON(ctx, u, &body)
 		if err != nil {
@@ -435,4 +442,123 @@ func (c *Client) Resolve(ctx context.Context, ref string) (json.RawMessage, []by
 		return nil, nil, errors.New("the server's answer holds no value")
 	}
 	return body.Value, raw, nil
+}
+
+// The identity shapes are the auth service's own, as the API serves them.
+type (
+	User = auth.User
+	Key  = auth.Key
+	Role = auth.Role
+)
+
+// IssuedKey is a freshly issued API key with the only copy of its secret.
+type IssuedKey struct {
+	Key
+	Secret string `json:"secret"`
+}
+
+// UserFilter selects service users to list; empty fields do not filter.
+type UserFilter struct {
+	Contains, StartsWith, Status string
+	PageSize                     int // users per request; 0 means the server's default
+}
+
+// UserInput is the body of a service user create request; empty roles and folders are left out
+// (no roles; every folder).
+type UserInput struct {
+	Name    string   `json:"name"`
+	Roles   []string `json:"roles,omitempty"`
+	Folders []string `json:"folders,omitempty"`
+}
+
+// UserChange is the body of a service user update request: nil fields are not sent and stay as
+// they are; a pointer to an empty slice clears the roles, or grants every folder.
+type UserChange struct {
+	Status  *string   `json:"status,omitempty"`
+	Roles   *[]string `json:"roles,omitempty"`
+	Folders *[]string `json:"folders,omitempty"`
+}
+
+// call sends an authenticated request and decodes a 2xx answer into out; it returns the raw
+// answer.
+func (c *Client) call(ctx context.Context, method string, u *url.URL, body, out any) ([]byte, error) {
+	raw, _, err := c.do(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("%s %s: unexpected answer: %w", method, u.Redacted(), err)
+	}
+	return raw, nil
+}
+
+// ListUsers returns every service user of the team matching f, following the Link rel="next"
+// header from page to page.
+func (c *Client) ListUsers(ctx context.Context, f UserFilter) ([]User, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"contains": f.Contains, "starts_with": f.StartsWith, "status": f.Status} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.PageSize > 0 {
+		q.Set("count", strconv.Itoa(f.PageSize))
+	}
+	return listAll[User](ctx, c, c.url(c.teamPath("service_users"), q), "list service users")
+}
+
+// CreateUser creates a service user and returns it with the raw answer.
+func (c *Client) CreateUser(ctx context.Context, in UserInput) (User, []byte, error) {
+	var u User
+	raw, err := c.call(ctx, http.MethodPost, c.url(c.teamPath("service_users"), nil), in, &u)
+	return u, raw, err
+}
+
+// GetUser returns a service user and the raw answer.
+func (c *Client) GetUser(ctx context.Context, name string) (User, []byte, error) {
+	var u User
+	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("service_users", name), nil), nil, &u)
+	return u, raw, err
+}
+
+// UpdateUser changes what ch holds of a service user and returns the user with the raw answer.
+func (c *Client) UpdateUser(ctx context.Context, name string, ch UserChange) (User, []byte, error) {
+	var u User
+	raw, err := c.call(ctx, http.MethodPut, c.url(c.teamPath("service_users", name), nil), ch, &u)
+	return u, raw, err
+}
+
+// UserKeys returns a service user's API keys (never their secrets) and the raw answer.
+func (c *Client) UserKeys(ctx context.Context, name string) ([]Key, []byte, error) {
+	var body struct {
+		List []Key `json:"list"`
+	}
+	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("service_users", name, "keys"), nil), nil, &body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body.List == nil {
+		body.List = []Key{}
+	}
+	return body.List, raw, nil
+}
+
+// RotateUserKey issues a new API key to a service user; the server makes the older keys expire
+// soon. The answer holds the only copy of the new key's secret.
+func (c *Client) RotateUserKey(ctx context.Context, name string) (IssuedKey, []byte, error) {
+	var k IssuedKey
+	raw, err := c.call(ctx, http.MethodPost, c.url(c.teamPath("service_users", name, "keys"), nil), nil, &k)
+	if err != nil {
+		return IssuedKey{}, nil, err
+	}
+	if k.ID == "" || k.Secret == "" {
+		return IssuedKey{}, nil, errors.New("the server's answer holds no key id or secret")
+	}
+	return k, raw, nil
+}
+
+// DeleteUserKey deletes one of a service user's API keys.
+func (c *Client) DeleteUserKey(ctx context.Context, name, keyID string) error {
+	_, _, err := c.do(ctx, http.MethodDelete, c.url(c.teamPath("service_users", name, "keys", keyID), nil), nil)
+	return err
 }

@@ -1,0 +1,436 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyturn/keyturn/internal/auth"
+)
+
+// userHelp explains roles and folders; it is appended to the help of create and update.
+const userHelp = `
+Roles: resource_admin (manages service users and keys), pam_admin (records, scripts,
+rotation), security_admin (audit, metadata), secrets_reader (reads record values).
+Folders limit every role to those folder prefixes, such as Shared/Okta; none means all.`
+
+func (e *env) serviceUserCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "service-user",
+		Short: "Create, list, show and change service users and their API keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(e.userCreate(), e.userList(), e.userGet(), e.userUpdate(), e.keyCommand())
+	return cmd
+}
+
+func (e *env) keyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "key",
+		Short: "Issue, list and delete a service user's API keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(e.keyRotate(), e.keyList(), e.keyDelete())
+	return cmd
+}
+
+// nameArg returns a service user name argument as given, refusing a blank one, and "." and
+// "..", which cannot be a URL path segment (the server would redirect elsewhere).
+func nameArg(args []string) (string, error) {
+	name := args[0]
+	switch {
+	case strings.TrimSpace(name) == "":
+		return "", Usagef("the service user name is empty")
+	case name == "." || name == "..":
+		return "", Usagef("%q cannot be a service user name", name)
+	}
+	return name, nil
+}
+
+func (e *env) userCreate() *cobra.Command {
+	var in UserInput
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "create NAME [--role R ...] [--folder F ...]",
+		Short: "Create a service user",
+		Long: `Create an ACTIVE service user, without API keys (issue one with "service-user key rotate"),
+and show it (with -o json, the user as the API returns it).
+` + userHelp + "\n" + envHelp,
+		Example: `  keyturn service-user create rotator --role pam_admin --folder Shared/Okta
+  keyturn service-user key rotate rotator`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			if in.Name, err = nameArg(args); err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			u, raw, err := c.CreateUser(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			return writeUser(cmd.OutOrStdout(), u)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&in.Roles, "role", nil, "grant this role (repeatable)")
+	f.StringArrayVar(&in.Folders, "folder", nil, "limit the roles to this folder prefix (repeatable; none: every folder)")
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) userList() *cobra.Command {
+	var filter UserFilter
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "list [--contains S] [--starts-with S] [--status ACTIVE|DISABLED|DELETED]",
+		Short: "List service users",
+		Long: `List the team's service users, every page of them: name, status, roles, folders and id.
+With -o json: {"list": [...]} holding every page's users.
+` + envHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			users, err := c.ListUsers(cmd.Context(), filter)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), map[string][]User{"list": users})
+			}
+			tw := newTable(&trimWriter{w: cmd.OutOrStdout()})
+			fmt.Fprintln(tw, "NAME\tSTATUS\tROLES\tFOLDERS\tID")
+			for _, u := range users {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(u.Name), clean(u.Status), rolesText(u.Roles),
+					foldersText(u.Folders), clean(u.ID))
+			}
+			return tw.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&filter.Contains, "contains", "", "only users whose name contains this text")
+	f.StringVar(&filter.StartsWith, "starts-with", "", "only users whose name starts with this text")
+	f.StringVar(&filter.Status, "status", "", "only users with this status: ACTIVE, DISABLED or DELETED")
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) userGet() *cobra.Command {
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a service user",
+		Long:  "Show a service user: id, status, roles and folders. With -o json, as the API returns it.\n" + envHelp,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			name, err := nameArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			u, raw, err := c.GetUser(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			return writeUser(cmd.OutOrStdout(), u)
+		},
+	}
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) userUpdate() *cobra.Command {
+	var status string
+	var roles, folders []string
+	var noRoles, allFolders bool
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "update NAME [--status S] [--role R ... | --no-roles] [--folder F ... | --all-folders]",
+		Short: "Change a service user's status, roles or folders",
+		Long: `Change what the flags give and nothing else, and show the user as it is then.
+
+--status is ACTIVE, DISABLED or DELETED: a disabled user's keys and tokens stop working until
+it is made ACTIVE again; a deleted user cannot be changed any more. Nobody can disable or
+delete themselves. The --role flags together replace the user's roles, and the --folder flags
+its folders.
+` + userHelp + "\n" + envHelp,
+		Example: `  keyturn service-user update rotator --role pam_admin --role security_admin
+  keyturn service-user update rotator --all-folders
+  keyturn service-user update rotator --status DISABLED`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			name, err := nameArg(args)
+			if err != nil {
+				return err
+			}
+			var ch UserChange
+			if cmd.Flags().Changed("status") {
+				ch.Status = &status
+			}
+			switch {
+			case len(roles) > 0 && noRoles:
+				return Usagef("give --role or --no-roles, not both")
+			case len(roles) > 0:
+				ch.Roles = &roles
+			case noRoles:
+				ch.Roles = &[]string{}
+			}
+			switch {
+			case len(folders) > 0 && allFolders:
+				return Usagef("give --folder or --all-folders, not both")
+			case len(folders) > 0:
+				ch.Folders = &folders
+			case allFolders:
+				ch.Folders = &[]string{}
+			}
+			if ch.Status == nil && ch.Roles == nil && ch.Folders == nil {
+				return Usagef("nothing to change: give --status, --role, --no-roles, --folder or --all-folders")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			u, raw, err := c.UpdateUser(cmd.Context(), name, ch)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			return writeUser(cmd.OutOrStdout(), u)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&status, "status", "", "new status: ACTIVE, DISABLED or DELETED")
+	f.StringArrayVar(&roles, "role", nil, "a role the user is to have; together they replace its roles (repeatable)")
+	f.BoolVar(&noRoles, "no-roles", false, "take every role away")
+	f.StringArrayVar(&folders, "folder", nil, "a folder prefix the roles are limited to; together they replace its folders (repeatable)")
+	f.BoolVar(&allFolders, "all-folders", false, "lift the folder limits: the roles apply to every folder")
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) keyRotate() *cobra.Command {
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "rotate NAME",
+		Short: "Issue a new API key to a service user; its older keys expire soon",
+		Long: fmt.Sprintf(`Issue a new API key to a service user and print its id and secret:
+
+  key_id: ...
+  key_secret: ...
+
+The secret is shown this once and cannot be read again: store it now. Every older key of the
+user stops working %s later (use "key delete" to end one at once).
+With -o json the API's answer {id, secret, issued_at, expires_at, last_used} is printed.
+`, graceText) + envHelp,
+		Example: `  keyturn service-user key rotate rotator -o json > rotator-key.json`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			name, err := nameArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			k, raw, err := c.RotateUserKey(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: the key secret is shown only once, store it now; older keys of %s expire in %s\n",
+				clean(name), graceText)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "key_id: %s\nkey_secret: %s\n", clean(k.ID), clean(k.Secret))
+			return err
+		},
+	}
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) keyList() *cobra.Command {
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "list NAME",
+		Short: "List a service user's API keys (never their secrets)",
+		Long: `List a service user's API keys: id, when issued, when they expire ("never" when they do
+not) and when last used ("-" when never). With -o json: the API's {"list": [...]}.
+` + envHelp,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			name, err := nameArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			keys, raw, err := c.UserKeys(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			tw := newTable(&trimWriter{w: cmd.OutOrStdout()})
+			fmt.Fprintln(tw, "ID\tISSUED\tEXPIRES\tLAST_USED")
+			for _, k := range keys {
+				expires := "never"
+				if !k.ExpiresAt.IsZero() {
+					expires = timeText(k.ExpiresAt)
+				}
+				lastUsed := "-"
+				if k.LastUsed != nil && !k.LastUsed.IsZero() {
+					lastUsed = timeText(*k.LastUsed)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clean(k.ID), timeText(k.IssuedAt), expires, lastUsed)
+			}
+			return tw.Flush()
+		},
+	}
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) keyDelete() *cobra.Command {
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "delete NAME KEY_ID",
+		Short: "Delete a service user's API key; tokens minted from it stop working at once",
+		Long: `Delete a service user's API key: it and every bearer token minted from it stop working at
+once. With -o json: {"name": NAME, "key_id": KEY_ID, "deleted": true}.
+` + envHelp,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			name, err := nameArg(args)
+			if err != nil {
+				return err
+			}
+			keyID := strings.TrimSpace(args[1])
+			if keyID == "" {
+				return Usagef("the key id is empty")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteUserKey(cmd.Context(), name, keyID); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"name": name, "key_id": keyID, "deleted": true})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted key %s of %s\n", clean(keyID), clean(name))
+			return err
+		},
+	}
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+// graceText is how long older keys keep working after a rotation, as the server's auth
+// service sets it: "48 h".
+var graceText = strconv.FormatFloat(auth.OldKeyGrace.Hours(), 'f', -1, 64) + " h"
+
+// rolesText shows roles in a table cell: comma-separated, or (none).
+func rolesText(roles []Role) string {
+	if len(roles) == 0 {
+		return "(none)"
+	}
+	parts := make([]string, len(roles))
+	for i, r := range roles {
+		parts[i] = clean(string(r))
+	}
+	return strings.Join(parts, ",")
+}
+
+// foldersText shows folder grants in a table cell: comma-separated, or (all) when there are
+// none, which grants every folder.
+func foldersText(folders []string) string {
+	if len(folders) == 0 {
+		return "(all)"
+	}
+	parts := make([]string, len(folders))
+	for i, f := range folders {
+		parts[i] = clean(f)
+	}
+	return strings.Join(parts, ",")
+}
+
+// writeUser writes a service user as text.
+func writeUser(w io.Writer, u User) error {
+	tw := newTable(&trimWriter{w: w})
+	fmt.Fprintf(tw, "Name:\t%s\n", clean(u.Name))
+	fmt.Fprintf(tw, "ID:\t%s\n", clean(u.ID))
+	fmt.Fprintf(tw, "Team:\t%s\n", clean(u.TeamName))
+	fmt.Fprintf(tw, "Type:\t%s\n", clean(u.UserType))
+	fmt.Fprintf(tw, "Status:\t%s\n", clean(u.Status))
+	fmt.Fprintf(tw, "Roles:\t%s\n", rolesText(u.Roles))
+	fmt.Fprintf(tw, "Folders:\t%s\n", foldersText(u.Folders))
+	if u.DeletedAt != nil && !u.DeletedAt.IsZero() {
+		fmt.Fprintf(tw, "Deleted:\t%s\n", timeText(*u.DeletedAt))
+	}
+	if u.Details != nil {
+		if b, err := json.Marshal(u.Details); err == nil {
+			fmt.Fprintf(tw, "Details:\t%s\n", clean(string(b)))
+		}
+	}
+	return tw.Flush()
+}
