@@ -110,8 +110,11 @@ func (r Reader) ListRecords(ctx context.Context, f RecordFilter) ([]Record, erro
 		q += ` AND (` + strings.Join(ors, " OR ") + `)`
 	}
 	if f.Title != "" {
-		args = append(args, "%"+likeEscape(strings.ToLower(f.Title))+"%")
-		q += ` AND lower(title) LIKE $` + strconv.Itoa(len(args)) + ` ESCAPE '\'`
+		// SQLite's lower() and LIKE fold ASCII letters only: title "ÜBER" never matches the
+		// lower-cased filter "über", so the filter as given is tried too.
+		args = append(args, "%"+likeEscape(strings.ToLower(f.Title))+"%", "%"+likeEscape(f.Title)+"%")
+		q += ` AND (lower(title) LIKE $` + strconv.Itoa(len(args)-1) + ` ESCAPE '\' OR title LIKE $` +
+			strconv.Itoa(len(args)) + ` ESCAPE '\')`
 	}
 	args = append(args, f.Limit, f.Offset)
 	q += ` ORDER BY folder, title, uid LIMIT $` + strconv.Itoa(len(args)-1) + ` OFFSET $` + strconv.Itoa(len(args))
