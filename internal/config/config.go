@@ -118,12 +118,13 @@ func (c Config) Level() (slog.Level, error) {
 	return l, nil
 }
 
-// redactDSN drops a password from a connection string before it is shown.
+// redactDSN keeps only the scheme of a connection string before it is shown: a password may
+// sit anywhere in one (user info, query string, key=value pairs), and the scheme says enough.
 func redactDSN(dsn string) string {
-	if at := strings.LastIndex(dsn, "@"); at >= 0 {
-		if scheme := strings.Index(dsn, "://"); scheme >= 0 && scheme < at {
-			return dsn[:scheme+3] + "…" + dsn[at:]
-		}
+	scheme, _, ok := strings.Cut(dsn, ":")
+	const schemeChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
+	if ok && scheme != "" && strings.Trim(scheme, schemeChars) == "" {
+		return scheme + ":…"
 	}
-	return dsn
+	return "…"
 }

@@ -1,0 +1,328 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/keyturn/keyturn/internal/config"
+)
+
+// clearEnv removes every KEYTURN_* variable for the test (restored afterwards).
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "KEYTURN_") {
+			t.Setenv(k, "") // registers the restore
+			os.Unsetenv(k)
+		}
+	}
+}
+
+// serverFlags builds the flag set of `keyturn server` (cmd/keyturn/server.go) and parses args.
+func serverFlags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	d := config.Defaults()
+	f := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	f.String("config", "", "YAML configuration file")
+	f.String("data", "", "data directory made by keyturn init")
+	f.String("listen", d.Listen, "address to serve the API on")
+	f.String("storage", "", "storage")
+	f.String("passphrase-file", "", "passphrase file")
+	f.Duration("token-ttl", d.TokenTTL, "lifetime of bearer tokens")
+	f.Duration("shutdown-timeout", d.ShutdownTimeout, "shutdown timeout")
+	f.String("log-level", d.LogLevel, "debug, info, warn or error")
+	if err := f.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func writeYAML(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keyturn.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefaults(t *testing.T) {
+	clearEnv(t)
+	got, err := config.Load("", serverFlags(t, "--data", "/d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{Data: "/d", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
+		ShutdownTimeout: 30 * time.Second, LogLevel: "info"}
+	if got != want {
+		t.Fatalf("Load = %+v, want %+v", got, want)
+	}
+	if !reflect.DeepEqual(config.Defaults(), config.Config{Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
+		ShutdownTimeout: 30 * time.Second, LogLevel: "info"}) {
+		t.Fatalf("Defaults = %+v", config.Defaults())
+	}
+}
+
+const fullYAML = `
+data: /file/data
+listen: 127.0.0.1:1001
+passphrase_file: /file/pass
+token_ttl: 2h
+shutdown_timeout: 10s
+log_level: warn
+`
+
+// Each key comes from the highest layer that sets it: defaults < file < env < changed flags.
+func TestLayering(t *testing.T) {
+	clearEnv(t)
+	path := writeYAML(t, fullYAML)
+	t.Setenv("KEYTURN_LISTEN", "127.0.0.1:1002")
+	t.Setenv("KEYTURN_PASSPHRASE_FILE", "/env/pass")
+	t.Setenv("KEYTURN_TOKEN_TTL", "3h")
+	t.Setenv("KEYTURN_LOG_LEVEL", "debug")
+	fs := serverFlags(t, "--config", path, "--listen", "127.0.0.1:1003", "--token-ttl", "4h")
+
+	got, err := config.Load(path, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		Data:            "/file/data",     // file only
+		Listen:          "127.0.0.1:1003", // file < env < flag
+		PassphraseFile:  "/env/pass",      // file < env
+		TokenTTL:        4 * time.Hour,    // file < env < flag
+		ShutdownTimeout: 10 * time.Second, // file over the default
+		LogLevel:        "debug",          // file < env
+	}
+	if got != want {
+		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
+	}
+
+	// Without the flags, env wins over the file; without env, the file wins over defaults.
+	got, err = config.Load(path, serverFlags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Listen, want.TokenTTL = "127.0.0.1:1002", 3*time.Hour
+	if got != want {
+		t.Fatalf("Load without flags\n got %+v\nwant %+v", got, want)
+	}
+	clearEnv(t)
+	got, err = config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = config.Config{Data: "/file/data", Listen: "127.0.0.1:1001", PassphraseFile: "/file/pass",
+		TokenTTL: 2 * time.Hour, ShutdownTimeout: 10 * time.Second, LogLevel: "warn"}
+	if got != want {
+		t.Fatalf("Load of the file alone\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// A flag left at its default does not override the file or the environment, while a flag
+// set explicitly does, even to the default's value.
+func TestUnchangedFlagsDoNotOverride(t *testing.T) {
+	clearEnv(t)
+	path := writeYAML(t, "data: /file/data\nlisten: 127.0.0.1:1001\nlog_level: warn\n")
+	t.Setenv("KEYTURN_TOKEN_TTL", "2h")
+	t.Setenv("KEYTURN_SHUTDOWN_TIMEOUT", "5s")
+
+	got, err := config.Load(path, serverFlags(t, "--data", "/flag/data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{Data: "/flag/data", Listen: "127.0.0.1:1001", TokenTTL: 2 * time.Hour,
+		ShutdownTimeout: 5 * time.Second, LogLevel: "warn"}
+	if got != want {
+		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
+	}
+
+	got, err = config.Load(path, serverFlags(t, "--listen", "127.0.0.1:8200", "--token-ttl", "1h", "--log-level", "info"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = config.Config{Data: "/file/data", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
+		ShutdownTimeout: 5 * time.Second, LogLevel: "info"}
+	if got != want {
+		t.Fatalf("flags set to their defaults\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// Client settings share the KEYTURN_ prefix but are not server configuration.
+func TestClientVariablesIgnored(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("KEYTURN_DATA", "/env/data")
+	for _, k := range []string{"KEYTURN_TOKEN", "KEYTURN_ADDR", "KEYTURN_TEAM", "KEYTURN_KEY_ID", "KEYTURN_KEY_SECRET",
+		"KEYTURN_CONFIG", "KEYTURN_TOKEN_TTL_X", "KEYTURN_"} {
+		t.Setenv(k, "not:a/valid value")
+	}
+	got, err := config.Load("", serverFlags(t))
+	if err != nil {
+		t.Fatalf("client variables broke Load: %v", err)
+	}
+	want := config.Defaults()
+	want.Data = "/env/data"
+	if got != want {
+		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestEnvKeyCase(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("KEYTURN_DATA", "/env/data")
+	t.Setenv("KEYTURN_LOG_LEVEL", "ERROR")
+	got, err := config.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Data != "/env/data" || got.LogLevel != "ERROR" {
+		t.Fatalf("Load = %+v", got)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	t.Run("missing file", func(t *testing.T) {
+		clearEnv(t)
+		missing := filepath.Join(t.TempDir(), "nope.yaml")
+		_, err := config.Load(missing, serverFlags(t, "--data", "/d"))
+		if err == nil || !strings.Contains(err.Error(), missing) {
+			t.Fatalf("Load of a missing file = %v, want an error naming it", err)
+		}
+	})
+	t.Run("bad YAML", func(t *testing.T) {
+		clearEnv(t)
+		path := writeYAML(t, "data: [unclosed\n")
+		if _, err := config.Load(path, nil); err == nil || !strings.Contains(err.Error(), path) {
+			t.Fatalf("Load of bad YAML = %v, want an error naming the file", err)
+		}
+	})
+	t.Run("bad duration in env", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("KEYTURN_DATA", "/d")
+		t.Setenv("KEYTURN_TOKEN_TTL", "soon")
+		if _, err := config.Load("", nil); err == nil || !strings.Contains(err.Error(), "token_ttl") {
+			t.Fatalf("Load with KEYTURN_TOKEN_TTL=soon = %v, want an error naming token_ttl", err)
+		}
+	})
+	t.Run("validated", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("KEYTURN_TOKEN_TTL", "48h")
+		cfg, err := config.Load("", serverFlags(t, "--log-level", "loud"))
+		if err == nil {
+			t.Fatal("Load validated nothing")
+		}
+		for _, key := range []string{"data:", "token_ttl:", "log_level:"} {
+			if !strings.Contains(err.Error(), key) {
+				t.Errorf("Load error %q does not name %s", err, key)
+			}
+		}
+		if cfg.TokenTTL != 48*time.Hour || cfg.LogLevel != "loud" {
+			t.Errorf("Load returned %+v with the error, want the loaded values", cfg)
+		}
+	})
+}
+
+func TestValidate(t *testing.T) {
+	valid := config.Defaults()
+	valid.Data = "/d"
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	keys := []string{"data:", "listen:", "storage:", "token_ttl:", "shutdown_timeout:", "log_level:"}
+	cases := []struct {
+		name   string
+		change func(*config.Config)
+		key    string // "" = valid
+	}{
+		{"missing data", func(c *config.Config) { c.Data = "" }, "data:"},
+		{"listen without port", func(c *config.Config) { c.Listen = "127.0.0.1" }, "listen:"},
+		{"listen empty", func(c *config.Config) { c.Listen = "" }, "listen:"},
+		{"listen port only", func(c *config.Config) { c.Listen = ":8200" }, ""},
+		{"listen IPv6", func(c *config.Config) { c.Listen = "[::1]:8200" }, ""},
+		{"token_ttl too short", func(c *config.Config) { c.TokenTTL = time.Minute - time.Second }, "token_ttl:"},
+		{"token_ttl 1m", func(c *config.Config) { c.TokenTTL = time.Minute }, ""},
+		{"token_ttl 24h", func(c *config.Config) { c.TokenTTL = 24 * time.Hour }, ""},
+		{"token_ttl too long", func(c *config.Config) { c.TokenTTL = 24*time.Hour + time.Second }, "token_ttl:"},
+		{"token_ttl zero", func(c *config.Config) { c.TokenTTL = 0 }, "token_ttl:"},
+		{"shutdown_timeout zero", func(c *config.Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout:"},
+		{"bad log level", func(c *config.Config) { c.LogLevel = "verbose" }, "log_level:"},
+		{"empty log level", func(c *config.Config) { c.LogLevel = "" }, "log_level:"},
+		{"log level upper case", func(c *config.Config) { c.LogLevel = "WARN" }, ""},
+		{"storage set", func(c *config.Config) { c.Storage = "sqlite:/tmp/x.db" }, "storage:"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := valid
+			c.change(&cfg)
+			err := cfg.Validate()
+			if c.key == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate = nil, want an error naming %s", c.key)
+			}
+			for _, k := range keys {
+				if got := strings.HasPrefix(err.Error(), k) || strings.Contains(err.Error(), "\n"+k); got != (k == c.key) {
+					t.Errorf("Validate = %q: names %s = %v", err, k, got)
+				}
+			}
+		})
+	}
+
+	multi := config.Config{Listen: "nope", LogLevel: "x"}
+	err := multi.Validate()
+	for _, k := range []string{"data:", "listen:", "token_ttl:", "shutdown_timeout:", "log_level:"} {
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("Validate of a config wrong everywhere = %v, want it to name %s", err, k)
+		}
+	}
+
+	level, err := config.Config{LogLevel: "debug"}.Level()
+	if err != nil || level.String() != "DEBUG" {
+		t.Errorf("Level(debug) = %v, %v", level, err)
+	}
+}
+
+// The storage setting may hold a DSN with a password: the error never shows it.
+func TestValidateRedactsDSN(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://keyturn:hunter2@db.internal:5432/keyturn?sslmode=disable",
+		"postgresql://keyturn:hunter2@db.internal/keyturn",
+		"postgres://keyturn:p@ss:hunter2@db/keyturn", // '@' and ':' in the password
+		"postgres://db.internal/keyturn?user=keyturn&password=hunter2",
+		"host=db.internal user=keyturn password=hunter2 dbname=keyturn",
+		"keyturn:hunter2@tcp(db:3306)/keyturn",
+	} {
+		cfg := config.Defaults()
+		cfg.Data, cfg.Storage = "/d", dsn
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "storage:") {
+			t.Errorf("Validate with storage %q = %v, want a storage error", dsn, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Validate shows the DSN password: %v", err)
+		}
+	}
+
+	// Through Load as well (the flag and the environment).
+	clearEnv(t)
+	t.Setenv("KEYTURN_STORAGE", "postgres://u:hunter2@db/k")
+	_, err := config.Load("", serverFlags(t, "--data", "/d"))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Load with KEYTURN_STORAGE = %v", err)
+	}
+	_, err = config.Load("", serverFlags(t, "--data", "/d", "--storage", "host=db password=hunter2"))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Load with --storage = %v", err)
+	}
+}
