@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/cli"
 	"github.com/keyturn/keyturn/internal/datadir"
 )
@@ -29,18 +31,23 @@ Keep the key secret: it is stored only as a keyed hash and cannot be shown again
 			if err != nil {
 				return err
 			}
-			out := json.NewEncoder(cmd.OutOrStdout())
-			out.SetIndent("", "  ")
-			return out.Encode(struct {
-				TeamName    string `json:"team_name"`
-				ServiceUser string `json:"service_user"`
-				KeyID       string `json:"key_id"`
-				KeySecret   string `json:"key_secret"`
-			}{creds.TeamName, creds.ServiceUser, creds.KeyID, creds.KeySecret.Reveal()})
+			return printCredentials(cmd.OutOrStdout(), creds)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data", "", "data directory to create")
 	cmd.Flags().StringVar(&team, "team", "", "name of the first team")
 	cmd.Flags().StringVar(&passphraseFile, "passphrase-file", "", "file holding the passphrase that seals the master key (default: a key file in DIR)")
 	return cmd
+}
+
+// printCredentials prints a team's first admin key, the only time its secret is shown.
+func printCredentials(w io.Writer, creds auth.Credentials) error {
+	out := json.NewEncoder(w)
+	out.SetIndent("", "  ")
+	return out.Encode(struct {
+		TeamName    string `json:"team_name"`
+		ServiceUser string `json:"service_user"`
+		KeyID       string `json:"key_id"`
+		KeySecret   string `json:"key_secret"`
+	}{creds.TeamName, creds.ServiceUser, creds.KeyID, creds.KeySecret.Reveal()})
 }

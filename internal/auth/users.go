@@ -84,6 +84,9 @@ func keyView(k store.APIKey) Key {
 
 // ValidateUserName checks a service user name: 1 to 255 printable characters, none of / \ ? # %.
 func ValidateUserName(name string) error {
+	if name == "." || name == ".." {
+		return fault.Invalidf("a service user cannot be named %q", name)
+	}
 	if name == "" || len(name) > 255 || strings.TrimSpace(name) != name {
 		return fault.Invalidf("a service user name has 1 to 255 characters and no leading or trailing space")
 	}

@@ -10,7 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyturn/keyturn/internal/api"
 	"github.com/keyturn/keyturn/internal/auth"
@@ -18,8 +20,30 @@ import (
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
+// Clock is a settable clock: real time plus an offset that tests advance.
+type Clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
 // Env is a running API with the first team's admin credentials.
 type Env struct {
+	Clock  *Clock // the clock of the auth service
+	Auth   *auth.Service
 	Dir    string
 	Server *httptest.Server
 	Vault  *datadir.Vault
@@ -42,25 +66,33 @@ func Start(tb testing.TB) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	clock := &Clock{}
+	authSvc := auth.New(v.DB, v.Keys, auth.Options{Now: clock.Now})
 	srv := httptest.NewServer(api.New(api.Deps{
-		Vault: vault.New(v.DB, v.Keys), Auth: auth.New(v.DB, v.Keys, auth.Options{}), Ready: v.DB.Ping,
+		Vault: vault.New(v.DB, v.Keys), Auth: authSvc, Ready: v.DB.Ping,
 	}))
 	tb.Cleanup(func() {
 		srv.Close()
 		v.Close()
 	})
-	e := &Env{Dir: dir, Server: srv, Vault: v, Creds: creds, Client: srv.Client()}
+	e := &Env{Clock: clock, Auth: authSvc, Dir: dir, Server: srv, Vault: v, Creds: creds, Client: srv.Client()}
+	e.Token = e.TokenFor(tb, "acme", creds.KeyID, creds.KeySecret.Reveal())
+	return e
+}
+
+// TokenFor exchanges an API key of a team for a bearer token, failing the test otherwise.
+func (e *Env) TokenFor(tb testing.TB, team, keyID, keySecret string) string {
+	tb.Helper()
+	resp, raw := e.Raw(tb, "POST", "/v1/teams/"+team+"/service_token", "", map[string]string{
+		"key_id": keyID, "key_secret": keySecret,
+	})
 	var tok struct {
 		BearerToken string `json:"bearer_token"`
 	}
-	status := e.Do(tb, "POST", "/v1/teams/acme/service_token", map[string]string{
-		"key_id": creds.KeyID, "key_secret": creds.KeySecret.Reveal(),
-	}, &tok)
-	if status != http.StatusOK {
-		tb.Fatalf("service_token: status %d", status)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &tok) != nil {
+		tb.Fatalf("service_token for %s: %d %s", team, resp.StatusCode, raw)
 	}
-	e.Token = tok.BearerToken
-	return e
+	return tok.BearerToken
 }
 
 // Do sends a request with the admin's token (when it has one), JSON-encoding body unless it
