@@ -408,3 +408,32 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		t.Errorf("missing vault: exit %d, %q", code, errOut)
 	}
 }
+
+func TestTeamAddWhileServing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	acme := initVault(t, dir)
+	srv := startServer(t, "--data", dir)
+	code, out, errOut := keyturn(t, "team", "add", "--data", dir, "--team", "beta")
+	if code != 0 {
+		t.Fatalf("team add: exit %d %s", code, errOut)
+	}
+	var beta initOutput
+	if err := json.Unmarshal([]byte(out), &beta); err != nil || beta.TeamName != "beta" || beta.ServiceUser != "admin" || beta.KeySecret == "" {
+		t.Fatalf("team add output %q: %v", out, err)
+	}
+	body, _ := json.Marshal(map[string]string{"key_id": beta.KeyID, "key_secret": beta.KeySecret})
+	if status, raw := srv.call(t, "POST", "/v1/teams/beta/service_token", "", bytes.NewReader(body)); status != http.StatusOK {
+		t.Fatalf("beta's key: %d %s", status, raw)
+	}
+	if status, _ := srv.call(t, "POST", "/v1/teams/acme/service_token", "", bytes.NewReader(body)); status != http.StatusUnauthorized {
+		t.Fatalf("beta's key minted a token for acme: %d", status)
+	}
+	srv.token(t, acme)
+	if code, _, errOut := keyturn(t, "team", "add", "--data", dir, "--team", "beta"); code != 1 || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("duplicate team: exit %d %q", code, errOut)
+	}
+	if code, _, _ := keyturn(t, "team", "add", "--data", dir, "--team", "bad name!"); code != 2 {
+		t.Fatalf("bad team name: exit %d", code)
+	}
+	srv.stop(t)
+}
