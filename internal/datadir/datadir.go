@@ -159,9 +159,16 @@ func unseal(ctx context.Context, db *store.DB, dir string, u Unseal) (*keyring.K
 	case wrapped.Kind == "passphrase":
 		return nil, errors.New("this vault is sealed with a passphrase: pass --passphrase-file")
 	default:
-		content, err := os.ReadFile(filepath.Join(dir, KeyFileName))
+		path := filepath.Join(dir, KeyFileName)
+		content, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read the key file: %w", err)
+		}
+		if len(content) != keyring.KeySize {
+			// A truncated or edited key file is a wrong key file like any other.
+			clear(content)
+			return nil, fmt.Errorf("cannot unseal the vault: %s holds %d bytes, not %d: %w",
+				path, len(content), keyring.KeySize, keyring.ErrWrongKey)
 		}
 		unlocker = keyring.KeyFile(secret.New(content))
 		clear(content)
