@@ -150,7 +150,19 @@ func (c *committer) run(batch []*txRequest) {
 			errs[i] = err
 			continue
 		}
-		errs[i] = c.runOne(sqlTx, tx, req)
+		var broken error
+		errs[i], broken = c.runOne(sqlTx, tx, req)
+		if broken != nil {
+			// The savepoint machinery failed (for example SQLite rolled the whole transaction
+			// back after an I/O error): nothing of this batch can be trusted to commit.
+			_ = sqlTx.Rollback()
+			for j := range errs {
+				if errs[j] == nil || j >= i {
+					errs[j] = fmt.Errorf("store: batch aborted: %w", broken)
+				}
+			}
+			return
+		}
 		committed = committed || errs[i] == nil
 	}
 	if !committed {
@@ -166,13 +178,15 @@ func (c *committer) run(batch []*txRequest) {
 	}
 }
 
-// runOne runs one request under a savepoint, undoing its writes if it fails or panics.
-// Its queries do not see the caller's cancellation: interrupting a statement would make
-// SQLite roll back the whole batch.
-func (c *committer) runOne(sqlTx *sql.Tx, tx *Tx, req *txRequest) (err error) {
+// runOne runs one request under a savepoint, undoing its writes if it fails or panics. It
+// returns the request's error, and broken when the savepoint itself could not be set, rolled
+// back to or released, which leaves the transaction in an unknown state. The request's
+// queries do not see the caller's cancellation: interrupting a statement would make SQLite
+// roll back the whole batch.
+func (c *committer) runOne(sqlTx *sql.Tx, tx *Tx, req *txRequest) (err, broken error) {
 	ctx := context.Background()
 	if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT change"); err != nil {
-		return fmt.Errorf("savepoint: %w", err)
+		return nil, fmt.Errorf("savepoint: %w", err)
 	}
 	defer func() {
 		if v := recover(); v != nil {
@@ -180,12 +194,13 @@ func (c *committer) runOne(sqlTx *sql.Tx, tx *Tx, req *txRequest) (err error) {
 		}
 		if err != nil {
 			if _, rbErr := sqlTx.ExecContext(ctx, "ROLLBACK TO change"); rbErr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+				broken = fmt.Errorf("rollback to savepoint: %w", rbErr)
+				return
 			}
 		}
-		if _, relErr := sqlTx.ExecContext(ctx, "RELEASE change"); relErr != nil && err == nil {
-			err = fmt.Errorf("release savepoint: %w", relErr)
+		if _, relErr := sqlTx.ExecContext(ctx, "RELEASE change"); relErr != nil {
+			broken = fmt.Errorf("release savepoint: %w", relErr)
 		}
 	}()
-	return req.fn(tx)
+	return req.fn(tx), nil
 }

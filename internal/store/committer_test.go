@@ -409,3 +409,41 @@ func TestTxRacingClose(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokenBatchCommitsNothing simulates SQLite rolling the whole transaction back under a
+// batch (as it does after some I/O errors): no caller of that batch may be told "committed".
+func TestBrokenBatchCommitsNothing(t *testing.T) {
+	db, _ := openTestDB(t)
+	release := holdCommitter(t, db)
+	names := []string{"before-1", "before-2", "breaker", "after-1"}
+	results := make([]chan error, len(names))
+	for i, name := range names {
+		results[i] = make(chan error, 1)
+		go func() {
+			results[i] <- db.Tx(context.Background(), func(tx *Tx) error {
+				if _, err := tx.CreateTeam(context.Background(), name, time.Now()); err != nil {
+					return err
+				}
+				if name == "breaker" {
+					// What SQLite does to the transaction after, say, SQLITE_FULL.
+					_, err := tx.tx.tx.ExecContext(context.Background(), "ROLLBACK")
+					return err
+				}
+				return nil
+			})
+		}()
+		waitQueued(t, db, i+1)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names {
+		if err := <-results[i]; err == nil {
+			t.Errorf("%s was told its change committed in a broken batch", name)
+		}
+		if teamExists(t, db, name) {
+			t.Errorf("%s exists after its batch broke", name)
+		}
+	}
+	mustTeam(t, db, "after-the-break")
+}
