@@ -1,0 +1,67 @@
+package script
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkRunnerOverhead measures what the Runner adds to a trivial script (#!/bin/sh, exit
+// 0) over a bare fork+exec of the same file: the private directory, the file, the pipes, the
+// params line, redaction and the clean-up. Each iteration runs both, interleaved; ns/op is the
+// Runner's, bare-ns/op the bare exec's and added-ns/op the difference (target: ≤ 2 ms). The
+// sub-benchmarks put the private directories on the default temporary directory and on a
+// tmpfs (/dev/shm), since creating and removing them is most of the cost on a disk.
+func BenchmarkRunnerOverhead(b *testing.B) {
+	bases := []struct{ name, dir string }{{"tmpdir", os.TempDir()}}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		bases = append(bases, struct{ name, dir string }{"shm", "/dev/shm"})
+	}
+	for _, base := range bases {
+		b.Run(base.name, func(b *testing.B) {
+			dir, err := os.MkdirTemp(base.dir, "keyturn-bench-")
+			if err != nil {
+				b.Skip(err)
+			}
+			b.Cleanup(func() { os.RemoveAll(dir) })
+			benchOverhead(b, dir)
+		})
+	}
+}
+
+func benchOverhead(b *testing.B, dir string) {
+	content := []byte("#!/bin/sh\nexit 0\n")
+	bare := filepath.Join(dir, "bare.sh")
+	if err := os.WriteFile(bare, content, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	r := NewRunner(Options{TempDir: dir})
+	p := simpleParams()
+	s := Script{Name: "trivial.sh", Content: content}
+	ctx := context.Background()
+	var bareT, runT time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if err := exec.Command(bare).Run(); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		line, err := p.Line()
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := r.Run(ctx, s, line, NewRedactor(SecretsOf(p)...))
+		if err != nil || res.ReturnCode != 0 {
+			b.Fatal(res, err)
+		}
+		bareT += t1.Sub(t0)
+		runT += time.Since(t1)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(runT.Nanoseconds())/n, "ns/op")
+	b.ReportMetric(float64(bareT.Nanoseconds())/n, "bare-ns/op")
+	b.ReportMetric(float64((runT-bareT).Nanoseconds())/n, "added-ns/op")
+}

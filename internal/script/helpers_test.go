@@ -1,0 +1,153 @@
+package script
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/fault"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+// fld builds a field whose values are JSON texts.
+func fld(typ, label string, values ...string) vault.Field {
+	f := vault.Field{Type: typ, Label: label, Value: []json.RawMessage{}}
+	for _, v := range values {
+		f.Value = append(f.Value, json.RawMessage(v))
+	}
+	return f
+}
+
+// q quotes s as a JSON string.
+func q(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// newTestRunner returns a Runner whose private directories are under a test directory.
+func newTestRunner(t testing.TB, o Options) *Runner {
+	t.Helper()
+	if o.TempDir == "" {
+		o.TempDir = t.TempDir()
+	}
+	return NewRunner(o)
+}
+
+// run runs content with p's line and SecretsOf(p), failing the test on a setup error.
+func run(t *testing.T, r *Runner, s Script, p Params) (Result, error) {
+	t.Helper()
+	line, err := p.Line()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Run(context.Background(), s, line, NewRedactor(SecretsOf(p)...))
+}
+
+// faultCode returns the code of err's *fault.Error, or "".
+func faultCode(err error) string {
+	if fe, ok := fault.As(err); ok {
+		return fe.Code
+	}
+	return ""
+}
+
+// objectKeys returns the keys of a JSON object in their order in the text.
+func objectKeys(t *testing.T, raw []byte) []string {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("not an object: %s", raw)
+	}
+	var keys []string
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
+}
+
+// decodeLine decodes a stdin line into the params JSON and the records JSON.
+func decodeLine(t *testing.T, line string) (params, records []byte) {
+	t.Helper()
+	params, err := base64.StdEncoding.DecodeString(line)
+	if err != nil {
+		t.Fatalf("line is not std base64: %v", err)
+	}
+	var obj struct {
+		Records string `json:"records"`
+	}
+	if err := json.Unmarshal(params, &obj); err != nil {
+		t.Fatalf("params are not JSON: %v\n%s", err, params)
+	}
+	records, err = base64.StdEncoding.DecodeString(obj.Records)
+	if err != nil {
+		t.Fatalf("records are not std base64: %v", err)
+	}
+	return params, records
+}
+
+// waitFile waits until path exists and has content, and returns it.
+func waitFile(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			return strings.TrimSpace(string(b))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear", path)
+	return ""
+}
+
+// dead reports whether pid has gone, or is a zombie waiting for a parent that does not reap
+// (PID 1 of a container may not): either way it runs no more.
+func dead(pid int) bool {
+	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+		return true
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
+}
+
+// eventuallyDead waits a little for pid to die.
+func eventuallyDead(pid int) bool {
+	for range 200 {
+		if dead(pid) {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// need skips the test when a tool is missing.
+func need(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+}
