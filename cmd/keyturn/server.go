@@ -12,12 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyturn/keyturn/internal/api"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/cli"
 	"github.com/keyturn/keyturn/internal/config"
 	"github.com/keyturn/keyturn/internal/datadir"
-	"github.com/keyturn/keyturn/internal/vault"
+	services "github.com/keyturn/keyturn/internal/server"
 )
 
 func newServerCommand() *cobra.Command {
@@ -63,18 +62,17 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	}
 	defer v.Close()
 
-	handler := api.New(api.Deps{
-		Vault:  vault.New(v.DB, v.Keys),
-		Auth:   auth.New(v.DB, v.Keys, auth.Options{TokenTTL: cfg.TokenTTL}),
-		Ready:  v.DB.Ping,
-		Logger: log,
-	})
+	svc := services.New(v, services.Options{Auth: auth.Options{TokenTTL: cfg.TokenTTL}, Logger: log})
+	if err := svc.Start(ctx); err != nil {
+		return err
+	}
+	defer svc.Stop(cfg.ShutdownTimeout)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           svc.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/vault"
 )
@@ -22,6 +24,8 @@ const MaxBodyBytes = 1 << 20
 type Deps struct {
 	Vault  *vault.Vault
 	Auth   *auth.Service
+	Engine *rotation.Engine
+	Audit  *audit.Log
 	Ready  func(context.Context) error // nil error when the service can take requests
 	Logger *slog.Logger
 }
@@ -68,6 +72,8 @@ func (s *server) routes() []route {
 	pam := []auth.Role{auth.PAMAdmin}
 	identityReaders := []auth.Role{auth.PAMAdmin, auth.ResourceAdmin, auth.SecurityAdmin}
 	resource := []auth.Role{auth.ResourceAdmin}
+	pamOrSecurity := []auth.Role{auth.PAMAdmin, auth.SecurityAdmin}
+	security := []auth.Role{auth.SecurityAdmin}
 	return []route{
 		{method: "GET", path: "/healthz", public: true, h: s.healthz},
 		{method: "GET", path: "/readyz", public: true, h: s.readyz},
@@ -88,6 +94,17 @@ func (s *server) routes() []route {
 		{method: "DELETE", path: "/v1/teams/{team}/records/{uid}", roles: pam, h: s.deleteRecord},
 		{method: "GET", path: "/v1/teams/{team}/records/{uid}/versions", roles: pam, h: s.recordVersions},
 		{method: "GET", path: "/v1/teams/{team}/notation", roles: pamOrReader, h: s.notation},
+
+		{method: "POST", path: "/v1/teams/{team}/records/{uid}/scripts", roles: pam, h: s.addScript},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/scripts", roles: pam, h: s.listScripts},
+		{method: "DELETE", path: "/v1/teams/{team}/records/{uid}/scripts/{script_id}", roles: pam, h: s.deleteScript},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/script_params", roles: pam, h: s.scriptParams},
+		{method: "PUT", path: "/v1/teams/{team}/records/{uid}/rotation", roles: pam, h: s.putRotation},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/rotation", roles: pamOrSecurity, h: s.getRotation},
+		{method: "POST", path: "/v1/teams/{team}/records/{uid}/rotate", roles: pam, h: s.rotate},
+		{method: "GET", path: "/v1/teams/{team}/rotations/{id}", roles: pamOrSecurity, h: s.getRun},
+		{method: "GET", path: "/v1/teams/{team}/rotations", roles: pamOrSecurity, h: s.listRuns},
+		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents},
 	}
 }
 

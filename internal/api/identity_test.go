@@ -78,6 +78,17 @@ var allowed = map[string][]string{
 	"DELETE /v1/teams/{team}/records/{uid}":       {"pam_admin"},
 	"GET /v1/teams/{team}/records/{uid}/versions": {"pam_admin"},
 	"GET /v1/teams/{team}/notation":               {"pam_admin", "secrets_reader"},
+
+	"POST /v1/teams/{team}/records/{uid}/scripts":               {"pam_admin"},
+	"GET /v1/teams/{team}/records/{uid}/scripts":                {"pam_admin"},
+	"DELETE /v1/teams/{team}/records/{uid}/scripts/{script_id}": {"pam_admin"},
+	"GET /v1/teams/{team}/records/{uid}/script_params":          {"pam_admin"},
+	"PUT /v1/teams/{team}/records/{uid}/rotation":               {"pam_admin"},
+	"GET /v1/teams/{team}/records/{uid}/rotation":               {"pam_admin", "security_admin"},
+	"POST /v1/teams/{team}/records/{uid}/rotate":                {"pam_admin"},
+	"GET /v1/teams/{team}/rotations/{id}":                       {"pam_admin", "security_admin"},
+	"GET /v1/teams/{team}/rotations":                            {"pam_admin", "security_admin"},
+	"GET /v1/teams/{team}/audit_events":                         {"security_admin"},
 }
 
 func TestAuthorizationMatrix(t *testing.T) {
@@ -119,13 +130,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	rec := create(t, env, pamUser("matrix", "pw"))
 	targetKey, _ := newUser(t, env, "target", nil, nil)
-	paths := strings.NewReplacer("{team}", "acme", "{uid}", rec.UID, "{user_name}", "target", "{key_id}", targetKey.ID)
+	paths := strings.NewReplacer("{team}", "acme", "{uid}", rec.UID, "{user_name}", "target", "{key_id}", targetKey.ID,
+		"{script_id}", "no-such-script", "{id}", "no-such-run")
 	bodies := map[string]any{
 		"POST /v1/teams/{team}/service_token":            map[string]string{"key_id": env.Creds.KeyID, "key_secret": env.Creds.KeySecret.Reveal()},
 		"POST /v1/teams/{team}/service_users":            map[string]any{"name": "made-in-matrix"},
 		"PUT /v1/teams/{team}/service_users/{user_name}": map[string]any{"folders": []string{"Apps"}},
 		"POST /v1/teams/{team}/records":                  pamUser("made-in-matrix", "pw"),
-		"PUT /v1/teams/{team}/records/{uid}":             map[string]any{"type": "login", "title": "matrix", "revision": 1},
+		"PUT /v1/teams/{team}/records/{uid}":             map[string]any{"type": "pamUser", "title": "matrix", "revision": 1, "fields": []map[string]any{{"type": "login", "value": []string{"m"}}}},
+		"POST /v1/teams/{team}/records/{uid}/scripts":    map[string]any{"name": "noop.sh", "content_base64": "IyEvYmluL3NoCg=="},
+		"PUT /v1/teams/{team}/records/{uid}/rotation":    map[string]any{"method": "scripts_only"},
 	}
 	query := map[string]string{"GET /v1/teams/{team}/notation": "?ref=keeper://" + rec.UID + "/field/password"}
 

@@ -163,9 +163,9 @@ type versionView struct {
 }
 
 func (s *server) recordVersions(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	reveal := r.URL.Query().Get("reveal")
-	if reveal != "" && reveal != "true" && reveal != "false" {
-		return fault.Invalidf("reveal must be true or false, not %q", reveal)
+	reveal, err := boolParam(r, "reveal")
+	if err != nil {
+		return err
 	}
 	versions, err := s.Vault.Versions(r.Context(), scope(p), r.PathValue("uid"))
 	if err != nil {
@@ -175,7 +175,7 @@ func (s *server) recordVersions(w http.ResponseWriter, r *http.Request, p *auth.
 	for i, v := range versions {
 		out[i] = versionView{Version: v.Version, State: v.State,
 			CreatedAt: v.CreatedAt.Format(timeFormat), UpdatedAt: v.UpdatedAt.Format(timeFormat)}
-		if reveal == "true" {
+		if reveal {
 			val := v.Value.Reveal()
 			out[i].Value = &val
 		}

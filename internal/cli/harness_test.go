@@ -10,13 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyturn/keyturn/internal/api"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/datadir"
-	"github.com/keyturn/keyturn/internal/vault"
+	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/server"
 )
 
 // harness is a real keyturn API over a temporary data directory, and the environment the
@@ -44,7 +45,11 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, creds: creds}
-	handler := api.New(api.Deps{Vault: vault.New(v.DB, v.Keys), Auth: auth.New(v.DB, v.Keys, auth.Options{})})
+	svc := server.New(v, server.Options{Scripts: script.Options{TempDir: t.TempDir()}})
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	handler := svc.Handler
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		handler.ServeHTTP(w, r)
 		h.mu.Lock()
@@ -56,6 +61,7 @@ func newHarness(t *testing.T) *harness {
 	}))
 	t.Cleanup(func() {
 		h.srv.Close()
+		svc.Stop(10 * time.Second)
 		v.Close()
 	})
 	h.env = map[string]string{

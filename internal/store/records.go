@@ -98,16 +98,14 @@ func (r Reader) ListRecords(ctx context.Context, f RecordFilter) ([]Record, erro
 		q += ` AND type = $2`
 	}
 	if f.Folder != "" {
-		args = append(args, f.Folder, likeEscape(f.Folder)+"/%")
-		q += ` AND (folder = $` + strconv.Itoa(len(args)-1) + ` OR folder LIKE $` + strconv.Itoa(len(args)) + ` ESCAPE '\')`
+		cond, more := withinFolders("folder", []string{f.Folder}, len(args))
+		args = append(args, more...)
+		q += ` AND (` + cond + `)`
 	}
 	if len(f.Within) > 0 {
-		var ors []string
-		for _, w := range f.Within {
-			args = append(args, w, likeEscape(w)+"/%")
-			ors = append(ors, `folder = $`+strconv.Itoa(len(args)-1)+` OR folder LIKE $`+strconv.Itoa(len(args))+` ESCAPE '\'`)
-		}
-		q += ` AND (` + strings.Join(ors, " OR ") + `)`
+		cond, more := withinFolders("folder", f.Within, len(args))
+		args = append(args, more...)
+		q += ` AND (` + cond + `)`
 	}
 	if f.Title != "" {
 		// SQLite's lower() and LIKE fold ASCII letters only: title "ÜBER" never matches the
@@ -231,6 +229,49 @@ func (t *Tx) PrunePasswordVersions(ctx context.Context, uid string, keep int, st
 	return err
 }
 
+// withinFolders returns a condition matching column against folders and everything below
+// them, with its arguments numbered after the n already bound.
+func withinFolders(column string, folders []string, n int) (string, []any) {
+	var ors []string
+	var args []any
+	for _, f := range folders {
+		args = append(args, f, likeEscape(f)+"/%")
+		ors = append(ors, column+` = $`+strconv.Itoa(n+len(args)-1)+` OR `+column+` LIKE $`+strconv.Itoa(n+len(args))+` ESCAPE '\'`)
+	}
+	return strings.Join(ors, " OR "), args
+}
+
+// prefixed qualifies each of a comma-separated column list with prefix.
+func prefixed(prefix, columns string) string {
+	parts := strings.Split(columns, ",")
+	for i, c := range parts {
+		parts[i] = prefix + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// PasswordVersion returns one version of a record's password.
+func (r Reader) PasswordVersion(ctx context.Context, uid string, version int64) (PasswordVersion, error) {
+	var v PasswordVersion
+	var created, updated int64
+	err := r.q.QueryRowContext(ctx,
+		`SELECT record_uid, version, state, value, created_at, updated_at FROM password_versions
+		  WHERE record_uid = $1 AND version = $2`, uid, version).
+		Scan(&v.RecordUID, &v.Version, &v.State, &v.Value, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return PasswordVersion{}, ErrNotFound
+	}
+	v.CreatedAt, v.UpdatedAt = fromNanos(created), fromNanos(updated)
+	return v, err
+}
+
+// SetVersionState changes the state of one password version.
+func (t *Tx) SetVersionState(ctx context.Context, uid string, version int64, state string, now time.Time) error {
+	return affectedOne(t.tx.ExecContext(ctx,
+		`UPDATE password_versions SET state = $1, updated_at = $2 WHERE record_uid = $3 AND version = $4`,
+		state, nanos(now), uid, version))
 }

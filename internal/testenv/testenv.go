@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyturn/keyturn/internal/api"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/datadir"
-	"github.com/keyturn/keyturn/internal/vault"
+	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/server"
 )
 
 // Clock is a settable clock: real time plus an offset that tests advance.
@@ -42,14 +43,15 @@ func (c *Clock) Advance(d time.Duration) {
 
 // Env is a running API with the first team's admin credentials.
 type Env struct {
-	Clock  *Clock // the clock of the auth service
-	Auth   *auth.Service
-	Dir    string
-	Server *httptest.Server
-	Vault  *datadir.Vault
-	Creds  auth.Credentials
-	Token  string // a bearer token of the admin
-	Client *http.Client
+	Clock    *Clock // the clock of the auth service
+	Auth     *auth.Service
+	Services *server.Server
+	Dir      string
+	Server   *httptest.Server
+	Vault    *datadir.Vault
+	Creds    auth.Credentials
+	Token    string // a bearer token of the admin
+	Client   *http.Client
 }
 
 // Start initialises a data directory in a temporary directory, opens it and serves the API.
@@ -67,15 +69,18 @@ func Start(tb testing.TB) *Env {
 		tb.Fatal(err)
 	}
 	clock := &Clock{}
-	authSvc := auth.New(v.DB, v.Keys, auth.Options{Now: clock.Now})
-	srv := httptest.NewServer(api.New(api.Deps{
-		Vault: vault.New(v.DB, v.Keys), Auth: authSvc, Ready: v.DB.Ping,
-	}))
+	svc := server.New(v, server.Options{Auth: auth.Options{Now: clock.Now},
+		Rotation: rotation.Options{BackoffBase: time.Millisecond}, Scripts: script.Options{TempDir: tb.TempDir()}})
+	if err := svc.Start(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	srv := httptest.NewServer(svc.Handler)
 	tb.Cleanup(func() {
 		srv.Close()
+		svc.Stop(10 * time.Second)
 		v.Close()
 	})
-	e := &Env{Clock: clock, Auth: authSvc, Dir: dir, Server: srv, Vault: v, Creds: creds, Client: srv.Client()}
+	e := &Env{Clock: clock, Auth: svc.Auth, Services: svc, Dir: dir, Server: srv, Vault: v, Creds: creds, Client: srv.Client()}
 	e.Token = e.TokenFor(tb, "acme", creds.KeyID, creds.KeySecret.Reveal())
 	return e
 }

@@ -221,6 +221,11 @@ func (v *Vault) Delete(ctx context.Context, scope Scope, uid string) error {
 		if err != nil || !InFolders(row.Folder, scope.Folders) {
 			return notFound(err, uid)
 		}
+		if _, err := tx.ActiveRun(ctx, uid); err == nil {
+			return fault.New(fault.Conflict, "rotation_active", "record %s is being rotated: delete it once the rotation has ended", uid)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		return tx.DeleteRecord(ctx, scope.TeamID, uid)
 	})
 	if err != nil {

@@ -1,0 +1,188 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/fault"
+	"github.com/keyturn/keyturn/internal/rotation"
+)
+
+// MaxWait is the longest ?wait= a rotate request may ask for.
+const MaxWait = 5 * time.Minute
+
+func (s *server) putRotation(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	var in rotation.Settings
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	out, err := s.Engine.SetSettings(r.Context(), scope(p), r.PathValue("uid"), in, p.UserName)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) getRotation(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	info, err := s.Engine.Info(r.Context(), scope(p), r.PathValue("uid"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, info)
+}
+
+type rotateResponse struct {
+	RotationID string `json:"rotation_id"`
+	Status     string `json:"status"`
+}
+
+func (s *server) rotate(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > MaxWait {
+			return fault.Invalidf("wait must be a duration such as 30s, at most %s, not %q", MaxWait, v)
+		}
+		wait = d
+	}
+	sc := scope(p)
+	run, created, err := s.Engine.Rotate(r.Context(), sc, r.PathValue("uid"), rotation.TriggerOnDemand)
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		defer cancel()
+		if run, err = s.Engine.Wait(ctx, sc, run.ID); err != nil {
+			return err
+		}
+		if run.Terminal() {
+			return writeJSON(w, http.StatusOK, run)
+		}
+	}
+	status := http.StatusAccepted
+	if !created {
+		status = http.StatusOK // the record's active run: there is never a second one
+	}
+	return writeJSON(w, status, rotateResponse{RotationID: run.ID, Status: run.Status})
+}
+
+func (s *server) getRun(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	run, err := s.Engine.Get(r.Context(), scope(p), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, run)
+}
+
+func (s *server) listRuns(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	q := r.URL.Query()
+	count, offset, err := listPage(q)
+	if err != nil {
+		return err
+	}
+	runs, more, err := s.Engine.List(r.Context(), scope(p), rotation.RunFilter{
+		RecordUID: q.Get("record_uid"), Status: q.Get("status"), Count: count, Offset: offset})
+	if err != nil {
+		return err
+	}
+	if more {
+		setNextLink(w, r, count, offset)
+	}
+	return writeJSON(w, http.StatusOK, list[rotation.Run]{List: runs})
+}
+
+type scriptRequest struct {
+	Name           string   `json:"name"`
+	ContentBase64  string   `json:"content_base64"`
+	Command        string   `json:"command"`
+	CredentialUIDs []string `json:"credential_uids"`
+	TimeoutS       int      `json:"timeout_s"`
+}
+
+func (s *server) addScript(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	var in scriptRequest
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	content, err := base64.StdEncoding.DecodeString(in.ContentBase64)
+	if err != nil {
+		return fault.Invalidf("content_base64 is not valid base64 (standard alphabet)")
+	}
+	info, err := s.Engine.AddScript(r.Context(), scope(p), r.PathValue("uid"), rotation.ScriptInput{
+		Name: in.Name, Content: content, Command: in.Command, CredentialUIDs: in.CredentialUIDs,
+		Timeout: time.Duration(in.TimeoutS) * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *server) listScripts(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	scripts, err := s.Engine.Scripts(r.Context(), scope(p), r.PathValue("uid"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list[rotation.ScriptInfo]{List: scripts})
+}
+
+func (s *server) deleteScript(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	if err := s.Engine.DeleteScript(r.Context(), scope(p), r.PathValue("uid"), r.PathValue("script_id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *server) scriptParams(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	reveal, err := boolParam(r, "reveal")
+	if err != nil {
+		return err
+	}
+	params, err := s.Engine.ScriptParams(r.Context(), scope(p), r.PathValue("uid"), reveal)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, json.RawMessage(params))
+}
+
+func (s *server) auditEvents(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	q := r.URL.Query()
+	after, limit := int64(0), 100
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fault.Invalidf("after must be an event sequence number, not %q", v)
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fault.Invalidf("limit must be a number from 1 to 1000, not %q", v)
+		}
+		limit = n
+	}
+	events, err := s.Audit.List(r.Context(), p.TeamID, after, limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"list": events})
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, fault.Invalidf("%s must be true or false, not %q", name, v)
+	}
+}

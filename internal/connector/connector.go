@@ -1,0 +1,87 @@
+// Package connector defines what keyturn asks of a target system: change a password and check
+// one. Connectors get plain inputs and never see the vault; implementations live in the
+// sub-packages (okta, opa, rest), and the rotation engine receives them by name.
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/secret"
+)
+
+// Account names the credential a connector acts on and the target that holds it.
+type Account struct {
+	Login  string // the account whose password rotates (a pamUser's login)
+	Target Target
+}
+
+// Target is the system that owns the account, as the rotation's resource record describes it.
+type Target struct {
+	URL         string
+	AdminLogin  string
+	AdminSecret secret.Secret
+	Fields      map[string]string // the resource record's other fields and custom fields, by label or type
+}
+
+// Rotator changes an account's password from old to new.
+type Rotator interface {
+	Rotate(ctx context.Context, acct Account, old, new secret.Secret) error
+}
+
+// Verifier checks whether the target accepts a password for the account. It returns nil when
+// it does, an error wrapping ErrRejected when it does not, and any other error when it could
+// not tell.
+type Verifier interface {
+	Verify(ctx context.Context, acct Account, password secret.Secret) error
+}
+
+// Connector rotates and verifies.
+type Connector interface {
+	Rotator
+	Verifier
+}
+
+// ErrRejected is wrapped by Verify's error when the target refuses the password.
+var ErrRejected = errors.New("the target refused the password")
+
+// Error is a classified connector error. Transient errors (network, 5xx, 429) are retried with
+// backoff; permanent ones (bad credentials, policy violation, other 4xx) end the run.
+type Error struct {
+	Transient bool
+	Code      string    // snake_case, e.g. "rate_limited", "password_policy"
+	Message   string    // safe to show: never a secret
+	RetryAt   time.Time // for rate limits: not before this time (zero if unknown)
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Message, e.Err)
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Transient returns a transient error.
+func Transient(code, message string, err error) *Error {
+	return &Error{Transient: true, Code: code, Message: message, Err: err}
+}
+
+// Permanent returns a permanent error.
+func Permanent(code, message string, err error) *Error {
+	return &Error{Code: code, Message: message, Err: err}
+}
+
+// IsTransient reports whether err is worth retrying. Errors that are not classified are
+// treated as transient only when they are context deadline errors of a single call.
+func IsTransient(err error) bool {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce.Transient
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}

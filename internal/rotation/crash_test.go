@@ -1,0 +1,197 @@
+package rotation_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/audit"
+	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/datadir"
+	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+// The crash test runs the engine in a child process (this test binary again) that kills
+// itself with SIGKILL when it reaches a failpoint named by KEYTURN_FAILPOINT.
+func TestMain(m *testing.M) {
+	if os.Getenv("KEYTURN_CRASH_CHILD") == "1" {
+		os.Exit(crashChild())
+	}
+	os.Exit(m.Run())
+}
+
+// failpoints are the places a child may die: after each committed state, and between a side
+// effect on the target and the commit that records it.
+var failpoints = []string{
+	"state:running", "state:pending_saved", "effect:start", "effect:done", "state:target_changed",
+	"state:verified", "state:committed", "state:scripts_done", "state:succeeded",
+}
+
+type crashSetup struct {
+	Dir    string `json:"dir"`
+	TeamID int64  `json:"team_id"`
+	User   string `json:"user"`
+}
+
+// crashChild opens the vault, starts the engine (which resumes unfinished runs), rotates the
+// pamUser when asked, and waits until no run is unfinished.
+func crashChild() int {
+	var setup crashSetup
+	if err := json.Unmarshal([]byte(os.Getenv("KEYTURN_CRASH_SETUP")), &setup); err != nil {
+		fmt.Fprintln(os.Stderr, "setup:", err)
+		return 3
+	}
+	ctx := context.Background()
+	dv, err := datadir.Open(ctx, setup.Dir, datadir.Unseal{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		return 3
+	}
+	want := os.Getenv("KEYTURN_FAILPOINT")
+	v := vault.New(dv.DB, dv.Keys)
+	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
+		map[string]connector.Connector{"rest": restConnector{}},
+		rotation.Options{BackoffBase: time.Millisecond, Failpoint: func(name string) {
+			if name == want {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // never go on past the failpoint
+			}
+		}})
+	if err := e.Start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "start:", err)
+		return 3
+	}
+	scope := vault.Scope{TeamID: setup.TeamID}
+	if os.Getenv("KEYTURN_CRASH_ROTATE") == "1" {
+		if _, _, err := e.Rotate(ctx, scope, setup.User, rotation.TriggerOnDemand); err != nil {
+			fmt.Fprintln(os.Stderr, "rotate:", err)
+			return 3
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		runs, err := dv.DB.UnfinishedRuns(ctx)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "runs:", err)
+			return 3
+		}
+		if len(runs) == 0 {
+			stop, cancel := context.WithTimeout(ctx, 5*time.Second)
+			e.Stop(stop)
+			cancel()
+			dv.Close()
+			return 0
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fmt.Fprintln(os.Stderr, "runs did not finish")
+	return 4
+}
+
+func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the crash test starts many processes")
+	}
+	const kills = 60
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 42))
+	t.Logf("seed %d", seed)
+
+	f := newFixture(t, fixtureOptions{})
+	// The rotation script, and a post-rotation script on the resource (general method).
+	f.attach(f.user, "change.py", changeScript)
+	// The fixture's own engine must not run the child's rotations.
+	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	f.engine.Stop(stop)
+	cancel()
+
+	setup, _ := json.Marshal(crashSetup{Dir: f.dir, TeamID: f.scope.TeamID, User: f.user})
+	child := func(failpoint string, rotate bool) (killed bool) {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "KEYTURN_CRASH_CHILD=1", "KEYTURN_CRASH_SETUP="+string(setup),
+			"KEYTURN_FAILPOINT="+failpoint)
+		if rotate {
+			cmd.Env = append(cmd.Env, "KEYTURN_CRASH_ROTATE=1")
+		}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+				return true
+			}
+		}
+		if err != nil {
+			t.Fatalf("child (failpoint %q): %v\n%s", failpoint, err, out)
+		}
+		return false
+	}
+
+	total := 0
+	for round := 0; total < kills; round++ {
+		method := []string{rotation.MethodGeneral, rotation.MethodScriptsOnly}[round%2]
+		s := rotation.Settings{Method: method, VerifyWith: "rest"}
+		if method == rotation.MethodGeneral {
+			s.Connector, s.VerifyWith = "rest", ""
+		}
+		f.settings(s)
+
+		// Kill the child at random failpoints until a run gets through, checking after
+		// each kill that the password the target accepts is in the vault.
+		rotate := true
+		for attempt := 0; attempt < 4; attempt++ {
+			fp := failpoints[rng.IntN(len(failpoints))]
+			if !child(fp, rotate) {
+				break
+			}
+			total++
+			rotate = false
+			f.assertLiveInVault(fmt.Sprintf("round %d (%s), killed at %s", round, method, fp))
+		}
+		if child("", false) {
+			t.Fatal("a child without a failpoint was killed")
+		}
+		run := f.latestRun()
+		if !run.Terminal() {
+			t.Fatalf("round %d: run not terminal after recovery: %+v", round, run)
+		}
+		if run.Status == rotation.StatusNeedsAttention {
+			t.Fatalf("round %d: needs_attention although the target can be checked: %+v", round, run.Error)
+		}
+		if got, want := f.current(), f.target.password("alice"); got != want {
+			t.Fatalf("round %d (%s): run %s ended %s; vault current %q, target holds %q", round, method, run.ID, run.Status, got, want)
+		}
+	}
+	t.Logf("%d kills", total)
+}
+
+// assertLiveInVault checks that the password the target accepts is stored in the vault as
+// current or pending.
+func (f *fixture) assertLiveInVault(when string) {
+	f.t.Helper()
+	live := f.target.password("alice")
+	for _, v := range f.versions() {
+		if v.Value.Reveal() == live && (v.State == vault.StateCurrent || v.State == vault.StatePending) {
+			return
+		}
+	}
+	f.t.Fatalf("%s: the target's password is not current or pending in the vault: %+v", when, f.versions())
+}
+
+func (f *fixture) latestRun() rotation.Run {
+	f.t.Helper()
+	runs, _, err := f.engine.List(context.Background(), f.scope, rotation.RunFilter{RecordUID: f.user, Count: 1})
+	if err != nil || len(runs) == 0 {
+		f.t.Fatalf("latest run: %v", err)
+	}
+	return runs[0]
+}

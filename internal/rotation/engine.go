@@ -1,0 +1,307 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keyturn/keyturn/internal/audit"
+	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/fault"
+	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+// Options configure an Engine; zero values take the defaults.
+type Options struct {
+	Workers     int               // runs executed at once (4)
+	Attempts    int               // tries of a transient failure before giving up (5)
+	BackoffBase time.Duration     // first retry delay, doubled each time (1 s)
+	BackoffMax  time.Duration     // cap of the retry delay (5 min)
+	Failpoint   func(name string) // called after each committed state and each side effect; for crash tests
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 5
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 5 * time.Minute
+	}
+	if o.Failpoint == nil {
+		o.Failpoint = func(string) {}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Engine runs rotations: it queues them, executes each through the state machine, and on
+// start settles every run a crash left unfinished.
+type Engine struct {
+	db         *store.DB
+	vault      *vault.Vault
+	audit      *audit.Log
+	runner     *script.Runner
+	connectors map[string]connector.Connector
+	opt        Options
+
+	mu       sync.Mutex
+	inflight map[string]bool
+	changed  chan struct{} // closed and replaced whenever a run ends
+
+	work     chan string
+	stopping chan struct{}
+	runCtx   context.Context
+	cancel   context.CancelFunc
+	workers  sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// New returns an Engine; connectors maps the names of ConnectorNames to implementations
+// (missing ones make runs that need them fail with a clear error).
+func New(db *store.DB, v *vault.Vault, log *audit.Log, runner *script.Runner, connectors map[string]connector.Connector, opt Options) *Engine {
+	opt.defaults()
+	return &Engine{db: db, vault: v, audit: log, runner: runner, connectors: connectors, opt: opt,
+		inflight: map[string]bool{}, changed: make(chan struct{}), work: make(chan string, 4096),
+		stopping: make(chan struct{})}
+}
+
+// Start starts the workers and resumes every unfinished run. Runs go on until Stop.
+func (e *Engine) Start(ctx context.Context) error {
+	e.runCtx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for range e.opt.Workers {
+		e.workers.Go(e.worker)
+	}
+	if err := e.sweep(ctx); err != nil {
+		return fmt.Errorf("resume unfinished rotations: %w", err)
+	}
+	e.workers.Go(func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.stopping:
+				return
+			case <-t.C:
+				if err := e.sweep(e.runCtx); err != nil {
+					e.opt.Logger.Warn("sweep unfinished rotations", "err", err)
+				}
+			}
+		}
+	})
+	return nil
+}
+
+// Stop stops taking runs, lets the running ones finish until ctx ends, then interrupts them.
+// An interrupted run is left in its last committed state and resumed by the next Start.
+func (e *Engine) Stop(ctx context.Context) {
+	e.stopOnce.Do(func() { close(e.stopping) })
+	done := make(chan struct{})
+	go func() {
+		e.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.cancel()
+		<-done
+	}
+	if e.cancel != nil {
+		e.cancel()
+	}
+}
+
+// sweep dispatches every queued or running run that no worker holds.
+func (e *Engine) sweep(ctx context.Context) error {
+	runs, err := e.db.UnfinishedRuns(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		e.dispatch(r.ID)
+	}
+	return nil
+}
+
+func (e *Engine) dispatch(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.inflight[id] {
+		return
+	}
+	select {
+	case e.work <- id:
+		e.inflight[id] = true
+	default: // the queue is full: the next sweep picks it up
+	}
+}
+
+func (e *Engine) worker() {
+	for {
+		select {
+		case <-e.stopping:
+			return
+		case id := <-e.work:
+			if err := e.execute(e.runCtx, id); err != nil && e.runCtx.Err() == nil {
+				e.opt.Logger.Error("rotation run", "run", id, "err", err)
+			}
+			e.mu.Lock()
+			delete(e.inflight, id)
+			e.mu.Unlock()
+		}
+	}
+}
+
+// ended wakes everyone waiting for a run to end.
+func (e *Engine) ended() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+func (e *Engine) changedChan() chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
+// Rotate queues a rotation of a pamUser record and returns the run. When the record already
+// has an active run, it returns that one and created is false: there is never a second.
+func (e *Engine) Rotate(ctx context.Context, scope vault.Scope, uid, trigger string) (run Run, created bool, err error) {
+	rec, err := e.vault.Get(ctx, scope, uid)
+	if err != nil {
+		return Run{}, false, err
+	}
+	if rec.Type != "pamUser" {
+		return Run{}, false, fault.Invalidf("only pamUser records rotate; %s is a %s record", uid, rec.Type)
+	}
+	settings, err := e.settings(ctx, e.db.Reader, scope.TeamID, uid)
+	if err != nil {
+		return Run{}, false, err
+	}
+	if !settings.IsEnabled() {
+		return Run{}, false, fault.New(fault.Conflict, "rotation_disabled", "rotation of record %s is disabled", uid)
+	}
+	now := e.opt.Now().UTC()
+	row := store.Run{ID: uuid.NewString(), TeamID: scope.TeamID, RecordUID: uid, Trigger: trigger,
+		Status: StatusQueued, State: StateQueued, CreatedAt: now, UpdatedAt: now}
+	err = e.db.Tx(ctx, func(tx *store.Tx) error { return tx.InsertRun(ctx, row) })
+	if errors.Is(err, store.ErrConflict) {
+		active, err := e.db.ActiveRun(ctx, uid)
+		if errors.Is(err, store.ErrNotFound) { // it ended in between: try again
+			return e.Rotate(ctx, scope, uid, trigger)
+		}
+		if err != nil {
+			return Run{}, false, err
+		}
+		view, err := e.view(ctx, active)
+		return view, false, err
+	}
+	if err != nil {
+		return Run{}, false, fmt.Errorf("queue rotation of %s: %w", uid, err)
+	}
+	e.dispatch(row.ID)
+	view, err := e.view(ctx, row)
+	return view, true, err
+}
+
+// Wait returns the run once it has ended, or its latest state when ctx ends first.
+func (e *Engine) Wait(ctx context.Context, scope vault.Scope, id string) (Run, error) {
+	for {
+		ch := e.changedChan()
+		run, err := e.Get(ctx, scope, id)
+		if err != nil || run.Terminal() {
+			return run, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return e.Get(context.WithoutCancel(ctx), scope, id)
+		}
+	}
+}
+
+// Get returns a run of a record within the caller's scope.
+func (e *Engine) Get(ctx context.Context, scope vault.Scope, id string) (Run, error) {
+	row, err := e.db.Run(ctx, scope.TeamID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Run{}, fault.NotFoundf("no rotation %q", id)
+	}
+	if err != nil {
+		return Run{}, err
+	}
+	if _, err := e.vault.Get(ctx, scope, row.RecordUID); err != nil {
+		if fault.KindOf(err) == fault.NotFound {
+			return Run{}, fault.NotFoundf("no rotation %q", id)
+		}
+		return Run{}, err
+	}
+	return e.view(ctx, row)
+}
+
+// RunFilter selects runs to list.
+type RunFilter struct {
+	RecordUID string
+	Status    string
+	Count     int
+	Offset    int
+}
+
+// List returns runs newest first and whether more remain.
+func (e *Engine) List(ctx context.Context, scope vault.Scope, f RunFilter) ([]Run, bool, error) {
+	if f.Count <= 0 {
+		f.Count = 100
+	}
+	rows, err := e.db.ListRuns(ctx, store.RunFilter{TeamID: scope.TeamID, RecordUID: f.RecordUID, Status: f.Status,
+		Within: scope.Folders, Limit: f.Count + 1, Offset: f.Offset})
+	if err != nil {
+		return nil, false, fmt.Errorf("list rotations: %w", err)
+	}
+	more := len(rows) > f.Count
+	rows = rows[:min(len(rows), f.Count)]
+	out := make([]Run, len(rows))
+	for i, r := range rows {
+		if out[i], err = e.view(ctx, r); err != nil {
+			return nil, false, err
+		}
+	}
+	return out, more, nil
+}
+
+// view turns a stored run into the API's shape, opening its sealed exec log.
+func (e *Engine) view(ctx context.Context, r store.Run) (Run, error) {
+	out := Run{ID: r.ID, RecordUID: r.RecordUID, Trigger: r.Trigger, Status: r.Status, State: r.State,
+		Attempt: r.Attempt, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		ExecLog: []script.Result{}}
+	if r.ErrorCode != "" {
+		out.Error = &RunError{Code: r.ErrorCode, Message: r.ErrorMessage}
+	}
+	if len(r.ExecLog) > 0 {
+		log, err := e.openLog(ctx, e.db.Reader, r)
+		if err != nil {
+			return Run{}, err
+		}
+		out.ExecLog = log
+	}
+	return out, nil
+}

@@ -1,0 +1,296 @@
+package rotation_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+// leakyFailScript prints both passwords (raw, base64, inside JSON) and the whole stdin line,
+// then fails: the exec log must show none of it.
+const leakyFailScript = `#!/usr/bin/env python3
+import base64, json, sys
+line = sys.stdin.readline().strip()
+p = json.loads(base64.b64decode(line))
+print("new:", p["newPassword"], "old:", p["oldPassword"])
+print("b64:", base64.b64encode(p["newPassword"].encode()).decode())
+print("in json:", json.dumps({"x": "ab" + p["newPassword"] + "cd"}))
+print("line:", line, file=sys.stderr)
+sys.exit(3)
+`
+
+// changeThenFailScript changes the password on the target, then fails anyway.
+var changeThenFailScript = strings.Replace(changeScript, `print("changed password of", params["user"])`,
+	`print("changed, but failing"); sys.exit(1)`, 1)
+
+func assertRedacted(t *testing.T, run rotation.Run, secrets ...string) {
+	t.Helper()
+	js, _ := json.Marshal(run.ExecLog)
+	for _, s := range secrets {
+		for _, form := range []string{s, base64.StdEncoding.EncodeToString([]byte(s))} {
+			if strings.Contains(string(js), form) {
+				t.Fatalf("exec log leaks a secret: %s", js)
+			}
+		}
+	}
+	if !strings.Contains(string(js), "[REDACTED]") {
+		t.Fatalf("exec log shows no redaction: %s", js)
+	}
+}
+
+func TestFailingScriptRollsBackAndRedacts(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: "rest"})
+	f.attach(f.user, "leaky.py", leakyFailScript)
+	run := f.rotate()
+	if run.Status != rotation.StatusFailed || run.Error.Code != "script_failed" {
+		t.Fatalf("run %+v", run)
+	}
+	// Rollback On Password Fail defaults to true: the script ran again with the passwords swapped.
+	if len(run.ExecLog) != 2 || run.ExecLog[0].ReturnCode != 3 || run.ExecLog[1].Name != "leaky.py (rollback)" {
+		t.Fatalf("exec log %+v", run.ExecLog)
+	}
+	var candidate string
+	for _, v := range f.versions() {
+		if v.State == vault.StateFailed {
+			candidate = v.Value.Reveal()
+		}
+	}
+	if candidate == "" {
+		t.Fatalf("the candidate is not kept as failed: %+v", f.versions())
+	}
+	assertRedacted(t, run, candidate, "initial-Pw1!")
+	if f.current() != "initial-Pw1!" || f.target.password("alice") != "initial-Pw1!" {
+		t.Fatal("a failed run changed the current password")
+	}
+}
+
+func TestRollbackOnPasswordFail(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		flag      string // the pamUser's "Rollback On Password Fail" field; "" = absent (true)
+		wantNewPW bool   // whether the candidate ends current
+	}{
+		{"default rolls back", "", false},
+		{"true rolls back", "True", false},
+		{"false keeps the new password", "False", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, fixtureOptions{})
+			if tc.flag != "" {
+				rec, _ := f.vault.Get(context.Background(), f.scope, f.user)
+				rec.Custom = append(rec.Custom, custom("Rollback On Password Fail", tc.flag))
+				if _, err := f.vault.Update(context.Background(), f.scope, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: "rest"})
+			f.attach(f.user, "change-then-fail.py", changeThenFailScript)
+			run := f.rotate()
+			if run.Status != rotation.StatusFailed {
+				t.Fatalf("run %+v", run)
+			}
+			live := f.target.password("alice")
+			if f.current() != live {
+				t.Fatalf("vault current %q, target %q", f.current(), live)
+			}
+			if (live != "initial-Pw1!") != tc.wantNewPW {
+				t.Fatalf("target holds %q; want the new password: %v", live, tc.wantNewPW)
+			}
+			wantLog := 2
+			if tc.wantNewPW {
+				wantLog = 1
+			}
+			if len(run.ExecLog) != wantLog {
+				t.Fatalf("exec log %+v", run.ExecLog)
+			}
+		})
+	}
+}
+
+func TestPostRotationScriptFailure(t *testing.T) {
+	for _, rollback := range []bool{false, true} {
+		t.Run("rollback="+map[bool]string{false: "off", true: "on"}[rollback], func(t *testing.T) {
+			f := newFixture(t, fixtureOptions{})
+			if rollback { // looked up user → resource → configuration: put it on the resource
+				rec, _ := f.vault.Get(context.Background(), f.scope, f.resource)
+				rec.Custom = append(rec.Custom, custom("Rollback On Post Rotation Fail", "True"))
+				if _, err := f.vault.Update(context.Background(), f.scope, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+			f.attach(f.user, "notify.sh", "#!/bin/sh\necho notifying\nexit 7\n")
+			run := f.rotate()
+			if run.Status != rotation.StatusFailed || run.Error.Code != "script_failed" {
+				t.Fatalf("run %+v", run)
+			}
+			live := f.target.password("alice")
+			if f.current() != live {
+				t.Fatalf("vault current %q, target %q", f.current(), live)
+			}
+			if rolledBack := live == "initial-Pw1!"; rolledBack != rollback {
+				t.Fatalf("target holds %q; rollback %v", live, rollback)
+			}
+		})
+	}
+}
+
+func TestConcurrentRotateRequests(t *testing.T) {
+	f := newFixture(t, fixtureOptions{engine: rotation.Options{Workers: 4}})
+	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			run, _, err := f.engine.Rotate(ctx, f.scope, f.user, rotation.TriggerOnDemand)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			ids[run.ID] = true
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	var runs []rotation.Run
+	for id := range ids {
+		run, err := f.engine.Wait(ctx, f.scope, id)
+		if err != nil || !run.Terminal() || run.Status != rotation.StatusSucceeded {
+			t.Fatalf("run %s: %+v %v", id, run, err)
+		}
+		runs = append(runs, run)
+	}
+	// One run at a time: no two runs' lifetimes overlap.
+	for i, a := range runs {
+		for _, b := range runs[i+1:] {
+			if a.StartedAt.Before(*b.FinishedAt) && b.StartedAt.Before(*a.FinishedAt) {
+				t.Fatalf("runs %s and %s overlap", a.ID, b.ID)
+			}
+		}
+	}
+	if f.current() != f.target.password("alice") {
+		t.Fatalf("vault current %q, target %q", f.current(), f.target.password("alice"))
+	}
+	t.Logf("%d concurrent requests made %d runs", 50, len(runs))
+}
+
+func TestTransientErrorsAreRetried(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+	f.target.mu.Lock()
+	f.target.failNext = 3
+	f.target.mu.Unlock()
+	run := f.rotate()
+	if run.Status != rotation.StatusSucceeded || run.Attempt < 4 {
+		t.Fatalf("run %+v", run)
+	}
+	f.target.mu.Lock()
+	f.target.failNext = 100
+	f.target.mu.Unlock()
+	run = f.rotate()
+	if run.Status != rotation.StatusFailed || run.Error.Code != "target_unavailable" {
+		t.Fatalf("run after attempts ran out: %+v", run)
+	}
+	if f.current() != f.target.password("alice") {
+		t.Fatal("the current password is not the target's")
+	}
+}
+
+func TestPermanentErrorEndsTheRun(t *testing.T) {
+	f := newFixture(t, fixtureOptions{accounts: map[string]string{"alice": "something else"}})
+	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+	run := f.rotate()
+	// The target refuses the old password, and accepts neither the old nor the new one.
+	if run.Status != rotation.StatusNeedsAttention || run.Attempt != 1 {
+		t.Fatalf("run %+v", run)
+	}
+	if f.stateOf("initial-Pw1!") != vault.StateCurrent {
+		t.Fatalf("current changed: %+v", f.versions())
+	}
+}
+
+func TestNOOPFieldForcesScriptsOnly(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rec, _ := f.vault.Get(context.Background(), f.scope, f.user)
+	rec.Custom = append(rec.Custom, custom("NOOP", "true"))
+	if _, err := f.vault.Update(context.Background(), f.scope, rec); err != nil {
+		t.Fatal(err)
+	}
+	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest", VerifyWith: "rest"})
+	f.attach(f.user, "change.py", changeScript)
+	run := f.rotate()
+	if run.Status != rotation.StatusSucceeded || len(run.ExecLog) != 1 {
+		t.Fatalf("run %+v", run)
+	}
+	if f.current() != f.target.password("alice") {
+		t.Fatal("vault and target disagree")
+	}
+}
+
+// TestSeedRESTScript runs the seed's REST rotation script, unchanged, as a scripts_only
+// rotation with a "Record with Access Token" credential.
+func TestSeedRESTScript(t *testing.T) {
+	const seed = "../../../shared/seeds/restored/rest-api-rotation.py"
+	content, err := os.ReadFile(seed)
+	if err != nil {
+		t.Fatalf("the seed script (CI keeps ../shared beside the clone): %v", err)
+	}
+	var mu sync.Mutex
+	var gotAuth, gotEmail, gotPassword string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ UserEmail, NewPassword string }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		gotAuth, gotEmail, gotPassword = r.Header.Get("Authorization"), body.UserEmail, body.NewPassword
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"status":"rotated"}`))
+	}))
+	defer api.Close()
+
+	f := newFixture(t, fixtureOptions{})
+	token := f.create(vault.Record{Type: "login", Title: "Record with Access Token", Fields: []vault.Field{
+		field("url", api.URL+"/rotate"), field("password", "service-access-token-42"),
+	}})
+	rec, _ := f.vault.Get(context.Background(), f.scope, f.user)
+	rec.Fields[0] = field("login", "alice@example.com")
+	if _, err := f.vault.Update(context.Background(), f.scope, rec); err != nil {
+		t.Fatal(err)
+	}
+	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly})
+	if _, err := f.engine.AddScript(context.Background(), f.scope, f.user, rotation.ScriptInput{
+		Name: "rest-api-rotation.py", Content: content, CredentialUIDs: []string{token},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run := f.rotate()
+	if run.Status != rotation.StatusSucceeded {
+		t.Fatalf("run %+v", run)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if gotAuth != "Bearer service-access-token-42" || gotEmail != "alice@example.com" {
+		t.Fatalf("the REST server saw auth %q, user %q", gotAuth, gotEmail)
+	}
+	if gotPassword == "" || gotPassword != f.current() || gotPassword == "initial-Pw1!" {
+		t.Fatalf("the REST server saw password %q; the vault's current is %q", gotPassword, f.current())
+	}
+	if js, _ := json.Marshal(run.ExecLog); strings.Contains(string(js), gotPassword) || strings.Contains(string(js), "service-access-token-42") {
+		t.Fatalf("exec log leaks a secret: %s", js)
+	}
+}

@@ -1,0 +1,599 @@
+package rotation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/audit"
+	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/fault"
+	"github.com/keyturn/keyturn/internal/passgen"
+	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+// Keeper's rollback fields, read from the pamUser, then its resource, then its configuration.
+const (
+	rollbackOnPasswordFail     = "Rollback On Password Fail"      // default true
+	rollbackOnPostRotationFail = "Rollback On Post Rotation Fail" // default false
+)
+
+// errStopped means the engine is stopping: the run stays in its last committed state.
+var errStopped = errors.New("rotation: engine stopping")
+
+// job is one execution of a run: the run row and everything it needs, loaded once.
+type job struct {
+	e        *Engine
+	run      store.Run
+	user     vault.Record
+	resource *vault.Record
+	config   *vault.Record
+	settings Settings
+	method   string
+	rotator  connector.Rotator  // general only
+	verifier connector.Verifier // nil when nothing can check a password
+	account  connector.Account
+	scripts  []attached // in Keeper's order: user, resource, configuration
+	execLog  []script.Result
+}
+
+// attached is a script with the record it is attached to.
+type attached struct {
+	script      script.Script
+	credentials []vault.Record
+}
+
+// execute drives one run through its states until it ends or the engine stops.
+func (e *Engine) execute(ctx context.Context, id string) error {
+	run, err := e.db.RunByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	if run.Status != StatusQueued && run.Status != StatusRunning {
+		return nil
+	}
+	j := &job{e: e, run: run}
+	if len(run.ExecLog) > 0 {
+		if j.execLog, err = e.openLog(ctx, e.db.Reader, run); err != nil {
+			return err
+		}
+	}
+	if err := j.load(ctx); err != nil {
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		// Without its settings, records or connectors the run cannot go on. If nothing can
+		// have touched the target yet, it failed; otherwise nobody can tell what the target holds.
+		code, msg := errorInfo(err, "rotation_unavailable")
+		if run.EffectStarted {
+			return j.needsAttention(ctx, code, msg+"; the target may hold the candidate password, which is kept as pending")
+		}
+		return j.fail(ctx, code, msg)
+	}
+	err = j.step(ctx)
+	if err != nil && ctx.Err() != nil {
+		return errStopped
+	}
+	return err
+}
+
+// step runs the state machine from the run's committed state.
+func (j *job) step(ctx context.Context) error {
+	for {
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		switch j.run.State {
+		case StateQueued, StateRunning:
+			if err := j.saveCandidate(ctx); err != nil {
+				return err
+			}
+		case StatePendingSaved:
+			if j.run.EffectStarted {
+				if done, err := j.settleInterrupted(ctx); done || err != nil {
+					return err
+				}
+				continue
+			}
+			if done, err := j.changeTarget(ctx); done || err != nil {
+				return err
+			}
+		case StateTargetChanged:
+			if done, err := j.verifyCandidate(ctx); done || err != nil {
+				return err
+			}
+		case StateVerified:
+			if err := j.commitCandidate(ctx); err != nil {
+				return err
+			}
+		case StateCommitted:
+			if done, err := j.postRotationScripts(ctx); done || err != nil {
+				return err
+			}
+		case StateScriptsDone:
+			return j.succeed(ctx)
+		default:
+			return nil // terminal
+		}
+	}
+}
+
+// saveCandidate generates the new password and saves it, sealed, as pending: from here on it
+// is in the vault before anything can put it on the target.
+func (j *job) saveCandidate(ctx context.Context) error {
+	if j.run.State == StateQueued {
+		now := j.e.opt.Now().UTC()
+		j.run.Status, j.run.State, j.run.StartedAt, j.run.Attempt = StatusRunning, StateRunning, &now, max(j.run.Attempt, 1)
+		if err := j.commit(ctx, nil); err != nil {
+			return err
+		}
+		j.e.opt.Failpoint("state:" + StateRunning)
+	}
+	candidate, err := passgen.Generate(j.settings.EffectiveComplexity())
+	if err != nil {
+		code, msg := errorInfo(err, "invalid_complexity")
+		return j.fail(ctx, code, msg)
+	}
+	err = j.commit(ctx, func(tx *store.Tx) error {
+		old, err := j.e.vault.CurrentVersion(ctx, tx.Reader, j.user.UID)
+		if err != nil {
+			return err
+		}
+		pending, err := j.e.vault.AddPending(ctx, tx, j.run.TeamID, j.user.UID, candidate)
+		if err != nil {
+			return err
+		}
+		j.run.OldVersion, j.run.PendingVersion, j.run.State, j.run.EffectStarted = old, pending, StatePendingSaved, false
+		return nil
+	})
+	candidate.Clear()
+	if err != nil {
+		return err
+	}
+	j.e.opt.Failpoint("state:" + StatePendingSaved)
+	return nil
+}
+
+// changeTarget puts the candidate on the target: the connector in general, the scripts in
+// scripts_only. It first records that the target may change, so that a crash from here on is
+// settled by checking the target.
+func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
+	j.run.EffectStarted = true
+	if err := j.commit(ctx, nil); err != nil {
+		return false, err
+	}
+	j.e.opt.Failpoint("effect:start")
+	newPW, oldPW, err := j.passwords(ctx)
+	if err != nil {
+		return false, err
+	}
+	if j.method == MethodGeneral {
+		err := j.retry(ctx, func() error { return j.rotator.Rotate(ctx, j.account, oldPW, newPW) })
+		j.e.opt.Failpoint("effect:done")
+		if ctx.Err() != nil {
+			return false, errStopped
+		}
+		if err != nil {
+			return true, j.connectorFailed(ctx, err, newPW, oldPW)
+		}
+		return false, j.advance(ctx, StateTargetChanged)
+	}
+	failed, err := j.runScripts(ctx, newPW, oldPW, "")
+	j.e.opt.Failpoint("effect:done")
+	if err != nil {
+		return false, err
+	}
+	if failed != nil {
+		return true, j.scriptsOnlyFailed(ctx, failed, newPW, oldPW)
+	}
+	return false, j.advance(ctx, StateTargetChanged)
+}
+
+// connectorFailed settles a connector error: the call may still have changed the target, so
+// the target is asked which password it accepts before anything is decided.
+func (j *job) connectorFailed(ctx context.Context, cause error, newPW, oldPW secret.Secret) error {
+	code, msg := errorInfo(cause, "connector_failed")
+	switch j.accepts(ctx, newPW, oldPW) {
+	case acceptsNew:
+		return j.advance(ctx, StateTargetChanged)
+	case acceptsOld:
+		return j.fail(ctx, code, msg)
+	default:
+		return j.needsAttention(ctx, code, msg+"; the target accepts neither the old nor the new password (both are kept)")
+	}
+}
+
+// scriptsOnlyFailed settles a failed rotation script. With Keeper's "Rollback On Password
+// Fail" (default on), the scripts run again with the passwords swapped to set the old one back.
+func (j *job) scriptsOnlyFailed(ctx context.Context, failed *scriptFailure, newPW, oldPW secret.Secret) error {
+	code, msg := failed.code, failed.msg
+	rolledBack := false
+	if customFlag(rollbackOnPasswordFail, true, &j.user, j.resource, j.config) {
+		again, err := j.runScripts(ctx, oldPW, newPW, " (rollback)")
+		if err != nil {
+			return err
+		}
+		rolledBack = again == nil
+		msg += "; rollback " + map[bool]string{true: "ran", false: "failed"}[rolledBack]
+	}
+	if j.verifier == nil {
+		if rolledBack {
+			return j.fail(ctx, code, msg)
+		}
+		return j.needsAttention(ctx, code, msg+"; nothing can check which password the target holds (set verify_with); the candidate is kept as pending")
+	}
+	switch j.accepts(ctx, newPW, oldPW) {
+	case acceptsOld:
+		return j.fail(ctx, code, msg)
+	case acceptsNew: // the new password is live after all: keep it
+		if err := j.commit(ctx, func(tx *store.Tx) error {
+			return j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion)
+		}); err != nil {
+			return err
+		}
+		return j.fail(ctx, code, msg+"; the target accepts the new password, which is now current")
+	default:
+		return j.needsAttention(ctx, code, msg+"; the target accepts neither the old nor the new password (both are kept)")
+	}
+}
+
+// settleInterrupted resolves a run that stopped while the target might have been changing.
+func (j *job) settleInterrupted(ctx context.Context) (done bool, err error) {
+	newPW, oldPW, err := j.passwords(ctx)
+	if err != nil {
+		return false, err
+	}
+	if j.verifier == nil {
+		return true, j.needsAttention(ctx, "interrupted",
+			"the rotation stopped while the target was changing and nothing can check which password it holds (set verify_with); the candidate is kept as pending")
+	}
+	switch j.accepts(ctx, newPW, oldPW) {
+	case acceptsNew:
+		return false, j.advance(ctx, StateTargetChanged)
+	case acceptsOld:
+		// Nothing changed yet: change the target again, with the same candidate, so that a
+		// late change by something the crash left running still lands on a password the vault
+		// holds as pending.
+		if j.run.Attempt >= int64(j.e.opt.Attempts) {
+			return true, j.fail(ctx, "interrupted", "the rotation was interrupted too often; the target still accepts the current password")
+		}
+		j.run.EffectStarted, j.run.Attempt = false, j.run.Attempt+1
+		return false, j.commit(ctx, nil)
+	default:
+		return true, j.needsAttention(ctx, "interrupted",
+			"the rotation stopped while the target was changing, and the target accepts neither the old nor the new password (both are kept)")
+	}
+}
+
+// verifyCandidate checks that the target accepts the new password. A script's exit code
+// proves little, so with a verifier nothing is trusted until this passes.
+func (j *job) verifyCandidate(ctx context.Context) (done bool, err error) {
+	if j.verifier == nil {
+		return false, j.advance(ctx, StateVerified)
+	}
+	newPW, oldPW, err := j.passwords(ctx)
+	if err != nil {
+		return false, err
+	}
+	switch j.accepts(ctx, newPW, oldPW) {
+	case acceptsNew:
+		return false, j.advance(ctx, StateVerified)
+	case acceptsOld:
+		return true, j.fail(ctx, "verification_failed",
+			"the target still accepts the old password and refuses the new one, although the rotation reported success; the current password is unchanged")
+	default:
+		return true, j.needsAttention(ctx, "verification_failed",
+			"the target accepts neither the old nor the new password (both are kept)")
+	}
+}
+
+// commitCandidate makes the candidate current and the old password previous, in one step.
+func (j *job) commitCandidate(ctx context.Context) error {
+	err := j.commit(ctx, func(tx *store.Tx) error {
+		if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion); err != nil {
+			return err
+		}
+		j.run.State = StateCommitted
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	j.e.opt.Failpoint("state:" + StateCommitted)
+	return nil
+}
+
+// postRotationScripts runs the scripts after a connector rotation (in scripts_only they were
+// the rotation). A failure keeps the new password unless "Rollback On Post Rotation Fail" is on.
+func (j *job) postRotationScripts(ctx context.Context) (done bool, err error) {
+	if j.method != MethodGeneral || len(j.scripts) == 0 {
+		return false, j.advance(ctx, StateScriptsDone)
+	}
+	newPW, oldPW, err := j.passwords(ctx)
+	if err != nil {
+		return false, err
+	}
+	failed, err := j.runScripts(ctx, newPW, oldPW, "")
+	if err != nil {
+		return false, err
+	}
+	if failed == nil {
+		return false, j.advance(ctx, StateScriptsDone)
+	}
+	code, msg := failed.code, failed.msg
+	if !customFlag(rollbackOnPostRotationFail, false, &j.user, j.resource, j.config) {
+		return true, j.fail(ctx, code, msg+"; the new password stays current (Rollback On Post Rotation Fail is off)")
+	}
+	rbErr := j.retry(ctx, func() error { return j.rotator.Rotate(ctx, j.account, newPW, oldPW) })
+	if ctx.Err() != nil {
+		return false, errStopped
+	}
+	if rbErr == nil {
+		if _, err := j.runScripts(ctx, oldPW, newPW, " (rollback)"); err != nil {
+			return false, err
+		}
+	}
+	switch j.accepts(ctx, newPW, oldPW) {
+	case acceptsOld: // the old password is back
+		err := j.commit(ctx, func(tx *store.Tx) error {
+			if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.OldVersion); err != nil {
+				return err
+			}
+			return j.e.vault.SetVersionState(ctx, tx, j.user.UID, j.run.PendingVersion, vault.StateFailed)
+		})
+		if err != nil {
+			return false, err
+		}
+		return true, j.failKeepingVersions(ctx, code, msg+"; rolled back to the old password")
+	case acceptsNew:
+		return true, j.failKeepingVersions(ctx, code, msg+"; the rollback did not take, and the new password stays current")
+	default:
+		return true, j.needsAttention(ctx, code, msg+"; after the rollback the target accepts neither password (both are kept)")
+	}
+}
+
+type acceptance int
+
+const (
+	acceptsNeither acceptance = iota
+	acceptsNew
+	acceptsOld
+)
+
+// accepts asks the target which of the two passwords it accepts, the new one first. It says
+// acceptsNeither when it accepts neither or cannot tell even after the retries.
+func (j *job) accepts(ctx context.Context, newPW, oldPW secret.Secret) acceptance {
+	check := func(pw secret.Secret) bool {
+		if pw.IsZero() {
+			return false
+		}
+		var verdict error
+		err := j.retry(ctx, func() error {
+			verdict = j.verifier.Verify(ctx, j.account, pw)
+			if verdict == nil || errors.Is(verdict, connector.ErrRejected) {
+				return nil // an answer: stop retrying
+			}
+			return verdict
+		})
+		return err == nil && verdict == nil
+	}
+	if check(newPW) {
+		return acceptsNew
+	}
+	if check(oldPW) {
+		return acceptsOld
+	}
+	return acceptsNeither
+}
+
+// scriptFailure is the script that failed and why.
+type scriptFailure struct {
+	name, code, msg string
+}
+
+// runScripts runs every script in order with the given passwords until one fails, appending
+// each result to the exec log (committed after each script).
+func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix string) (*scriptFailure, error) {
+	for _, a := range j.scripts {
+		params := script.Params{Configuration: j.config, Resource: j.resource, Credentials: a.credentials,
+			User: j.user, NewPassword: newPW, OldPassword: oldPW}
+		line, err := params.Line()
+		if err != nil {
+			return nil, err
+		}
+		res, runErr := j.e.runner.Run(ctx, a.script, line, script.NewRedactor(script.SecretsOf(params)...))
+		line.Clear()
+		if ctx.Err() != nil {
+			return nil, errStopped
+		}
+		res.Name = a.script.Name + suffix
+		var failure *scriptFailure
+		switch {
+		case runErr != nil:
+			code, msg := errorInfo(runErr, "script_failed")
+			if res.Stderr == "" {
+				res.Stderr = msg
+			}
+			failure = &scriptFailure{name: res.Name, code: code, msg: msg}
+		case res.ReturnCode != 0:
+			failure = &scriptFailure{name: res.Name, code: "script_failed",
+				msg: fmt.Sprintf("script %s exited with code %d", res.Name, res.ReturnCode)}
+		}
+		j.execLog = append(j.execLog, res)
+		if err := j.commit(ctx, nil); err != nil {
+			return nil, err
+		}
+		if failure != nil {
+			return failure, nil
+		}
+	}
+	return nil, nil
+}
+
+// retry runs op until it succeeds, fails permanently, or the attempts run out, waiting with
+// capped exponential backoff and jitter (or until a rate limit's reset) between tries.
+func (j *job) retry(ctx context.Context, op func() error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = op(); err == nil || !connector.IsTransient(err) || attempt >= j.e.opt.Attempts {
+			return err
+		}
+		delay := min(j.e.opt.BackoffBase<<(attempt-1), j.e.opt.BackoffMax)
+		delay = delay/2 + rand.N(delay/2+1) // jitter: half to full delay
+		var ce *connector.Error
+		if errors.As(err, &ce) && !ce.RetryAt.IsZero() {
+			delay = max(delay, time.Until(ce.RetryAt))
+		}
+		j.run.Attempt++
+		if cerr := j.commit(ctx, nil); cerr != nil {
+			return cerr
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// passwords returns the candidate and the old password of the run.
+func (j *job) passwords(ctx context.Context) (newPW, oldPW secret.Secret, err error) {
+	newPW, _, err = j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.PendingVersion)
+	if err != nil {
+		return secret.Secret{}, secret.Secret{}, err
+	}
+	if j.run.OldVersion != 0 {
+		oldPW, _, err = j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.OldVersion)
+	}
+	return newPW, oldPW, err
+}
+
+// advance commits the next state.
+func (j *job) advance(ctx context.Context, state string) error {
+	j.run.State = state
+	if err := j.commit(ctx, nil); err != nil {
+		return err
+	}
+	j.e.opt.Failpoint("state:" + state)
+	return nil
+}
+
+func (j *job) succeed(ctx context.Context) error {
+	return j.finish(ctx, StatusSucceeded, StateSucceeded, "", "", "")
+}
+
+// fail ends the run failed; a candidate that never became current is marked failed.
+func (j *job) fail(ctx context.Context, code, msg string) error {
+	return j.finish(ctx, StatusFailed, StateFailed, code, msg, vault.StateFailed)
+}
+
+// failKeepingVersions ends the run failed without touching the password versions.
+func (j *job) failKeepingVersions(ctx context.Context, code, msg string) error {
+	return j.finish(ctx, StatusFailed, StateFailed, code, msg, "")
+}
+
+// needsAttention ends the run with both candidates kept: the pending one stays pending.
+func (j *job) needsAttention(ctx context.Context, code, msg string) error {
+	return j.finish(ctx, StatusNeedsAttention, StateNeedsAttention, code, msg, "")
+}
+
+func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo string) error {
+	now := j.e.opt.Now().UTC()
+	err := j.commit(ctx, func(tx *store.Tx) error {
+		if pendingTo != "" && j.run.PendingVersion != 0 {
+			pv, err := tx.PasswordVersion(ctx, j.user.UID, j.run.PendingVersion)
+			if err != nil {
+				return err
+			}
+			if pv.State == vault.StatePending {
+				if err := j.e.vault.SetVersionState(ctx, tx, j.user.UID, j.run.PendingVersion, pendingTo); err != nil {
+					return err
+				}
+			}
+		}
+		j.run.Status, j.run.State, j.run.ErrorCode, j.run.ErrorMessage, j.run.FinishedAt = status, state, code, msg, &now
+		return j.e.audit.Append(ctx, tx, j.run.TeamID, audit.Event{
+			Type: eventType(j.run.Trigger, status), Actor: "rotation", RecordUID: j.run.RecordUID,
+			Details: map[string]any{"rotation_id": j.run.ID, "status": status, "error_code": code},
+		})
+	})
+	if err != nil {
+		return err
+	}
+	j.e.opt.Failpoint("state:" + state)
+	j.e.ended()
+	return nil
+}
+
+func eventType(trigger, status string) string {
+	switch {
+	case status == StatusNeedsAttention:
+		return audit.RotationNeedsAttention
+	case trigger == TriggerScheduled && status == StatusSucceeded:
+		return audit.RotationScheduledOK
+	case trigger == TriggerScheduled:
+		return audit.RotationScheduledFail
+	case status == StatusSucceeded:
+		return audit.RotationOnDemandOK
+	default:
+		return audit.RotationOnDemandFail
+	}
+}
+
+// commit stores the run (with fn's changes, in the same transaction).
+func (j *job) commit(ctx context.Context, fn func(*store.Tx) error) error {
+	j.run.UpdatedAt = j.e.opt.Now().UTC()
+	return j.e.db.Tx(ctx, func(tx *store.Tx) error {
+		if fn != nil {
+			if err := fn(tx); err != nil {
+				return err
+			}
+		}
+		if j.execLog != nil {
+			sealed, err := j.e.sealLog(ctx, tx.Reader, j.run, j.execLog)
+			if err != nil {
+				return err
+			}
+			j.run.ExecLog = sealed
+		}
+		return tx.UpdateRun(ctx, j.run)
+	})
+}
+
+func (e *Engine) sealLog(ctx context.Context, r store.Reader, run store.Run, log []script.Result) ([]byte, error) {
+	plain, err := json.Marshal(log)
+	if err != nil {
+		return nil, err
+	}
+	return e.vault.Seal(ctx, r, run.TeamID, run.RecordUID, "run-log/"+run.ID, plain)
+}
+
+func (e *Engine) openLog(ctx context.Context, r store.Reader, run store.Run) ([]script.Result, error) {
+	plain, err := e.vault.Open(ctx, r, run.TeamID, run.RecordUID, "run-log/"+run.ID, run.ExecLog)
+	if err != nil {
+		return nil, err
+	}
+	var log []script.Result
+	if err := json.Unmarshal(plain, &log); err != nil {
+		return nil, fmt.Errorf("rotation %s: exec log: %w", run.ID, err)
+	}
+	return log, nil
+}
+
+// errorInfo returns a safe code and message for an error.
+func errorInfo(err error, defaultCode string) (code, msg string) {
+	var ce *connector.Error
+	if errors.As(err, &ce) {
+		return ce.Code, ce.Message
+	}
+	if fe, ok := fault.As(err); ok && fe.Kind != fault.Internal {
+		return fe.Code, fe.Message
+	}
+	return defaultCode, "internal error (see the server log)"
+}

@@ -1,0 +1,63 @@
+package rotation
+
+import (
+	"time"
+
+	"github.com/keyturn/keyturn/internal/script"
+)
+
+// Run statuses.
+const (
+	StatusQueued         = "queued"
+	StatusRunning        = "running"
+	StatusSucceeded      = "succeeded"
+	StatusFailed         = "failed"
+	StatusNeedsAttention = "needs_attention"
+)
+
+// Run states, in order. Each is committed before the next side effect.
+const (
+	StateQueued         = "queued"
+	StateRunning        = "running"
+	StatePendingSaved   = "pending_saved"  // the candidate is in the vault as pending
+	StateTargetChanged  = "target_changed" // the connector or the scripts reported success
+	StateVerified       = "verified"       // the target accepts the candidate (or no check exists)
+	StateCommitted      = "committed"      // the candidate is the current password
+	StateScriptsDone    = "scripts_done"   // post-rotation scripts ran
+	StateSucceeded      = "succeeded"
+	StateFailed         = "failed"
+	StateNeedsAttention = "needs_attention"
+)
+
+// Triggers.
+const (
+	TriggerOnDemand  = "on_demand"
+	TriggerScheduled = "scheduled"
+	TriggerRecovery  = "recovery"
+)
+
+// RunError is why a run failed.
+type RunError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Run is a rotation run as the API shows it.
+type Run struct {
+	ID         string          `json:"id"`
+	RecordUID  string          `json:"record_uid"`
+	Trigger    string          `json:"trigger"`
+	Status     string          `json:"status"`
+	State      string          `json:"state"`
+	Attempt    int64           `json:"attempt"`
+	Error      *RunError       `json:"error"`
+	CreatedAt  time.Time       `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at"`
+	ExecLog    []script.Result `json:"exec_log"`
+}
+
+// Terminal reports whether the run has ended.
+func (r Run) Terminal() bool {
+	return r.Status == StatusSucceeded || r.Status == StatusFailed || r.Status == StatusNeedsAttention
+}

@@ -1,0 +1,67 @@
+// Package server assembles keyturn from an unsealed data directory: the vault, identities,
+// audit trail, rotation engine and the HTTP API over them.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/api"
+	"github.com/keyturn/keyturn/internal/audit"
+	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/datadir"
+	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+// Options configure the services; zero values take each service's defaults.
+type Options struct {
+	Auth       auth.Options
+	Rotation   rotation.Options
+	Scripts    script.Options
+	Connectors map[string]connector.Connector
+	Logger     *slog.Logger
+}
+
+// Server holds the services of one open vault.
+type Server struct {
+	Vault   *vault.Vault
+	Auth    *auth.Service
+	Audit   *audit.Log
+	Engine  *rotation.Engine
+	Handler http.Handler
+}
+
+// New wires the services over an open data directory.
+func New(dv *datadir.Vault, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Rotation.Logger == nil {
+		o.Rotation.Logger = o.Logger
+	}
+	s := &Server{
+		Vault: vault.New(dv.DB, dv.Keys),
+		Auth:  auth.New(dv.DB, dv.Keys, o.Auth),
+		Audit: audit.New(dv.DB, dv.Keys),
+	}
+	s.Engine = rotation.New(dv.DB, s.Vault, s.Audit, script.NewRunner(o.Scripts), o.Connectors, o.Rotation)
+	s.Handler = api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,
+		Ready: dv.DB.Ping, Logger: o.Logger})
+	return s
+}
+
+// Start starts the rotation engine, which first resumes the runs a crash left unfinished.
+func (s *Server) Start(ctx context.Context) error { return s.Engine.Start(ctx) }
+
+// Stop lets running rotations finish for up to grace, then interrupts them; an interrupted run
+// is resumed by the next Start.
+func (s *Server) Stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.Engine.Stop(ctx)
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// AuditEvent is one entry of the audit trail.
+type AuditEvent struct {
+	Seq       int64
+	TeamID    int64
+	Type      string
+	Actor     string
+	RecordUID string
+	Details   []byte // JSON
+	CreatedAt time.Time
+	PrevHash  []byte
+	Hash      []byte
+}
+
+// LastAuditHash returns the hash of the newest event (nil when there is none).
+func (r Reader) LastAuditHash(ctx context.Context) ([]byte, error) {
+	var h []byte
+	err := r.q.QueryRowContext(ctx, `SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return h, err
+}
+
+// InsertAuditEvent appends an event; Seq is assigned by the database.
+func (t *Tx) InsertAuditEvent(ctx context.Context, e AuditEvent) error {
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT INTO audit_events (team_id, type, actor, record_uid, details, created_at, prev_hash, hash)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		e.TeamID, e.Type, e.Actor, e.RecordUID, string(e.Details), nanos(e.CreatedAt), e.PrevHash, e.Hash)
+	return err
+}
+
+// AuditEvents returns a team's events after seq, oldest first.
+func (r Reader) AuditEvents(ctx context.Context, teamID, after int64, limit int) ([]AuditEvent, error) {
+	rows, err := r.q.QueryContext(ctx,
+		`SELECT seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash FROM audit_events
+		  WHERE team_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, teamID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AuditEvent
+	for rows.Next() {
+		var e AuditEvent
+		var details string
+		var created int64
+		if err := rows.Scan(&e.Seq, &e.TeamID, &e.Type, &e.Actor, &e.RecordUID, &details, &created, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
+		}
+		e.Details, e.CreatedAt = []byte(details), fromNanos(created)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AllAuditEvents returns every event from seq after on, across teams, for verifying the chain.
+func (r Reader) AllAuditEvents(ctx context.Context, after int64, limit int) ([]AuditEvent, error) {
+	rows, err := r.q.QueryContext(ctx,
+		`SELECT seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash FROM audit_events
+		  WHERE seq > $1 ORDER BY seq LIMIT `+strconv.Itoa(limit), after)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AuditEvent
+	for rows.Next() {
+		var e AuditEvent
+		var details string
+		var created int64
+		if err := rows.Scan(&e.Seq, &e.TeamID, &e.Type, &e.Actor, &e.RecordUID, &details, &created, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
+		}
+		e.Details, e.CreatedAt = []byte(details), fromNanos(created)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// RotationSettings are a record's rotation settings as stored (JSON, no secrets).
+type RotationSettings struct {
+	RecordUID string
+	TeamID    int64
+	Settings  []byte
+	UpdatedAt time.Time
+}
+
+// Script is a PAM script attached to a record; Content is sealed.
+type Script struct {
+	ID             string
+	RecordUID      string
+	Position       int64
+	Name           string
+	Command        string
+	CredentialUIDs []string
+	Timeout        time.Duration
+	Content        []byte
+	CreatedAt      time.Time
+}
+
+// Run is a rotation run as stored; ExecLog is sealed.
+type Run struct {
+	ID             string
+	TeamID         int64
+	RecordUID      string
+	Trigger        string
+	Status         string
+	State          string
+	Attempt        int64
+	PendingVersion int64 // 0 when none
+	OldVersion     int64 // 0 when none
+	EffectStarted  bool
+	ErrorCode      string
+	ErrorMessage   string
+	ExecLog        []byte
+	CreatedAt      time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+	UpdatedAt      time.Time
+}
+
+// RunFilter selects runs of a team.
+type RunFilter struct {
+	TeamID    int64
+	RecordUID string
+	Status    string
+	Within    []string // folder grants of the caller; empty = no limit
+	Limit     int
+	Offset    int
+}
+
+// SaveRotationSettings inserts or replaces a record's rotation settings.
+func (t *Tx) SaveRotationSettings(ctx context.Context, s RotationSettings) error {
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT INTO rotation_settings (record_uid, team_id, settings, updated_at) VALUES ($1, $2, $3, $4)
+		 ON CONFLICT (record_uid) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at`,
+		s.RecordUID, s.TeamID, string(s.Settings), nanos(s.UpdatedAt))
+	return err
+}
+
+// RotationSettings returns a record's rotation settings.
+func (r Reader) RotationSettings(ctx context.Context, teamID int64, uid string) (RotationSettings, error) {
+	var s RotationSettings
+	var settings string
+	var updated int64
+	err := r.q.QueryRowContext(ctx,
+		`SELECT record_uid, team_id, settings, updated_at FROM rotation_settings WHERE record_uid = $1 AND team_id = $2`,
+		uid, teamID).Scan(&s.RecordUID, &s.TeamID, &settings, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return RotationSettings{}, ErrNotFound
+	}
+	s.Settings, s.UpdatedAt = []byte(settings), fromNanos(updated)
+	return s, err
+}
+
+const scriptColumns = `id, record_uid, position, name, command, credential_uids, timeout_ms, content, created_at`
+
+// InsertScript attaches a script after the record's other scripts.
+func (t *Tx) InsertScript(ctx context.Context, s Script) error {
+	creds, _ := json.Marshal(nonNil(s.CredentialUIDs))
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT INTO scripts (`+scriptColumns+`)
+		 SELECT $1, $2, COALESCE(MAX(position), 0) + 1, $3, $4, $5, $6, $7, $8 FROM scripts WHERE record_uid = $2`,
+		s.ID, s.RecordUID, s.Name, s.Command, string(creds), s.Timeout.Milliseconds(), s.Content, nanos(s.CreatedAt))
+	return wrapConflict(err, "script "+s.ID)
+}
+
+// Scripts returns a record's scripts in attach order.
+func (r Reader) Scripts(ctx context.Context, uid string) ([]Script, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT `+scriptColumns+` FROM scripts WHERE record_uid = $1 ORDER BY position`, uid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Script
+	for rows.Next() {
+		var s Script
+		var creds string
+		var timeoutMS, created int64
+		if err := rows.Scan(&s.ID, &s.RecordUID, &s.Position, &s.Name, &s.Command, &creds, &timeoutMS, &s.Content, &created); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(creds), &s.CredentialUIDs); err != nil {
+			return nil, err
+		}
+		s.Timeout, s.CreatedAt = time.Duration(timeoutMS)*time.Millisecond, fromNanos(created)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// DeleteScript detaches a script from a record.
+func (t *Tx) DeleteScript(ctx context.Context, uid, id string) error {
+	return affectedOne(t.tx.ExecContext(ctx, `DELETE FROM scripts WHERE id = $1 AND record_uid = $2`, id, uid))
+}
+
+const runColumns = `id, team_id, record_uid, trigger, status, state, attempt, pending_version, old_version, effect_started,
+	error_code, error_message, exec_log, created_at, started_at, finished_at, updated_at`
+
+func scanRun(row interface{ Scan(...any) error }) (Run, error) {
+	var (
+		r                 Run
+		pending, old      sql.NullInt64
+		effect            int64
+		created, updated  int64
+		started, finished sql.NullInt64
+	)
+	err := row.Scan(&r.ID, &r.TeamID, &r.RecordUID, &r.Trigger, &r.Status, &r.State, &r.Attempt, &pending, &old, &effect,
+		&r.ErrorCode, &r.ErrorMessage, &r.ExecLog, &created, &started, &finished, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, ErrNotFound
+	}
+	r.PendingVersion, r.OldVersion, r.EffectStarted = pending.Int64, old.Int64, effect != 0
+	r.CreatedAt, r.UpdatedAt = fromNanos(created), fromNanos(updated)
+	r.StartedAt, r.FinishedAt = fromNullNanos(started), fromNullNanos(finished)
+	return r, err
+}
+
+// InsertRun adds a queued run. If the record already has an active run, it returns
+// ErrConflict and the caller should read that run with ActiveRun.
+func (t *Tx) InsertRun(ctx context.Context, r Run) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO rotation_runs (`+runColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
+		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
+		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt))
+	return wrapConflict(err, "an active run of record "+r.RecordUID)
+}
+
+// UpdateRun stores a run's progress.
+func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
+	return affectedOne(t.tx.ExecContext(ctx, `UPDATE rotation_runs SET status = $1, state = $2, attempt = $3,
+		pending_version = $4, old_version = $5, effect_started = $6, error_code = $7, error_message = $8,
+		exec_log = $9, started_at = $10, finished_at = $11, updated_at = $12 WHERE id = $13`,
+		r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion), boolInt(r.EffectStarted),
+		r.ErrorCode, r.ErrorMessage, r.ExecLog, nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), r.ID))
+}
+
+// Run returns a run of a team.
+func (r Reader) Run(ctx context.Context, teamID int64, id string) (Run, error) {
+	return scanRun(r.q.QueryRowContext(ctx, `SELECT `+runColumns+` FROM rotation_runs WHERE id = $1 AND team_id = $2`, id, teamID))
+}
+
+// ActiveRun returns a record's queued or running run.
+func (r Reader) ActiveRun(ctx context.Context, uid string) (Run, error) {
+	return scanRun(r.q.QueryRowContext(ctx,
+		`SELECT `+runColumns+` FROM rotation_runs WHERE record_uid = $1 AND status IN ('queued', 'running')`, uid))
+}
+
+// LatestRun returns a record's newest run.
+func (r Reader) LatestRun(ctx context.Context, uid string) (Run, error) {
+	return scanRun(r.q.QueryRowContext(ctx,
+		`SELECT `+runColumns+` FROM rotation_runs WHERE record_uid = $1 ORDER BY created_at DESC, id DESC LIMIT 1`, uid))
+}
+
+// UnfinishedRuns returns every queued or running run, oldest first.
+func (r Reader) UnfinishedRuns(ctx context.Context) ([]Run, error) {
+	return r.runs(ctx, `SELECT `+runColumns+` FROM rotation_runs WHERE status IN ('queued', 'running') ORDER BY created_at, id`)
+}
+
+// ListRuns returns a team's runs, newest first.
+func (r Reader) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+	q := `SELECT ` + prefixed("x.", runColumns) + ` FROM rotation_runs x JOIN records rec ON rec.uid = x.record_uid WHERE x.team_id = $1`
+	args := []any{f.TeamID}
+	if f.RecordUID != "" {
+		args = append(args, f.RecordUID)
+		q += ` AND x.record_uid = $` + strconv.Itoa(len(args))
+	}
+	if f.Status != "" {
+		args = append(args, f.Status)
+		q += ` AND x.status = $` + strconv.Itoa(len(args))
+	}
+	if len(f.Within) > 0 {
+		cond, more := withinFolders("rec.folder", f.Within, len(args))
+		args = append(args, more...)
+		q += ` AND (` + cond + `)`
+	}
+	args = append(args, f.Limit, f.Offset)
+	q += ` ORDER BY x.created_at DESC, x.id DESC LIMIT $` + strconv.Itoa(len(args)-1) + ` OFFSET $` + strconv.Itoa(len(args))
+	return r.runs(ctx, q, args...)
+}
+
+func (r Reader) runs(ctx context.Context, q string, args ...any) ([]Run, error) {
+	rows, err := r.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		run, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, run)
+	}
+	return out, rows.Err()
+}
+
+func nullInt(n int64) sql.NullInt64 { return sql.NullInt64{Int64: n, Valid: n != 0} }
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RunByID returns a run of any team (for the engine's own use).
+func (r Reader) RunByID(ctx context.Context, id string) (Run, error) {
+	return scanRun(r.q.QueryRowContext(ctx, `SELECT `+runColumns+` FROM rotation_runs WHERE id = $1`, id))
+}

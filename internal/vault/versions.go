@@ -1,0 +1,178 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/keyturn/keyturn/internal/keyring"
+	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/store"
+)
+
+// These methods change password versions inside a caller's transaction, so that the rotation
+// engine can commit a version change and its own state in one step.
+
+// AddPending seals pw as a new pending version of the record and returns its number.
+func (v *Vault) AddPending(ctx context.Context, tx *store.Tx, teamID int64, uid string, pw secret.Secret) (int64, error) {
+	row, err := tx.Record(ctx, teamID, uid)
+	if err != nil {
+		return 0, notFound(err, uid)
+	}
+	dk, err := v.keys.OpenDataKey(row.DataKey, keyAAD(uid))
+	if err != nil {
+		return 0, fmt.Errorf("record %s: data key: %w", uid, err)
+	}
+	n, err := tx.NextPasswordVersion(ctx, uid)
+	if err != nil {
+		return 0, err
+	}
+	now := v.now().UTC()
+	err = tx.InsertPasswordVersion(ctx, store.PasswordVersion{
+		RecordUID: uid, Version: n, State: StatePending, Value: dk.Seal(pw.Bytes(), versionAAD(uid, n)),
+		CreatedAt: now, UpdatedAt: now,
+	})
+	return n, err
+}
+
+// VersionValue returns the value and state of one password version.
+func (v *Vault) VersionValue(ctx context.Context, r store.Reader, teamID int64, uid string, version int64) (secret.Secret, string, error) {
+	row, err := r.Record(ctx, teamID, uid)
+	if err != nil {
+		return secret.Secret{}, "", notFound(err, uid)
+	}
+	dk, err := v.keys.OpenDataKey(row.DataKey, keyAAD(uid))
+	if err != nil {
+		return secret.Secret{}, "", fmt.Errorf("record %s: data key: %w", uid, err)
+	}
+	pv, err := r.PasswordVersion(ctx, uid, version)
+	if err != nil {
+		return secret.Secret{}, "", fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+	}
+	plain, err := dk.Open(pv.Value, versionAAD(uid, version))
+	if err != nil {
+		return secret.Secret{}, "", fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+	}
+	defer clear(plain)
+	return secret.New(plain), pv.State, nil
+}
+
+// CurrentVersion returns the number of the record's current password version (0 if none).
+func (v *Vault) CurrentVersion(ctx context.Context, r store.Reader, uid string) (int64, error) {
+	versions, err := r.PasswordVersions(ctx, uid)
+	if err != nil {
+		return 0, err
+	}
+	for _, pv := range versions {
+		if pv.State == StateCurrent {
+			return pv.Version, nil
+		}
+	}
+	return 0, nil
+}
+
+// SetVersionState changes one version's state (for example pending to failed).
+func (v *Vault) SetVersionState(ctx context.Context, tx *store.Tx, uid string, version int64, state string) error {
+	return tx.SetVersionState(ctx, uid, version, state, v.now().UTC())
+}
+
+// SetCurrent makes a version the record's current password: the version that was current
+// becomes previous, the record's password field takes the value, and the record's revision
+// increments. It does nothing when the version is current already.
+func (v *Vault) SetCurrent(ctx context.Context, tx *store.Tx, teamID int64, uid string, version int64) error {
+	row, err := tx.Record(ctx, teamID, uid)
+	if err != nil {
+		return notFound(err, uid)
+	}
+	rec, dk, err := v.openRecord(row)
+	if err != nil {
+		return err
+	}
+	pv, err := tx.PasswordVersion(ctx, uid, version)
+	if err != nil {
+		return fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+	}
+	if pv.State == StateCurrent {
+		return nil
+	}
+	plain, err := dk.Open(pv.Value, versionAAD(uid, version))
+	if err != nil {
+		return fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+	}
+	value, err := json.Marshal(string(plain))
+	clear(plain)
+	if err != nil {
+		return err
+	}
+	now := v.now().UTC()
+	if err := tx.SetPasswordVersionState(ctx, uid, StateCurrent, StatePrevious, now); err != nil {
+		return err
+	}
+	if err := tx.SetVersionState(ctx, uid, version, StateCurrent, now); err != nil {
+		return err
+	}
+	if f := rec.field("password"); f != nil {
+		if len(f.Value) == 0 {
+			f.Value = []json.RawMessage{value}
+		} else {
+			f.Value[0] = value
+		}
+	} else {
+		rec.Fields = append(rec.Fields, Field{Type: "password", Value: []json.RawMessage{value}})
+	}
+	rec.Revision, rec.UpdatedAt = rec.Revision+1, now
+	newRow, err := v.sealRecord(dk, rec)
+	if err != nil {
+		return err
+	}
+	newRow.TeamID = teamID
+	if err := tx.UpdateRecord(ctx, newRow); err != nil {
+		return err
+	}
+	return tx.PrunePasswordVersions(ctx, uid, v.history, StatePrevious, StateFailed)
+}
+
+// GetIn reads a record through r (a transaction or the database), ignoring folder grants.
+func (v *Vault) GetIn(ctx context.Context, r store.Reader, teamID int64, uid string) (Record, error) {
+	row, err := r.Record(ctx, teamID, uid)
+	if err != nil {
+		return Record{}, notFound(err, uid)
+	}
+	rec, _, err := v.openRecord(row)
+	return rec, err
+}
+
+// Seal encrypts data bound to a record and a purpose (such as a script or a run's log) under
+// the record's data key.
+func (v *Vault) Seal(ctx context.Context, r store.Reader, teamID int64, uid, purpose string, data []byte) ([]byte, error) {
+	dk, err := v.dataKey(ctx, r, teamID, uid)
+	if err != nil {
+		return nil, err
+	}
+	return dk.Seal(data, []byte("keyturn/"+purpose+"/"+uid)), nil
+}
+
+// Open decrypts what Seal sealed for the same record and purpose.
+func (v *Vault) Open(ctx context.Context, r store.Reader, teamID int64, uid, purpose string, sealed []byte) ([]byte, error) {
+	dk, err := v.dataKey(ctx, r, teamID, uid)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := dk.Open(sealed, []byte("keyturn/"+purpose+"/"+uid))
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %s: %w", uid, purpose, err)
+	}
+	return plain, nil
+}
+
+func (v *Vault) dataKey(ctx context.Context, r store.Reader, teamID int64, uid string) (*keyring.DataKey, error) {
+	row, err := r.Record(ctx, teamID, uid)
+	if err != nil {
+		return nil, notFound(err, uid)
+	}
+	dk, err := v.keys.OpenDataKey(row.DataKey, keyAAD(uid))
+	if err != nil {
+		return nil, fmt.Errorf("record %s: data key: %w", uid, err)
+	}
+	return dk, nil
+}
