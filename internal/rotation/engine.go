@@ -20,7 +20,7 @@ import (
 
 // Options configure an Engine; zero values take the defaults.
 type Options struct {
-	Workers     int               // runs executed at once (4)
+	Workers     int               // runs executed at once (16)
 	Attempts    int               // tries of a transient failure before giving up (5)
 	BackoffBase time.Duration     // first retry delay, doubled each time (1 s)
 	BackoffMax  time.Duration     // cap of the retry delay (5 min)
@@ -31,7 +31,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Workers <= 0 {
-		o.Workers = 4
+		o.Workers = 16
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 5
@@ -65,7 +65,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
-	changed  chan struct{} // closed and replaced whenever a run ends
+	waiters  map[string]chan struct{} // closed when that run ends
 
 	work     chan string
 	stopping chan struct{}
@@ -80,7 +80,7 @@ type Engine struct {
 func New(db *store.DB, v *vault.Vault, log *audit.Log, runner *script.Runner, connectors map[string]connector.Connector, opt Options) *Engine {
 	opt.defaults()
 	return &Engine{db: db, vault: v, audit: log, runner: runner, connectors: connectors, opt: opt,
-		inflight: map[string]bool{}, changed: make(chan struct{}), work: make(chan string, 4096),
+		inflight: map[string]bool{}, waiters: map[string]chan struct{}{}, work: make(chan string, 4096),
 		stopping: make(chan struct{})}
 }
 
@@ -171,18 +171,36 @@ func (e *Engine) worker() {
 	}
 }
 
-// ended wakes everyone waiting for a run to end.
-func (e *Engine) ended() {
+// ended wakes whoever waits for the run.
+func (e *Engine) ended(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	close(e.changed)
-	e.changed = make(chan struct{})
+	if ch, ok := e.waiters[id]; ok {
+		close(ch)
+		delete(e.waiters, id)
+	}
 }
 
-func (e *Engine) changedChan() chan struct{} {
+// forget drops a waiter channel that is no longer needed; anyone still waiting on it notices
+// the run's end through Wait's periodic check.
+func (e *Engine) forget(id string, ch chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.changed
+	if e.waiters[id] == ch {
+		delete(e.waiters, id)
+	}
+}
+
+// waiter returns a channel closed when the run ends (after this call).
+func (e *Engine) waiter(id string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch, ok := e.waiters[id]
+	if !ok {
+		ch = make(chan struct{})
+		e.waiters[id] = ch
+	}
+	return ch
 }
 
 // Rotate queues a rotation of a pamUser record and returns the run. When the record already
@@ -228,14 +246,17 @@ func (e *Engine) Rotate(ctx context.Context, scope vault.Scope, uid, trigger str
 // Wait returns the run once it has ended, or its latest state when ctx ends first.
 func (e *Engine) Wait(ctx context.Context, scope vault.Scope, id string) (Run, error) {
 	for {
-		ch := e.changedChan()
+		ch := e.waiter(id)
 		run, err := e.Get(ctx, scope, id)
 		if err != nil || run.Terminal() {
+			e.forget(id, ch)
 			return run, err
 		}
 		select {
 		case <-ch:
+		case <-time.After(time.Second): // a safety net: the run's end is seen within a second anyway
 		case <-ctx.Done():
+			e.forget(id, ch)
 			return e.Get(context.WithoutCancel(ctx), scope, id)
 		}
 	}

@@ -527,7 +527,7 @@ func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo st
 		return err
 	}
 	j.e.opt.Failpoint("state:" + state)
-	j.e.ended()
+	j.e.ended(j.run.ID)
 	return nil
 }
 

@@ -1,0 +1,139 @@
+package api_test
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/keyturn/keyturn/internal/testenv"
+)
+
+type runView struct {
+	ID      string `json:"id"`
+	Status  string `json:"status"`
+	State   string `json:"state"`
+	ExecLog []struct {
+		Name       string `json:"name"`
+		ReturnCode int    `json:"return_code"`
+		Stdout     string `json:"stdout"`
+	} `json:"exec_log"`
+	Error *apiError `json:"error"`
+}
+
+func scriptsOnlyUser(t *testing.T, env *testenv.Env, script string) record {
+	t.Helper()
+	rec := create(t, env, pamUser("rotating", "start-pw"))
+	if st := env.Do(t, "PUT", "/v1/teams/acme/records/"+rec.UID+"/rotation", map[string]any{
+		"method": "scripts_only", "complexity": map[string]any{"length": 24, "caps": 2, "lowercase": 2, "digits": 2, "special": 0},
+	}, nil); st != http.StatusOK {
+		t.Fatalf("rotation settings: %d", st)
+	}
+	if st := env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/scripts", map[string]any{
+		"name": "rotate.sh", "content_base64": base64.StdEncoding.EncodeToString([]byte(script)),
+	}, nil); st != http.StatusCreated {
+		t.Fatalf("add script: %d", st)
+	}
+	return rec
+}
+
+func TestRotateOverTheAPI(t *testing.T) {
+	env := testenv.Start(t)
+	rec := scriptsOnlyUser(t, env, "#!/bin/sh\necho rotated\n")
+	var run runView
+	if st := env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate?wait=30s", nil, &run); st != http.StatusOK {
+		t.Fatalf("rotate?wait: %d", st)
+	}
+	if run.Status != "succeeded" || run.State != "succeeded" || len(run.ExecLog) != 1 || run.ExecLog[0].Stdout != "rotated\n" {
+		t.Fatalf("run %+v", run)
+	}
+	var val struct {
+		Value string `json:"value"`
+	}
+	env.Do(t, "GET", "/v1/teams/acme/notation?ref=keeper://"+rec.UID+"/field/password", nil, &val)
+	if len(val.Value) != 24 || val.Value == "start-pw" || strings.ContainsAny(val.Value, "!@#$%^") {
+		t.Fatalf("new password %q does not follow the complexity", val.Value)
+	}
+	var info struct {
+		State          string `json:"state"`
+		LastRotationID string `json:"last_rotation_id"`
+		Method         string `json:"method"`
+	}
+	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/rotation", nil, &info)
+	if info.State != "succeeded" || info.LastRotationID != run.ID || info.Method != "scripts_only" {
+		t.Fatalf("rotation info %+v", info)
+	}
+	var got runView
+	if st := env.Do(t, "GET", "/v1/teams/acme/rotations/"+run.ID, nil, &got); st != 200 || got.ID != run.ID {
+		t.Fatalf("get run: %d %+v", st, got)
+	}
+	var events struct {
+		List []struct {
+			Type      string `json:"type"`
+			RecordUID string `json:"record_uid"`
+		} `json:"list"`
+	}
+	env.Do(t, "GET", "/v1/teams/acme/audit_events", nil, &events)
+	found := false
+	for _, e := range events.List {
+		found = found || (e.Type == "record_rotation_on_demand_ok" && e.RecordUID == rec.UID)
+	}
+	if !found {
+		t.Fatalf("no record_rotation_on_demand_ok event: %+v", events.List)
+	}
+}
+
+func TestRotateWhileActiveReturnsTheActiveRun(t *testing.T) {
+	env := testenv.Start(t)
+	rec := scriptsOnlyUser(t, env, "#!/bin/sh\nsleep 1\n")
+	var first, second struct {
+		RotationID string `json:"rotation_id"`
+		Status     string `json:"status"`
+	}
+	if st := env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate", nil, &first); st != http.StatusAccepted {
+		t.Fatalf("first rotate: %d", st)
+	}
+	if st := env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate", nil, &second); st != http.StatusOK || second.RotationID != first.RotationID {
+		t.Fatalf("second rotate: %d %+v, first %+v", st, second, first)
+	}
+	wantError(t, env, "DELETE", "/v1/teams/acme/records/"+rec.UID, env.Token, nil, 409, "rotation_active")
+	var run runView
+	env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate?wait=30s", nil, &run)
+	var runs struct {
+		List []runView `json:"list"`
+	}
+	env.Do(t, "GET", "/v1/teams/acme/rotations?record_uid="+rec.UID, nil, &runs)
+	if len(runs.List) < 1 || runs.List[len(runs.List)-1].ID != first.RotationID {
+		t.Fatalf("runs %+v", runs.List)
+	}
+}
+
+func TestRotationSettingsValidation(t *testing.T) {
+	env := testenv.Start(t)
+	rec := create(t, env, pamUser("u", "pw"))
+	login := create(t, env, map[string]any{"type": "login", "title": "not a pamUser"})
+	path := "/v1/teams/acme/records/" + rec.UID + "/rotation"
+	for _, tc := range []struct {
+		body any
+		code string
+	}{
+		{map[string]any{}, "missing_required_field"},
+		{map[string]any{"method": "magic"}, "invalid_request"},
+		{map[string]any{"method": "general"}, "invalid_request"},
+		{map[string]any{"method": "general", "connector": "okta"}, "invalid_request"},
+		{map[string]any{"method": "scripts_only", "verify_with": "ldap"}, "invalid_request"},
+		{map[string]any{"method": "scripts_only", "complexity": map[string]any{"length": 6, "caps": 1}}, "invalid_complexity"},
+		{map[string]any{"method": "scripts_only", "configuration_uid": login.UID}, "invalid_request"},
+		{map[string]any{"method": "scripts_only", "schedule": map[string]any{"type": "SOMETIMES"}}, "invalid_request"},
+	} {
+		wantError(t, env, "PUT", path, env.Token, tc.body, 400, tc.code)
+	}
+	wantError(t, env, "PUT", "/v1/teams/acme/records/"+login.UID+"/rotation", env.Token, map[string]any{"method": "scripts_only"}, 400, "invalid_request")
+	wantError(t, env, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate", env.Token, nil, 409, "not_configured")
+	wantError(t, env, "GET", path, env.Token, nil, 404, "not_found")
+	wantError(t, env, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate?wait=forever", env.Token, nil, 400, "invalid_request")
+	wantError(t, env, "POST", "/v1/teams/acme/records/"+login.UID+"/scripts", env.Token,
+		map[string]any{"name": "x", "content_base64": "eA=="}, 400, "invalid_request")
+	wantError(t, env, "POST", "/v1/teams/acme/records/"+rec.UID+"/scripts", env.Token,
+		map[string]any{"name": "x", "content_base64": "not base64!"}, 400, "invalid_request")
+}
