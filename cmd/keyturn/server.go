@@ -16,6 +16,8 @@ import (
 	"github.com/keyturn/keyturn/internal/cli"
 	"github.com/keyturn/keyturn/internal/config"
 	"github.com/keyturn/keyturn/internal/datadir"
+	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/script"
 	services "github.com/keyturn/keyturn/internal/server"
 )
 
@@ -38,16 +40,8 @@ KEYTURN_LISTEN, KEYTURN_PASSPHRASE_FILE, KEYTURN_TOKEN_TTL, KEYTURN_LOG_LEVEL, .
 			return serve(cmd.Context(), cfg, cmd.ErrOrStderr())
 		},
 	}
-	d := config.Defaults()
-	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "YAML configuration file")
-	f.String("data", "", "data directory made by keyturn init")
-	f.String("listen", d.Listen, "address to serve the API on")
-	f.String("storage", "", "storage (default: the SQLite database in the data directory)")
-	f.String("passphrase-file", "", "file holding the passphrase, if the vault was sealed with one")
-	f.Duration("token-ttl", d.TokenTTL, "lifetime of bearer tokens")
-	f.Duration("shutdown-timeout", d.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
-	f.String("log-level", d.LogLevel, "debug, info, warn or error")
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file")
+	config.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -62,7 +56,13 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	}
 	defer v.Close()
 
-	svc := services.New(v, services.Options{Auth: auth.Options{TokenTTL: cfg.TokenTTL}, Logger: log})
+	svc := services.New(v, services.Options{
+		Auth: auth.Options{TokenTTL: cfg.TokenTTL},
+		Rotation: rotation.Options{Workers: cfg.RotationWorkers, Attempts: cfg.RotationAttempts,
+			BackoffBase: cfg.RotationBackoff, BackoffMax: cfg.RotationBackoffMax},
+		Scripts: script.Options{TempDir: cfg.ScriptDir},
+		Logger:  log,
+	})
 	if err := svc.Start(ctx); err != nil {
 		return err
 	}

@@ -27,6 +27,12 @@ type Config struct {
 	TokenTTL        time.Duration `koanf:"token_ttl"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	LogLevel        string        `koanf:"log_level"`
+
+	RotationWorkers    int           `koanf:"rotation_workers"`     // rotations executed at once
+	RotationAttempts   int           `koanf:"rotation_attempts"`    // tries of a transient failure
+	RotationBackoff    time.Duration `koanf:"rotation_backoff"`     // first retry delay, doubling
+	RotationBackoffMax time.Duration `koanf:"rotation_backoff_max"` // cap of the retry delay
+	ScriptDir          string        `koanf:"script_dir"`           // where scripts' private directories go (a tmpfs is best)
 }
 
 // Defaults returns the configuration used when nothing else is set.
@@ -36,11 +42,34 @@ func Defaults() Config {
 		TokenTTL:        time.Hour,
 		ShutdownTimeout: 30 * time.Second,
 		LogLevel:        "info",
+
+		RotationWorkers:    16,
+		RotationAttempts:   5,
+		RotationBackoff:    time.Second,
+		RotationBackoffMax: 5 * time.Minute,
 	}
 }
 
 // envKeys are the environment variables the server reads (KEYTURN_ + the upper-cased key).
-var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level"}
+var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level",
+	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir"}
+
+// AddFlags defines the server's flags on fs, with the defaults as their values.
+func AddFlags(fs *pflag.FlagSet) {
+	d := Defaults()
+	fs.String("data", "", "data directory made by keyturn init")
+	fs.String("listen", d.Listen, "address to serve the API on")
+	fs.String("storage", "", "storage (default: the SQLite database in the data directory)")
+	fs.String("passphrase-file", "", "file holding the passphrase, if the vault was sealed with one")
+	fs.Duration("token-ttl", d.TokenTTL, "lifetime of bearer tokens")
+	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "how long in-flight requests and rotations may take to finish on shutdown")
+	fs.String("log-level", d.LogLevel, "debug, info, warn or error")
+	fs.Int("rotation-workers", d.RotationWorkers, "rotations executed at once")
+	fs.Int("rotation-attempts", d.RotationAttempts, "tries of a transient failure before a rotation gives up")
+	fs.Duration("rotation-backoff", d.RotationBackoff, "first retry delay of a transient failure (doubles each time)")
+	fs.Duration("rotation-backoff-max", d.RotationBackoffMax, "cap of the retry delay")
+	fs.String("script-dir", "", "directory for scripts' private working directories (default: the system temp dir; a tmpfs is best)")
+}
 
 // Load layers defaults, the YAML file at path (if path is not empty), the KEYTURN_* environment
 // and the flags that were set on fs (flag "token-ttl" sets key "token_ttl").
@@ -102,6 +131,15 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: %s must be positive", c.ShutdownTimeout))
+	}
+	if c.RotationWorkers < 1 || c.RotationWorkers > 1024 {
+		errs = append(errs, fmt.Errorf("rotation_workers: %d is outside 1..1024", c.RotationWorkers))
+	}
+	if c.RotationAttempts < 1 || c.RotationAttempts > 100 {
+		errs = append(errs, fmt.Errorf("rotation_attempts: %d is outside 1..100", c.RotationAttempts))
+	}
+	if c.RotationBackoff <= 0 || c.RotationBackoffMax < c.RotationBackoff {
+		errs = append(errs, fmt.Errorf("rotation_backoff: %s must be positive and at most rotation_backoff_max (%s)", c.RotationBackoff, c.RotationBackoffMax))
 	}
 	if _, err := c.Level(); err != nil {
 		errs = append(errs, err)

@@ -27,16 +27,9 @@ func clearEnv(t *testing.T) {
 // serverFlags builds the flag set of `keyturn server` (cmd/keyturn/server.go) and parses args.
 func serverFlags(t *testing.T, args ...string) *pflag.FlagSet {
 	t.Helper()
-	d := config.Defaults()
 	f := pflag.NewFlagSet("server", pflag.ContinueOnError)
 	f.String("config", "", "YAML configuration file")
-	f.String("data", "", "data directory made by keyturn init")
-	f.String("listen", d.Listen, "address to serve the API on")
-	f.String("storage", "", "storage")
-	f.String("passphrase-file", "", "passphrase file")
-	f.Duration("token-ttl", d.TokenTTL, "lifetime of bearer tokens")
-	f.Duration("shutdown-timeout", d.ShutdownTimeout, "shutdown timeout")
-	f.String("log-level", d.LogLevel, "debug, info, warn or error")
+	config.AddFlags(f)
 	if err := f.Parse(args); err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +51,14 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Config{Data: "/d", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
-		ShutdownTimeout: 30 * time.Second, LogLevel: "info"}
+	want := withDefaults(config.Config{Data: "/d", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
+		ShutdownTimeout: 30 * time.Second, LogLevel: "info"})
 	if got != want {
 		t.Fatalf("Load = %+v, want %+v", got, want)
 	}
 	if !reflect.DeepEqual(config.Defaults(), config.Config{Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
-		ShutdownTimeout: 30 * time.Second, LogLevel: "info"}) {
+		ShutdownTimeout: 30 * time.Second, LogLevel: "info", RotationWorkers: 16, RotationAttempts: 5,
+		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute}) {
 		t.Fatalf("Defaults = %+v", config.Defaults())
 	}
 }
@@ -92,14 +86,14 @@ func TestLayering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Config{
+	want := withDefaults(config.Config{
 		Data:            "/file/data",     // file only
 		Listen:          "127.0.0.1:1003", // file < env < flag
 		PassphraseFile:  "/env/pass",      // file < env
 		TokenTTL:        4 * time.Hour,    // file < env < flag
 		ShutdownTimeout: 10 * time.Second, // file over the default
 		LogLevel:        "debug",          // file < env
-	}
+	})
 	if got != want {
 		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
 	}
@@ -118,8 +112,8 @@ func TestLayering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = config.Config{Data: "/file/data", Listen: "127.0.0.1:1001", PassphraseFile: "/file/pass",
-		TokenTTL: 2 * time.Hour, ShutdownTimeout: 10 * time.Second, LogLevel: "warn"}
+	want = withDefaults(config.Config{Data: "/file/data", Listen: "127.0.0.1:1001", PassphraseFile: "/file/pass",
+		TokenTTL: 2 * time.Hour, ShutdownTimeout: 10 * time.Second, LogLevel: "warn"})
 	if got != want {
 		t.Fatalf("Load of the file alone\n got %+v\nwant %+v", got, want)
 	}
@@ -137,8 +131,8 @@ func TestUnchangedFlagsDoNotOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Config{Data: "/flag/data", Listen: "127.0.0.1:1001", TokenTTL: 2 * time.Hour,
-		ShutdownTimeout: 5 * time.Second, LogLevel: "warn"}
+	want := withDefaults(config.Config{Data: "/flag/data", Listen: "127.0.0.1:1001", TokenTTL: 2 * time.Hour,
+		ShutdownTimeout: 5 * time.Second, LogLevel: "warn"})
 	if got != want {
 		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
 	}
@@ -147,8 +141,8 @@ func TestUnchangedFlagsDoNotOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = config.Config{Data: "/file/data", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
-		ShutdownTimeout: 5 * time.Second, LogLevel: "info"}
+	want = withDefaults(config.Config{Data: "/file/data", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
+		ShutdownTimeout: 5 * time.Second, LogLevel: "info"})
 	if got != want {
 		t.Fatalf("flags set to their defaults\n got %+v\nwant %+v", got, want)
 	}
@@ -324,5 +318,32 @@ func TestValidateRedactsDSN(t *testing.T) {
 	_, err = config.Load("", serverFlags(t, "--data", "/d", "--storage", "host=db password=hunter2"))
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("Load with --storage = %v", err)
+	}
+}
+
+// withDefaults fills the rotation settings, which these tests leave at their defaults.
+func withDefaults(c config.Config) config.Config {
+	d := config.Defaults()
+	c.RotationWorkers, c.RotationAttempts, c.RotationBackoff, c.RotationBackoffMax =
+		d.RotationWorkers, d.RotationAttempts, d.RotationBackoff, d.RotationBackoffMax
+	return c
+}
+
+func TestRotationSettings(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("KEYTURN_ROTATION_WORKERS", "3")
+	got, err := config.Load("", serverFlags(t, "--data", "/d", "--rotation-backoff", "2s", "--script-dir", "/dev/shm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RotationWorkers != 3 || got.RotationBackoff != 2*time.Second || got.ScriptDir != "/dev/shm" || got.RotationAttempts != 5 {
+		t.Fatalf("Load = %+v", got)
+	}
+	for _, bad := range [][]string{
+		{"--rotation-workers", "0"}, {"--rotation-attempts", "0"}, {"--rotation-backoff", "10m"},
+	} {
+		if _, err := config.Load("", serverFlags(t, append([]string{"--data", "/d"}, bad...)...)); err == nil || !strings.Contains(err.Error(), "rotation_") {
+			t.Errorf("%v: %v", bad, err)
+		}
 	}
 }
