@@ -23,7 +23,7 @@ type Target struct {
 	URL         string
 	AdminLogin  string
 	AdminSecret secret.Secret
-	Fields      map[string]string // the resource record's other fields and custom fields, by label or type
+	Fields      map[string]string // fields and custom fields by label (or type): the pamUser's custom fields over the resource's
 }
 
 // Rotator changes an account's password from old to new.
@@ -42,6 +42,12 @@ type Verifier interface {
 type Connector interface {
 	Rotator
 	Verifier
+}
+
+// VerifyToggle is implemented by connectors whose checks a record can turn off; when
+// CanVerify is false the engine treats the rotation as having no verifier.
+type VerifyToggle interface {
+	CanVerify(acct Account) bool
 }
 
 // ErrRejected is wrapped by Verify's error when the target refuses the password.

@@ -28,6 +28,9 @@ var (
 	resourceRecordTypes = []string{"pamMachine", "pamDatabase", "pamDirectory", "login", "general"}
 )
 
+// secretFieldTypes are left out of a connector's Target.Fields.
+var secretFieldTypes = []string{"password", "secret", "pinCode", "oneTimeCode", "keyPair"}
+
 // DefaultScriptTimeout is how long a script may run unless it says otherwise.
 const DefaultScriptTimeout = 120 * time.Second
 
@@ -317,6 +320,9 @@ func (j *job) load(ctx context.Context) error {
 		j.verifier = conn
 	}
 	j.account = accountOf(j.user, j.resource)
+	if t, ok := j.verifier.(connector.VerifyToggle); ok && !t.CanVerify(j.account) {
+		j.verifier = nil
+	}
 	for _, rec := range []*vault.Record{&j.user, j.resource, j.config} {
 		if rec == nil {
 			continue
@@ -352,29 +358,36 @@ func (j *job) loadScripts(ctx context.Context, rec vault.Record) error {
 }
 
 // accountOf describes the account for a connector: the pamUser's login, and the target and
-// admin credential from the resource record (url, login and password fields).
+// admin credential from the resource record (url, login and password fields). Fields holds the
+// resource's fields and custom fields by label (or type), with the pamUser's custom fields
+// over them, so that settings such as "Okta Admin Reset" may live on either record.
 func accountOf(user vault.Record, resource *vault.Record) connector.Account {
 	acct := connector.Account{Login: firstString(user, "login"), Target: connector.Target{Fields: map[string]string{}}}
-	if resource == nil {
-		return acct
-	}
-	acct.Target.URL = firstString(*resource, "url")
-	acct.Target.AdminLogin = firstString(*resource, "login")
-	if pw, ok := resource.Password(); ok {
-		acct.Target.AdminSecret = secret.FromString(pw)
-	}
-	for _, group := range [][]vault.Field{resource.Fields, resource.Custom} {
-		for _, f := range group {
+	add := func(fields []vault.Field, override bool) {
+		for _, f := range fields {
+			if slices.Contains(secretFieldTypes, f.Type) {
+				continue // secrets reach a connector only as AdminSecret
+			}
 			key := f.Label
 			if key == "" {
 				key = f.Type
 			}
 			var s string
-			if _, seen := acct.Target.Fields[key]; !seen && len(f.Value) > 0 && json.Unmarshal(f.Value[0], &s) == nil {
+			if _, seen := acct.Target.Fields[key]; (override || !seen) && len(f.Value) > 0 && json.Unmarshal(f.Value[0], &s) == nil {
 				acct.Target.Fields[key] = s
 			}
 		}
 	}
+	if resource != nil {
+		acct.Target.URL = firstString(*resource, "url")
+		acct.Target.AdminLogin = firstString(*resource, "login")
+		if pw, ok := resource.Password(); ok {
+			acct.Target.AdminSecret = secret.FromString(pw)
+		}
+		add(resource.Fields, false)
+		add(resource.Custom, false)
+	}
+	add(user.Custom, true)
 	return acct
 }
 

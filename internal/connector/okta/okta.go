@@ -1,0 +1,332 @@
+// Package okta rotates Okta users' passwords through the Okta Management API: it finds the user
+// by login, changes the password with change_password (old and new), falls back to the admin
+// set-password call when the record allows it, and verifies with the Authn API.
+package okta
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/secret"
+)
+
+// Custom fields of the resource or user record that tune the connector.
+const (
+	FieldAdminReset = "Okta Admin Reset" // True: when the old password is refused, set the new one as admin
+	FieldVerify     = "Okta Verify"      // False: do not check passwords with /api/v1/authn
+)
+
+// Connector talks to Okta orgs. It is safe for concurrent use and shares rate-limit state per
+// org and endpoint class across calls.
+type Connector struct {
+	client *http.Client
+	now    func() time.Time
+
+	mu     sync.Mutex
+	limits map[string]*bucket // by org URL + endpoint class
+}
+
+// Options configure a Connector.
+type Options struct {
+	Client *http.Client     // default: a client with a 30 s timeout
+	Now    func() time.Time // default: time.Now
+}
+
+// New returns a Connector.
+func New(o Options) *Connector {
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Connector{client: o.Client, now: o.Now, limits: map[string]*bucket{}}
+}
+
+// apiError is Okta's error object.
+type apiError struct {
+	ErrorCode    string `json:"errorCode"`
+	ErrorSummary string `json:"errorSummary"`
+	ErrorCauses  []struct {
+		ErrorSummary string `json:"errorSummary"`
+	} `json:"errorCauses"`
+}
+
+func (e apiError) causes() string {
+	var parts []string
+	for _, c := range e.ErrorCauses {
+		parts = append(parts, c.ErrorSummary)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Rotate changes the account's password from old to new.
+func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new secret.Secret) error {
+	id, err := c.userID(ctx, a)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"oldPassword": map[string]string{"value": old.Reveal()},
+		"newPassword": map[string]string{"value": new.Reveal()}}
+	status, oktaErr, err := c.call(ctx, a, "credentials", http.MethodPost, "/api/v1/users/"+url.PathEscape(id)+"/credentials/change_password", body, nil)
+	if err != nil {
+		return err
+	}
+	switch {
+	case status == http.StatusOK:
+		return nil
+	case status == http.StatusForbidden && oktaErr.ErrorCode == "E0000014" && strings.Contains(strings.ToLower(oktaErr.causes()), "old password") &&
+		isTrue(a.Target.Fields[FieldAdminReset]):
+		return c.adminSet(ctx, a, id, new)
+	default:
+		return classify(status, oktaErr, "change_password")
+	}
+}
+
+// adminSet sets the password without the old one (the record allows it with Okta Admin Reset).
+func (c *Connector) adminSet(ctx context.Context, a connector.Account, id string, new secret.Secret) error {
+	body := map[string]any{"credentials": map[string]any{"password": map[string]string{"value": new.Reveal()}}}
+	status, oktaErr, err := c.call(ctx, a, "users", http.MethodPost, "/api/v1/users/"+url.PathEscape(id), body, nil)
+	if err != nil {
+		return err
+	}
+	if status == http.StatusOK {
+		return nil
+	}
+	return classify(status, oktaErr, "admin set password")
+}
+
+// Verify checks a password with the Authn API. Primary authentication passing (SUCCESS,
+// PASSWORD_EXPIRED, PASSWORD_WARN, MFA_*) means the password is right; 401 E0000004 means it
+// is not. A locked-out account says nothing about the password.
+func (c *Connector) Verify(ctx context.Context, a connector.Account, pw secret.Secret) error {
+	var out struct {
+		Status string `json:"status"`
+	}
+	body := map[string]string{"username": a.Login, "password": pw.Reveal()}
+	status, oktaErr, err := c.call(ctx, a, "authn", http.MethodPost, "/api/v1/authn", body, &out)
+	if err != nil {
+		return err
+	}
+	switch {
+	case status == http.StatusOK && out.Status == "LOCKED_OUT":
+		return connector.Permanent("locked_out", "the Okta account is locked out: the password cannot be checked", nil)
+	case status == http.StatusOK:
+		return nil
+	case status == http.StatusUnauthorized && oktaErr.ErrorCode == "E0000004":
+		return connector.ErrRejected
+	default:
+		return classify(status, oktaErr, "authn")
+	}
+}
+
+// CanVerify reports whether the record lets the connector check passwords (default yes).
+func (c *Connector) CanVerify(a connector.Account) bool {
+	v, ok := a.Target.Fields[FieldVerify]
+	return !ok || !isFalse(v)
+}
+
+// userID finds the user by login with GET /api/v1/users/{login}, never by listing users.
+func (c *Connector) userID(ctx context.Context, a connector.Account) (string, error) {
+	if a.Login == "" {
+		return "", connector.Permanent("no_login", "the pamUser record has no login", nil)
+	}
+	var user struct {
+		ID string `json:"id"`
+	}
+	status, oktaErr, err := c.call(ctx, a, "user", http.MethodGet, "/api/v1/users/"+url.PathEscape(a.Login), nil, &user)
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusOK {
+		return "", classify(status, oktaErr, "get user")
+	}
+	if user.ID == "" {
+		return "", connector.Permanent("bad_response", "Okta returned a user without an id", nil)
+	}
+	return user.ID, nil
+}
+
+// call sends one request, honouring the org's rate-limit headers, and decodes a 2xx body into
+// out or an error body into the returned apiError.
+func (c *Connector) call(ctx context.Context, a connector.Account, class, method, path string, body, out any) (int, apiError, error) {
+	base := strings.TrimRight(a.Target.URL, "/")
+	if base == "" {
+		return 0, apiError{}, connector.Permanent("no_org_url", "the resource record has no Okta org URL (url field)", nil)
+	}
+	if a.Target.AdminSecret.IsZero() {
+		return 0, apiError{}, connector.Permanent("no_api_token", "the resource record has no Okta API token (password field)", nil)
+	}
+	b := c.bucket(base + " " + class)
+	if err := b.wait(ctx, c.now); err != nil {
+		return 0, apiError{}, err
+	}
+	var rd io.Reader
+	if body != nil {
+		js, err := json.Marshal(body)
+		if err != nil {
+			return 0, apiError{}, err
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	if err != nil {
+		return 0, apiError{}, connector.Permanent("bad_org_url", "the Okta org URL is not a valid URL", nil)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "SSWS "+a.Target.AdminSecret.Reveal())
+	resp, err := c.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, apiError{}, ctx.Err()
+		}
+		return 0, apiError{}, connector.Transient("network", "Okta did not answer", redactURLError(err))
+	}
+	defer resp.Body.Close()
+	b.update(resp.Header, c.now())
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, apiError{}, connector.Transient("network", "reading Okta's answer failed", err)
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		ce := connector.Transient("rate_limited", "Okta's rate limit was reached", nil)
+		ce.RetryAt = b.resetTime()
+		return resp.StatusCode, apiError{}, ce
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if out != nil && len(raw) > 0 {
+			if err := json.Unmarshal(raw, out); err != nil {
+				return 0, apiError{}, connector.Permanent("bad_response", "Okta's answer is not the JSON expected", nil)
+			}
+		}
+		return resp.StatusCode, apiError{}, nil
+	}
+	var oe apiError
+	_ = json.Unmarshal(raw, &oe)
+	return resp.StatusCode, oe, nil
+}
+
+// classify turns an Okta error answer into a connector error: 5xx are transient, the rest
+// permanent. The message carries Okta's code and summary, never a password.
+func classify(status int, e apiError, op string) error {
+	msg := fmt.Sprintf("Okta refused %s: HTTP %d", op, status)
+	if e.ErrorCode != "" {
+		msg += " " + e.ErrorCode + " " + e.ErrorSummary
+		if causes := e.causes(); causes != "" {
+			msg += " (" + causes + ")"
+		}
+	}
+	code := "okta_" + strings.ToLower(e.ErrorCode)
+	switch {
+	case e.ErrorCode == "":
+		code = "okta_http_" + strconv.Itoa(status)
+	case e.ErrorCode == "E0000011":
+		msg += ": check the API token in the resource record"
+	}
+	if status >= 500 {
+		return connector.Transient(code, msg, nil)
+	}
+	return connector.Permanent(code, msg, nil)
+}
+
+func isTrue(s string) bool {
+	s = strings.ToLower(strings.TrimSpace(s))
+	return s == "true" || s == "yes" || s == "1"
+}
+
+func isFalse(s string) bool {
+	s = strings.ToLower(strings.TrimSpace(s))
+	return s == "false" || s == "no" || s == "0"
+}
+
+// redactURLError keeps a transport error's kind without the URL's query.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+func (c *Connector) bucket(key string) *bucket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.limits[key]
+	if !ok {
+		b = &bucket{}
+		c.limits[key] = b
+	}
+	return b
+}
+
+// bucket tracks one Okta rate-limit bucket from its X-Rate-Limit-* headers and holds calls back
+// when it is spent, counting calls in flight so that concurrent callers do not overshoot.
+type bucket struct {
+	mu        sync.Mutex
+	known     bool
+	remaining int
+	reset     time.Time
+}
+
+func (b *bucket) wait(ctx context.Context, now func() time.Time) error {
+	for {
+		b.mu.Lock()
+		t := now()
+		if !b.known || b.remaining > 0 || !t.Before(b.reset) {
+			if b.known && !t.Before(b.reset) {
+				b.known = false // a new window: learn it from the next answer
+			}
+			b.remaining--
+			b.mu.Unlock()
+			return nil
+		}
+		wait := b.reset.Sub(t)
+		b.mu.Unlock()
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// update reads the rate-limit headers: Reset is epoch seconds of the bucket's next window;
+// the SDKs wait Reset − Date + 1 s, which guards against clock skew.
+func (b *bucket) update(h http.Header, now time.Time) {
+	rem, err1 := strconv.Atoi(h.Get("X-Rate-Limit-Remaining"))
+	reset, err2 := strconv.ParseInt(h.Get("X-Rate-Limit-Reset"), 10, 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	resetAt := time.Unix(reset, 0)
+	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+		resetAt = now.Add(resetAt.Sub(date) + time.Second)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.known || resetAt.After(b.reset) {
+		b.known, b.remaining, b.reset = true, rem, resetAt
+		return
+	}
+	b.remaining = min(b.remaining, rem)
+}
+
+func (b *bucket) resetTime() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reset
+}
