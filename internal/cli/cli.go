@@ -2,10 +2,13 @@
 package cli
 
 import (
+	"io"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // envHelp is appended to every client command's help.
@@ -21,15 +24,43 @@ Environment:
 // from the process environment.
 func Commands() []*cobra.Command { return newCommands(os.Getenv) }
 
-// env is what the client commands share: how to read settings and make HTTP calls.
+// env is what the client commands share: how to read settings and make HTTP calls, and the
+// few things tests replace.
 type env struct {
 	getenv func(string) string
 	http   *http.Client // nil: NewClient's default
+
+	isTerminal  func(w io.Writer) bool // nil: whether w is a terminal (progress bars go only there)
+	pollMin     time.Duration          // first wait between polls of a running rotation; 0: 250 ms
+	pollMax     time.Duration          // longest wait between them; 0: 2 s
+	auditPoll   time.Duration          // how often audit --follow asks for new events; 0: 1 s
+	parallelism int                    // rotations started at once; 0: 4
 }
 
 func newCommands(getenv func(string) string) []*cobra.Command {
-	e := &env{getenv: getenv}
-	return []*cobra.Command{e.recordCommand(), e.getCommand(), e.serviceUserCommand()}
+	return (&env{getenv: getenv}).commands()
+}
+
+func (e *env) commands() []*cobra.Command {
+	return []*cobra.Command{e.recordCommand(), e.getCommand(), e.serviceUserCommand(),
+		e.scriptCommand(), e.rotationCommand(), e.rotateCommand(), e.jobCommand(), e.auditCommand()}
+}
+
+// terminal reports whether w is a terminal.
+func (e *env) terminal(w io.Writer) bool {
+	if e.isTerminal != nil {
+		return e.isTerminal(w)
+	}
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// orDefault returns d, or def when d is not positive.
+func orDefault[T time.Duration | int](d, def T) T {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // client reads the configuration and returns a client; missing settings are usage errors.

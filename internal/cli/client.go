@@ -11,9 +11,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -97,9 +101,11 @@ func (e *APIError) Error() string {
 
 // Client calls one team's part of the keyturn API.
 type Client struct {
-	cfg   Config
-	http  *http.Client
-	token string // the bearer token, once known
+	cfg  Config
+	http *http.Client
+
+	mu    sync.Mutex // guards token; a Client may be used from several goroutines
+	token string     // the bearer token, once known
 }
 
 // NewClient returns a client for cfg. A nil hc means a client with a one-minute timeout.
@@ -141,6 +147,8 @@ func (c *Client) url(escapedPath string, q url.Values) *url.URL {
 
 // authenticate obtains a bearer token from the key id and secret, once.
 func (c *Client) authenticate(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.token != "" {
 		return nil
 	}
@@ -162,24 +170,35 @@ func (c *Client) authenticate(ctx context.Context) error {
 // do sends an authenticated request and returns the response body and headers. A non-2xx
 // answer becomes an *APIError.
 func (c *Client) do(ctx context.Context, method string, u *url.URL, body any) ([]byte, http.Header, error) {
+	raw, h, _, err := c.doStatus(ctx, method, u, body)
+	return raw, h, err
+}
+
+// doStatus is do that also returns the HTTP status of a 2xx answer.
+func (c *Client) doStatus(ctx context.Context, method string, u *url.URL, body any) ([]byte, http.Header, int, error) {
 	if err := c.authenticate(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return c.send(ctx, method, u, body, true)
+	return c.exchange(ctx, method, u, body, true)
 }
 
 func (c *Client) send(ctx context.Context, method string, u *url.URL, body any, withToken bool) ([]byte, http.Header, error) {
+	raw, h, _, err := c.exchange(ctx, method, u, body, withToken)
+	return raw, h, err
+}
+
+func (c *Client) exchange(ctx context.Context, method string, u *url.URL, body any, withToken bool) ([]byte, http.Header, int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, nil, fmt.Errorf("encode request: %w", err)
+			return nil, nil, 0, fmt.Errorf("encode request: %w", err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+		return nil, nil, 0, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "keyturn-cli")
@@ -187,7 +206,10 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, body any, 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if withToken {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		c.mu.Lock()
+		token := c.token
+		c.mu.Unlock()
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -195,15 +217,15 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, body any, 
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is already in our message
 		}
-		return nil, nil, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+		return nil, nil, 0, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: read the answer: %w", method, u.Redacted(), err)
+		return nil, nil, 0, fmt.Errorf("%s %s: read the answer: %w", method, u.Redacted(), err)
 	}
 	if len(raw) > maxResponseBytes {
-		return nil, nil, fmt.Errorf("%s %s: the answer is larger than %d bytes", method, u.Redacted(), maxResponseBytes)
+		return nil, nil, 0, fmt.Errorf("%s %s: the answer is larger than %d bytes", method, u.Redacted(), maxResponseBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		apiErr := &APIError{Status: resp.StatusCode}
@@ -214,9 +236,9 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, body any, 
 		if json.Unmarshal(raw, &eb) == nil {
 			apiErr.Code, apiErr.Message = eb.Code, eb.Message
 		}
-		return nil, resp.Header, apiErr
+		return nil, resp.Header, 0, apiErr
 	}
-	return raw, resp.Header, nil
+	return raw, resp.Header, resp.StatusCode, nil
 }
 
 // getJSON GETs a team resource and decodes it into out (when not nil); it returns the raw body.
@@ -561,4 +583,173 @@ func (c *Client) RotateUserKey(ctx context.Context, name string) (IssuedKey, []b
 func (c *Client) DeleteUserKey(ctx context.Context, name, keyID string) error {
 	_, _, err := c.do(ctx, http.MethodDelete, c.url(c.teamPath("service_users", name, "keys", keyID), nil), nil)
 	return err
+}
+
+// The rotation shapes are the rotation engine's own, as the API serves them.
+type (
+	RotationSettings = rotation.Settings
+	RotationInfo     = rotation.Info
+	Run              = rotation.Run
+	RunError         = rotation.RunError
+	ExecResult       = script.Result
+	ScriptInfo       = rotation.ScriptInfo
+	AuditEvent       = audit.Event
+)
+
+// RunFilter selects rotation runs to list; empty fields do not filter.
+type RunFilter struct {
+	RecordUID, Status string
+}
+
+// ScriptInput is the body of a script attach request. A zero TimeoutS means the server's
+// default.
+type ScriptInput struct {
+	Name           string   `json:"name"`
+	ContentBase64  string   `json:"content_base64"`
+	Command        string   `json:"command,omitempty"`
+	CredentialUIDs []string `json:"credential_uids,omitempty"`
+	TimeoutS       int      `json:"timeout_s,omitempty"`
+}
+
+// Started is the answer to a rotate request: the run's id and status, and the whole run when
+// the request waited and the run ended in time.
+type Started struct {
+	RotationID string
+	Status     string
+	Created    bool // a new run; false when the record's active run was returned instead
+	Run        *Run // the finished run, when a wait ended it
+}
+
+// SetRotation stores a pamUser record's rotation settings (replacing any before them) and
+// returns them as stored, with the raw answer.
+func (c *Client) SetRotation(ctx context.Context, uid string, s RotationSettings) (RotationSettings, []byte, error) {
+	var out RotationSettings
+	raw, err := c.call(ctx, http.MethodPut, c.url(c.teamPath("records", uid, "rotation"), nil), s, &out)
+	return out, raw, err
+}
+
+// RotationInfo returns a record's rotation settings and state, and the raw answer.
+func (c *Client) RotationInfo(ctx context.Context, uid string) (RotationInfo, []byte, error) {
+	var out RotationInfo
+	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("records", uid, "rotation"), nil), nil, &out)
+	return out, raw, err
+}
+
+// Rotate starts a rotation of a record, or returns its active one. A positive wait asks the
+// server to hold the answer until the run ends or wait passes.
+func (c *Client) Rotate(ctx context.Context, uid string, wait time.Duration) (Started, []byte, error) {
+	var q url.Values
+	if wait > 0 {
+		q = url.Values{"wait": {wait.String()}}
+	}
+	u := c.url(c.teamPath("records", uid, "rotate"), q)
+	raw, _, status, err := c.doStatus(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return Started{}, nil, err
+	}
+	var body struct {
+		RotationID string `json:"rotation_id"`
+		Status     string `json:"status"`
+		ID         string `json:"id"`
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return Started{}, nil, fmt.Errorf("POST %s: unexpected answer: %w", u.Redacted(), err)
+	}
+	st := Started{RotationID: body.RotationID, Status: body.Status, Created: status == http.StatusAccepted}
+	if body.ID != "" { // the whole run: the wait ended it
+		var run Run
+		if err := json.Unmarshal(raw, &run); err != nil {
+			return Started{}, nil, fmt.Errorf("POST %s: unexpected answer: %w", u.Redacted(), err)
+		}
+		st.RotationID, st.Status, st.Run = run.ID, run.Status, &run
+	}
+	if st.RotationID == "" {
+		return Started{}, nil, fmt.Errorf("POST %s: the server's answer holds no rotation id", u.Redacted())
+	}
+	return st, raw, nil
+}
+
+// GetRun returns a rotation run with its exec log, and the raw answer.
+func (c *Client) GetRun(ctx context.Context, id string) (Run, []byte, error) {
+	var out Run
+	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("rotations", id), nil), nil, &out)
+	return out, raw, err
+}
+
+// ListRuns returns every rotation run matching f, newest first, following the Link
+// rel="next" header from page to page.
+func (c *Client) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"record_uid": f.RecordUID, "status": f.Status} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return listAll[Run](ctx, c, c.url(c.teamPath("rotations"), q), "list rotations")
+}
+
+// AddScript attaches a script to a record and returns it (never its content) with the raw
+// answer.
+func (c *Client) AddScript(ctx context.Context, uid string, in ScriptInput) (ScriptInfo, []byte, error) {
+	var out ScriptInfo
+	raw, err := c.call(ctx, http.MethodPost, c.url(c.teamPath("records", uid, "scripts"), nil), in, &out)
+	return out, raw, err
+}
+
+// Scripts returns a record's scripts in the order they run, and the raw answer.
+func (c *Client) Scripts(ctx context.Context, uid string) ([]ScriptInfo, []byte, error) {
+	var body struct {
+		List []ScriptInfo `json:"list"`
+	}
+	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("records", uid, "scripts"), nil), nil, &body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body.List == nil {
+		body.List = []ScriptInfo{}
+	}
+	return body.List, raw, nil
+}
+
+// DeleteScript detaches a script from a record.
+func (c *Client) DeleteScript(ctx context.Context, uid, scriptID string) error {
+	_, _, err := c.do(ctx, http.MethodDelete, c.url(c.teamPath("records", uid, "scripts", scriptID), nil), nil)
+	return err
+}
+
+// ScriptParams returns the params a pamUser record's scripts would receive in a rotation now
+// (as JSON), secrets masked unless reveal.
+func (c *Client) ScriptParams(ctx context.Context, uid string, reveal bool) ([]byte, error) {
+	q := url.Values{"reveal": {strconv.FormatBool(reveal)}}
+	raw, _, err := c.do(ctx, http.MethodGet, c.url(c.teamPath("records", uid, "script_params"), q), nil)
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(raw) {
+		return nil, errors.New("the server's answer is not JSON")
+	}
+	return raw, nil
+}
+
+// AuditEvents returns up to limit of the team's audit events after sequence number after,
+// oldest first (limit 0: the server's default), and the raw answer.
+func (c *Client) AuditEvents(ctx context.Context, after int64, limit int) ([]AuditEvent, []byte, error) {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatInt(after, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var body struct {
+		List []AuditEvent `json:"list"`
+	}
+	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("audit_events"), q), nil, &body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body.List == nil {
+		body.List = []AuditEvent{}
+	}
+	return body.List, raw, nil
 }

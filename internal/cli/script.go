@@ -1,0 +1,290 @@
+package cli
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// maxScriptBytes bounds the size of a script file read by script add. The API takes request
+// bodies up to 1 MiB, and base64 makes the content a third larger.
+const maxScriptBytes = 700 << 10
+
+func (e *env) scriptCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "script",
+		Short: "Attach, list and detach the PAM scripts that run with a record's rotation",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(e.scriptAdd(), e.scriptList(), e.scriptDelete(), e.scriptParams())
+	return cmd
+}
+
+func (e *env) scriptAdd() *cobra.Command {
+	var file, name, command string
+	var creds []string
+	var timeout time.Duration
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "add UID --file F [--name N] [--credential UID ...] [--command PREFIX] [--timeout 120s]",
+		Short: "Attach a script to a record",
+		Long: `Attach a script to a pamUser, resource or configuration record. Scripts run with every
+rotation: those of the pamUser, then of its resource, then of its configuration, each record's
+in the order attached. In method scripts_only the scripts are the rotation.
+
+The script gets the rotation's parameters (the user, the old and new password, the records)
+on standard input; "keyturn script params UID" shows them. --command is the interpreter it
+runs with, such as "pwsh -File" (default: the file itself, by its #! line); --credential adds
+a record whose values the script receives too; --timeout is how long it may run (whole
+seconds, 1s to 1h; default the server's, 120s). The script is named after its file unless
+--name is given; --file - reads it from standard input (then --name is required).
+With -o json the script is printed as the API returns it (never its content).
+` + envHelp,
+		Example: `  keyturn script add 3bX... --file rotate-okta.sh --credential 9Qz... --timeout 60s`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			uid, err := uidArg(args)
+			if err != nil {
+				return err
+			}
+			if file == "" {
+				return Usagef("--file is required")
+			}
+			if name == "" {
+				if file == "-" {
+					return Usagef("--file - reads the script from standard input: give it a --name")
+				}
+				name = filepath.Base(file)
+			}
+			in := ScriptInput{Name: name, Command: command, CredentialUIDs: creds}
+			if cmd.Flags().Changed("timeout") {
+				if timeout < time.Second || timeout > time.Hour || timeout%time.Second != 0 {
+					return Usagef("--timeout %s: give whole seconds from 1s to 1h, such as 120s", timeout)
+				}
+				in.TimeoutS = int(timeout / time.Second)
+			}
+			for _, c := range creds {
+				if strings.TrimSpace(c) == "" {
+					return Usagef("--credential is empty: give a record UID")
+				}
+			}
+			content, err := readScript(cmd.InOrStdin(), file)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			in.ContentBase64 = base64.StdEncoding.EncodeToString(content)
+			info, raw, err := c.AddScript(cmd.Context(), uid, in)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			return writeScript(cmd.OutOrStdout(), info)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "file", "", "the script file; - reads standard input (required)")
+	f.StringVar(&name, "name", "", "the script's name (default: the file's base name)")
+	f.StringArrayVar(&creds, "credential", nil, "UID of a record whose values the script receives too (repeatable)")
+	f.StringVar(&command, "command", "", "interpreter command the script runs with, such as \"pwsh -File\"")
+	f.DurationVar(&timeout, "timeout", 0, "how long the script may run (default the server's, 120s)")
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+// readScript reads a script file, or standard input for "-", refusing an empty or oversized
+// one.
+func readScript(stdin io.Reader, file string) ([]byte, error) {
+	var r io.Reader = stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("read the script: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	content, err := io.ReadAll(io.LimitReader(r, maxScriptBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the script: %w", err)
+	}
+	switch {
+	case len(content) == 0:
+		return nil, fmt.Errorf("the script %s is empty", file)
+	case len(content) > maxScriptBytes:
+		return nil, fmt.Errorf("the script %s is larger than %d KiB", file, maxScriptBytes>>10)
+	}
+	return content, nil
+}
+
+func (e *env) scriptList() *cobra.Command {
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "list UID",
+		Short: "List a record's scripts in the order they run",
+		Long: `List a record's scripts in the order they run: id, name, command, credential records,
+timeout, size and the SHA-256 of the content (never the content itself).
+With -o json: the API's {"list": [...]}.
+` + envHelp,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			uid, err := uidArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			scripts, raw, err := c.Scripts(cmd.Context(), uid)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			tw := newTable(&trimWriter{w: cmd.OutOrStdout()})
+			fmt.Fprintln(tw, "ID\tNAME\tCOMMAND\tCREDENTIALS\tTIMEOUT\tSIZE\tSHA256")
+			for _, s := range scripts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%d\t%s\n", clean(s.ID), clean(s.Name), orDash(s.Command),
+					listText(s.CredentialUIDs), s.TimeoutS, s.Size, clean(s.SHA256))
+			}
+			return tw.Flush()
+		},
+	}
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) scriptDelete() *cobra.Command {
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "delete UID SCRIPT_ID",
+		Short: "Detach a script from a record",
+		Long: `Detach a script from a record; later rotations no longer run it.
+With -o json: {"uid": UID, "script_id": SCRIPT_ID, "deleted": true}.
+` + envHelp,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			uid, err := uidArg(args)
+			if err != nil {
+				return err
+			}
+			id := strings.TrimSpace(args[1])
+			if id == "" {
+				return Usagef("the script id is empty")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteScript(cmd.Context(), uid, id); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"uid": uid, "script_id": id, "deleted": true})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted script %s of %s\n", clean(id), clean(uid))
+			return err
+		},
+	}
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+func (e *env) scriptParams() *cobra.Command {
+	var reveal bool
+	var out *output
+	cmd := &cobra.Command{
+		Use:   "params UID [--reveal]",
+		Short: "Show the parameters a pamUser record's scripts would receive",
+		Long: `Show, as JSON, the parameters a pamUser record's scripts would receive on standard input
+in a rotation now: the user, a placeholder new password, the old password and the records.
+Passwords and other secrets are masked unless --reveal is given (the server audits this).
+The record needs rotation settings ("keyturn rotation set").
+` + envHelp,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := out.json(); err != nil {
+				return err
+			}
+			uid, err := uidArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			raw, err := c.ScriptParams(cmd.Context(), uid, reveal)
+			if err != nil {
+				return err
+			}
+			return writeRawJSON(cmd.OutOrStdout(), raw)
+		},
+	}
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "show passwords and other secrets")
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
+// writeScript writes an attached script as text.
+func writeScript(w io.Writer, s ScriptInfo) error {
+	tw := newTable(&trimWriter{w: w})
+	fmt.Fprintf(tw, "ID:\t%s\n", clean(s.ID))
+	fmt.Fprintf(tw, "Record:\t%s\n", clean(s.RecordUID))
+	fmt.Fprintf(tw, "Name:\t%s\n", clean(s.Name))
+	fmt.Fprintf(tw, "Command:\t%s\n", orDash(s.Command))
+	fmt.Fprintf(tw, "Credentials:\t%s\n", listText(s.CredentialUIDs))
+	fmt.Fprintf(tw, "Timeout:\t%ds\n", s.TimeoutS)
+	fmt.Fprintf(tw, "Size:\t%d bytes\n", s.Size)
+	fmt.Fprintf(tw, "SHA-256:\t%s\n", clean(s.SHA256))
+	fmt.Fprintf(tw, "Created:\t%s\n", timeText(s.CreatedAt))
+	return tw.Flush()
+}
+
+// orDash shows text in a table cell, or - when it is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return clean(s)
+}
+
+// listText shows a list in a table cell: comma-separated, or - when empty.
+func listText(items []string) string {
+	if len(items) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(items))
+	for i, s := range items {
+		parts[i] = clean(s)
+	}
+	return strings.Join(parts, ",")
+}
