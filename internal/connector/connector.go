@@ -44,6 +44,26 @@ type Connector interface {
 	Verifier
 }
 
+// Issuer is implemented by targets that make the new credential themselves, such as an API
+// key service: the engine saves what Issue returns as pending before anything else.
+type Issuer interface {
+	Issue(ctx context.Context, acct Account, current secret.Secret) (Issued, error)
+}
+
+// Issued is a credential a target made: its secret, and custom fields that identify it (such
+// as an API key's key_id), which the record takes when the credential becomes current.
+type Issued struct {
+	Secret secret.Secret
+	Fields map[string]string
+}
+
+// Finalizer is implemented by targets that must retire the old credential once the new one
+// is verified (deleting older API keys); it runs before the new credential becomes current and
+// must be safe to repeat.
+type Finalizer interface {
+	Finalize(ctx context.Context, acct Account, issued Issued) error
+}
+
 // VerifyToggle is implemented by connectors whose checks a record can turn off; when
 // CanVerify is false the engine treats the rotation as having no verifier.
 type VerifyToggle interface {

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // effect on the target and the commit that records it.
 var failpoints = []string{
 	"state:running", "state:pending_saved", "effect:start", "effect:done", "state:target_changed",
-	"state:verified", "state:committed", "state:scripts_done", "state:succeeded",
+	"state:verified", "effect:finalized", "state:committed", "state:scripts_done", "state:succeeded",
 }
 
 type crashSetup struct {
@@ -59,7 +59,7 @@ func crashChild() int {
 	want := os.Getenv("KEYTURN_FAILPOINT")
 	v := vault.New(dv.DB, dv.Keys)
 	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
-		map[string]connector.Connector{"rest": restConnector{}},
+		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}},
 		rotation.Options{BackoffBase: time.Millisecond, Failpoint: func(name string) {
 			if name == want {
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -114,9 +114,9 @@ func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
 	f.engine.Stop(stop)
 	cancel()
 
-	setup, _ := json.Marshal(crashSetup{Dir: f.dir, TeamID: f.scope.TeamID, User: f.user})
-	child := func(failpoint string, rotate bool) (killed bool) {
+	child := func(user, failpoint string, rotate bool) (killed bool) {
 		t.Helper()
+		setup, _ := json.Marshal(crashSetup{Dir: f.dir, TeamID: f.scope.TeamID, User: user})
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "KEYTURN_CRASH_CHILD=1", "KEYTURN_CRASH_SETUP="+string(setup),
 			"KEYTURN_FAILPOINT="+failpoint)
@@ -138,58 +138,78 @@ func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
 
 	total := 0
 	for round := 0; total < kills; round++ {
-		method := []string{rotation.MethodGeneral, rotation.MethodScriptsOnly}[round%2]
-		s := rotation.Settings{Method: method, VerifyWith: "rest"}
-		if method == rotation.MethodGeneral {
-			s.Connector, s.VerifyWith = "rest", ""
+		mode := []string{"general", "scripts_only", "issued key"}[round%3]
+		user := f.user
+		switch mode {
+		case "general":
+			f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+		case "scripts_only":
+			f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: "rest"})
+		default:
+			user = f.robot
+			f.settingsFor(user, rotation.Settings{Method: rotation.MethodGeneral, Connector: "opa"})
 		}
-		f.settings(s)
 
 		// Kill the child at random failpoints until a run gets through, checking after
-		// each kill that the password the target accepts is in the vault.
+		// each kill that a credential the target accepts is in the vault.
 		rotate := true
 		for attempt := 0; attempt < 4; attempt++ {
 			fp := failpoints[rng.IntN(len(failpoints))]
-			if !child(fp, rotate) {
+			if !child(user, fp, rotate) {
 				break
 			}
 			total++
 			rotate = false
-			f.assertLiveInVault(fmt.Sprintf("round %d (%s), killed at %s", round, method, fp))
+			f.assertLiveInVault(user, fmt.Sprintf("round %d (%s), killed at %s", round, mode, fp))
 		}
-		if child("", false) {
+		if child(user, "", false) {
 			t.Fatal("a child without a failpoint was killed")
 		}
-		run := f.latestRun()
+		run := f.latestRunOf(user)
 		if !run.Terminal() {
 			t.Fatalf("round %d: run not terminal after recovery: %+v", round, run)
 		}
 		if run.Status == rotation.StatusNeedsAttention {
-			t.Fatalf("round %d: needs_attention although the target can be checked: %+v", round, run.Error)
+			t.Fatalf("round %d (%s): needs_attention although the target can be checked: %+v", round, mode, run.Error)
+		}
+		if user == f.robot {
+			if sec, id := f.robotKey(); !f.target.keyWorks("robot", id, sec) {
+				t.Fatalf("round %d (%s): run %s ended %s; the record's key %s does not work", round, mode, run.ID, run.Status, id)
+			}
+			continue
 		}
 		if got, want := f.current(), f.target.password("alice"); got != want {
-			t.Fatalf("round %d (%s): run %s ended %s; vault current %q, target holds %q", round, method, run.ID, run.Status, got, want)
+			t.Fatalf("round %d (%s): run %s ended %s; vault current %q, target holds %q", round, mode, run.ID, run.Status, got, want)
 		}
 	}
 	t.Logf("%d kills", total)
 }
 
-// assertLiveInVault checks that the password the target accepts is stored in the vault as
-// current or pending.
-func (f *fixture) assertLiveInVault(when string) {
+// assertLiveInVault checks that a credential the target accepts is stored in the vault as
+// current or pending: alice's password, or one of robot's keys.
+func (f *fixture) assertLiveInVault(uid, when string) {
 	f.t.Helper()
-	live := f.target.password("alice")
-	for _, v := range f.versions() {
-		if v.Value.Reveal() == live && (v.State == vault.StateCurrent || v.State == vault.StatePending) {
+	vs, err := f.vault.Versions(context.Background(), f.scope, uid)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, v := range vs {
+		if v.State != vault.StateCurrent && v.State != vault.StatePending {
+			continue
+		}
+		if uid == f.user && v.Value.Reveal() == f.target.password("alice") {
+			return
+		}
+		if uid == f.robot && f.target.anyKey("robot", v.Value.Reveal()) {
 			return
 		}
 	}
-	f.t.Fatalf("%s: the target's password is not current or pending in the vault: %+v", when, f.versions())
+	f.t.Fatalf("%s: no credential the target accepts is current or pending in the vault: %+v", when, vs)
 }
 
-func (f *fixture) latestRun() rotation.Run {
+func (f *fixture) latestRunOf(uid string) rotation.Run {
 	f.t.Helper()
-	runs, _, err := f.engine.List(context.Background(), f.scope, rotation.RunFilter{RecordUID: f.user, Count: 1})
+	runs, _, err := f.engine.List(context.Background(), f.scope, rotation.RunFilter{RecordUID: uid, Count: 1})
 	if err != nil || len(runs) == 0 {
 		f.t.Fatalf("latest run: %v", err)
 	}

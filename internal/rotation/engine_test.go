@@ -55,3 +55,22 @@ func TestLyingScriptIsCaughtByVerification(t *testing.T) {
 		t.Fatalf("vault %q, target %q", f.current(), f.target.password("alice"))
 	}
 }
+
+func TestIssuedKeyRotation(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.settingsFor(f.robot, rotation.Settings{Method: rotation.MethodGeneral, Connector: "opa"})
+	run := f.rotateUID(f.robot)
+	if run.Status != rotation.StatusSucceeded {
+		t.Fatalf("run %+v", run)
+	}
+	secretValue, keyID := f.robotKey()
+	if secretValue == "initial-key-secret" || keyID == "key-0" || keyID == "" {
+		t.Fatalf("the record holds %q / %q", secretValue, keyID)
+	}
+	if !f.target.keyWorks("robot", keyID, secretValue) || f.target.keyCount("robot") != 1 {
+		t.Fatalf("the target does not hold exactly the new key (%d keys)", f.target.keyCount("robot"))
+	}
+	if f.target.keyWorks("robot", "key-0", "initial-key-secret") {
+		t.Fatal("the old key was not retired")
+	}
+}

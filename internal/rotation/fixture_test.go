@@ -26,14 +26,45 @@ import (
 type target struct {
 	mu        sync.Mutex
 	passwords map[string]string
+	keys      map[string]map[string]string // API keys: login → key id → secret
 	changes   int
 	failNext  int // the next n /change calls answer 503 without changing anything
 	srv       *httptest.Server
 }
 
 func newTarget(t testing.TB, accounts map[string]string) *target {
-	tg := &target{passwords: accounts}
+	tg := &target{passwords: accounts, keys: map[string]map[string]string{"robot": {"key-0": "initial-key-secret"}}}
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /keys/issue", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Login string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		tg.mu.Lock()
+		defer tg.mu.Unlock()
+		n := len(tg.keys[in.Login])
+		id, sec := fmt.Sprintf("key-%d-%d", n, time.Now().UnixNano()), fmt.Sprintf("secret-%d-%d", n, time.Now().UnixNano())
+		tg.keys[in.Login][id] = sec
+		_ = json.NewEncoder(w).Encode(map[string]string{"id": id, "secret": sec})
+	})
+	mux.HandleFunc("POST /keys/verify", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Login, KeyID, Secret string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		tg.mu.Lock()
+		defer tg.mu.Unlock()
+		if s, ok := tg.keys[in.Login][in.KeyID]; !ok || s != in.Secret {
+			http.Error(w, "refused", http.StatusUnauthorized)
+		}
+	})
+	mux.HandleFunc("POST /keys/retire", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Login, Keep string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		tg.mu.Lock()
+		defer tg.mu.Unlock()
+		for id := range tg.keys[in.Login] {
+			if id != in.Keep {
+				delete(tg.keys[in.Login], id)
+			}
+		}
+	})
 	mux.HandleFunc("POST /change", func(w http.ResponseWriter, r *http.Request) {
 		var in struct{ Login, Old, New string }
 		if json.NewDecoder(r.Body).Decode(&in) != nil {
@@ -69,6 +100,32 @@ func newTarget(t testing.TB, accounts map[string]string) *target {
 	tg.srv = httptest.NewServer(mux)
 	t.Cleanup(tg.srv.Close)
 	return tg
+}
+
+// keyWorks reports whether the target accepts a key id and secret.
+func (tg *target) keyWorks(login, id, secret string) bool {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	s, ok := tg.keys[login][id]
+	return ok && s == secret
+}
+
+// anyKey reports whether any of a login's keys has this secret.
+func (tg *target) anyKey(login, secret string) bool {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	for _, s := range tg.keys[login] {
+		if s == secret {
+			return true
+		}
+	}
+	return false
+}
+
+func (tg *target) keyCount(login string) int {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return len(tg.keys[login])
 }
 
 func (tg *target) password(login string) string {
@@ -123,6 +180,46 @@ func (restConnector) Verify(ctx context.Context, a connector.Account, pw secret.
 	}
 }
 
+// keyConnector rotates API keys on the target the way the opa connector does: the target
+// issues the new key, and older keys are retired once it is verified.
+type keyConnector struct{}
+
+func (keyConnector) Rotate(context.Context, connector.Account, secret.Secret, secret.Secret) error {
+	return connector.Permanent("not_supported", "keys are issued, not set", nil)
+}
+
+func (keyConnector) Issue(ctx context.Context, a connector.Account, _ secret.Secret) (connector.Issued, error) {
+	js, _ := json.Marshal(map[string]string{"login": a.Login})
+	req, _ := http.NewRequestWithContext(ctx, "POST", a.Target.URL+"/keys/issue", bytes.NewReader(js))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return connector.Issued{}, connector.Transient("network", "no answer", err)
+	}
+	defer resp.Body.Close()
+	var out struct{ ID, Secret string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return connector.Issued{}, connector.Transient("bad_answer", "bad answer", err)
+	}
+	return connector.Issued{Secret: secret.FromString(out.Secret), Fields: map[string]string{"key_id": out.ID}}, nil
+}
+
+func (keyConnector) Verify(ctx context.Context, a connector.Account, pw secret.Secret) error {
+	status, err := post(ctx, a.Target.URL+"/keys/verify", map[string]string{"login": a.Login, "keyid": a.Target.Fields["key_id"], "secret": pw.Reveal()})
+	switch {
+	case err != nil:
+		return err
+	case status == http.StatusOK:
+		return nil
+	default:
+		return connector.ErrRejected
+	}
+}
+
+func (keyConnector) Finalize(ctx context.Context, a connector.Account, issued connector.Issued) error {
+	_, err := post(ctx, a.Target.URL+"/keys/retire", map[string]string{"login": a.Login, "keep": issued.Fields["key_id"]})
+	return err
+}
+
 // changeScript is a scripts_only rotation script in the Keeper protocol: it reads the params,
 // finds the target's url in the resource record and changes the password there, failing on an
 // HTTP error. It needs only python3.
@@ -152,7 +249,8 @@ type fixture struct {
 	dir      string // the data directory
 	scope    vault.Scope
 	target   *target
-	user     string // pamUser uid
+	user     string // pamUser uid ("alice", a password on the target)
+	robot    string // pamUser uid ("robot", an API key on the target)
 	resource string // login record uid holding the target url
 	config   string
 }
@@ -189,7 +287,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	f.engine = rotation.New(dv.DB, f.vault, audit.New(dv.DB, dv.Keys),
 		script.NewRunner(script.Options{TempDir: t.TempDir(), KillGrace: 200 * time.Millisecond}),
-		map[string]connector.Connector{"rest": restConnector{}}, o.engine)
+		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}}, o.engine)
 	if err := f.engine.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +304,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	f.user = f.create(vault.Record{Type: "pamUser", Title: "alice", Folder: "Shared", Fields: []vault.Field{
 		field("login", "alice"), field("password", "initial-Pw1!"),
 	}})
+	f.robot = f.create(vault.Record{Type: "pamUser", Title: "robot", Fields: []vault.Field{
+		field("login", "robot"), field("password", "initial-key-secret"),
+	}, Custom: []vault.Field{custom("key_id", "key-0")}})
 	return f
 }
 
@@ -231,13 +332,18 @@ func (f *fixture) create(rec vault.Record) string {
 
 func (f *fixture) settings(s rotation.Settings) {
 	f.t.Helper()
+	f.settingsFor(f.user, s)
+}
+
+func (f *fixture) settingsFor(uid string, s rotation.Settings) {
+	f.t.Helper()
 	if s.ResourceUID == "" {
 		s.ResourceUID = f.resource
 	}
 	if s.ConfigurationUID == "" {
 		s.ConfigurationUID = f.config
 	}
-	if _, err := f.engine.SetSettings(context.Background(), f.scope, f.user, s, "test"); err != nil {
+	if _, err := f.engine.SetSettings(context.Background(), f.scope, uid, s, "test"); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -252,9 +358,14 @@ func (f *fixture) attach(uid, name, content string) {
 // rotate rotates the pamUser and waits for the run to end.
 func (f *fixture) rotate() rotation.Run {
 	f.t.Helper()
+	return f.rotateUID(f.user)
+}
+
+func (f *fixture) rotateUID(uid string) rotation.Run {
+	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	run, _, err := f.engine.Rotate(ctx, f.scope, f.user, rotation.TriggerOnDemand)
+	run, _, err := f.engine.Rotate(ctx, f.scope, uid, rotation.TriggerOnDemand)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -271,7 +382,12 @@ func (f *fixture) rotate() rotation.Run {
 // current returns the vault's current password of the pamUser.
 func (f *fixture) current() string {
 	f.t.Helper()
-	rec, err := f.vault.Get(context.Background(), f.scope, f.user)
+	return f.currentOf(f.user)
+}
+
+func (f *fixture) currentOf(uid string) string {
+	f.t.Helper()
+	rec, err := f.vault.Get(context.Background(), f.scope, uid)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -296,4 +412,20 @@ func (f *fixture) stateOf(value string) string {
 		}
 	}
 	return ""
+}
+
+// robotKey returns the robot record's current secret and key_id custom field.
+func (f *fixture) robotKey() (secretValue, keyID string) {
+	f.t.Helper()
+	rec, err := f.vault.Get(context.Background(), f.scope, f.robot)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	pw, _ := rec.Password()
+	for _, c := range rec.Custom {
+		if c.Label == "key_id" && len(c.Value) > 0 {
+			_ = json.Unmarshal(c.Value[0], &keyID)
+		}
+	}
+	return pw, keyID
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"time"
 
@@ -29,18 +30,20 @@ var errStopped = errors.New("rotation: engine stopping")
 
 // job is one execution of a run: the run row and everything it needs, loaded once.
 type job struct {
-	e        *Engine
-	run      store.Run
-	user     vault.Record
-	resource *vault.Record
-	config   *vault.Record
-	settings Settings
-	method   string
-	rotator  connector.Rotator  // general only
-	verifier connector.Verifier // nil when nothing can check a password
-	account  connector.Account
-	scripts  []attached // in Keeper's order: user, resource, configuration
-	execLog  []script.Result
+	e         *Engine
+	run       store.Run
+	user      vault.Record
+	resource  *vault.Record
+	config    *vault.Record
+	settings  Settings
+	method    string
+	rotator   connector.Rotator   // general only
+	issuer    connector.Issuer    // general, when the target makes the credential itself
+	finalizer connector.Finalizer // general, when the target retires old credentials
+	verifier  connector.Verifier  // nil when nothing can check a password
+	account   connector.Account
+	scripts   []attached // in Keeper's order: user, resource, configuration
+	execLog   []script.Result
 }
 
 // attached is a script with the record it is attached to.
@@ -91,6 +94,12 @@ func (j *job) step(ctx context.Context) error {
 		}
 		switch j.run.State {
 		case StateQueued, StateRunning:
+			if j.issuer != nil {
+				if done, err := j.issue(ctx); done || err != nil {
+					return err
+				}
+				continue
+			}
 			if err := j.saveCandidate(ctx); err != nil {
 				return err
 			}
@@ -158,6 +167,99 @@ func (j *job) saveCandidate(ctx context.Context) error {
 	}
 	j.e.opt.Failpoint("state:" + StatePendingSaved)
 	return nil
+}
+
+// issue has the target make the new credential and saves it as pending at once. The call
+// is the side effect, so it is recorded as started first; a crash before the credential is
+// saved leaves the old one working (an issuing target keeps old credentials for a while).
+func (j *job) issue(ctx context.Context) (done bool, err error) {
+	if j.run.State == StateQueued {
+		now := j.e.opt.Now().UTC()
+		j.run.Status, j.run.State, j.run.StartedAt, j.run.Attempt = StatusRunning, StateRunning, &now, max(j.run.Attempt, 1)
+		if err := j.commit(ctx, nil); err != nil {
+			return false, err
+		}
+		j.e.opt.Failpoint("state:" + StateRunning)
+	}
+	old, oldVersion, err := j.currentPassword(ctx)
+	if err != nil {
+		return false, err
+	}
+	if j.run.EffectStarted { // interrupted while issuing: go on only if the current credential works
+		if j.verifier == nil || j.accepts(ctx, secret.Secret{}, old) != acceptsOld {
+			return true, j.needsAttention(ctx, "interrupted",
+				"the rotation stopped while the target was issuing a new credential, and the current one does not work")
+		}
+		if j.run.Attempt >= int64(j.e.opt.Attempts) {
+			return true, j.fail(ctx, "interrupted", "the rotation was interrupted too often; the current credential still works")
+		}
+		j.run.Attempt++
+	}
+	j.run.EffectStarted = true
+	if err := j.commit(ctx, nil); err != nil {
+		return false, err
+	}
+	j.e.opt.Failpoint("effect:start")
+	var issued connector.Issued
+	err = j.retry(ctx, func() (err error) {
+		issued, err = j.issuer.Issue(ctx, j.account, old)
+		return err
+	})
+	if ctx.Err() != nil {
+		return false, errStopped
+	}
+	if err != nil {
+		code, msg := errorInfo(err, "connector_failed")
+		return true, j.fail(ctx, code, msg)
+	}
+	j.e.opt.Failpoint("effect:done")
+	fields, err := json.Marshal(issued.Fields)
+	if err != nil {
+		return false, err
+	}
+	err = j.commit(ctx, func(tx *store.Tx) error {
+		pending, err := j.e.vault.AddPending(ctx, tx, j.run.TeamID, j.user.UID, issued.Secret)
+		if err != nil {
+			return err
+		}
+		j.run.OldVersion, j.run.PendingVersion, j.run.CandidateFields, j.run.State = oldVersion, pending, fields, StateTargetChanged
+		return nil
+	})
+	issued.Secret.Clear()
+	if err != nil {
+		return false, err
+	}
+	j.e.opt.Failpoint("state:" + StateTargetChanged)
+	return false, nil
+}
+
+// currentPassword returns the record's current password and its version (zero when none).
+func (j *job) currentPassword(ctx context.Context) (secret.Secret, int64, error) {
+	v, err := j.e.vault.CurrentVersion(ctx, j.e.db.Reader, j.user.UID)
+	if err != nil || v == 0 {
+		return secret.Secret{}, 0, err
+	}
+	pw, _, err := j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, v)
+	return pw, v, err
+}
+
+// candidateFields returns the custom fields that go with the candidate.
+func (j *job) candidateFields() map[string]string {
+	var f map[string]string
+	_ = json.Unmarshal(j.run.CandidateFields, &f)
+	return f
+}
+
+// candidateAccount is the account as the candidate credential sees it (with its key_id).
+func (j *job) candidateAccount() connector.Account {
+	acct := j.account
+	fields := j.candidateFields()
+	if len(fields) == 0 {
+		return acct
+	}
+	acct.Target.Fields = maps.Clone(acct.Target.Fields)
+	maps.Copy(acct.Target.Fields, fields)
+	return acct
 }
 
 // changeTarget puts the candidate on the target: the connector in general, the scripts in
@@ -233,7 +335,7 @@ func (j *job) scriptsOnlyFailed(ctx context.Context, failed *scriptFailure, newP
 		return j.fail(ctx, code, msg)
 	case acceptsNew: // the new password is live after all: keep it
 		if err := j.commit(ctx, func(tx *store.Tx) error {
-			return j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion)
+			return j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields())
 		}); err != nil {
 			return err
 		}
@@ -295,8 +397,29 @@ func (j *job) verifyCandidate(ctx context.Context) (done bool, err error) {
 
 // commitCandidate makes the candidate current and the old password previous, in one step.
 func (j *job) commitCandidate(ctx context.Context) error {
+	if j.finalizer != nil {
+		newPW, _, err := j.passwords(ctx)
+		if err != nil {
+			return err
+		}
+		issued := connector.Issued{Secret: newPW, Fields: j.candidateFields()}
+		if err := j.retry(ctx, func() error { return j.finalizer.Finalize(ctx, j.candidateAccount(), issued) }); err != nil {
+			if ctx.Err() != nil {
+				return errStopped
+			}
+			// The new credential works; the old ones could not be retired. Keep the new one.
+			code, msg := errorInfo(err, "finalize_failed")
+			if err := j.commit(ctx, func(tx *store.Tx) error {
+				return j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields())
+			}); err != nil {
+				return err
+			}
+			return j.failKeepingVersions(ctx, code, msg+"; the new credential is current, but the old ones were not retired")
+		}
+		j.e.opt.Failpoint("effect:finalized")
+	}
 	err := j.commit(ctx, func(tx *store.Tx) error {
-		if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion); err != nil {
+		if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields()); err != nil {
 			return err
 		}
 		j.run.State = StateCommitted
@@ -342,7 +465,7 @@ func (j *job) postRotationScripts(ctx context.Context) (done bool, err error) {
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsOld: // the old password is back
 		err := j.commit(ctx, func(tx *store.Tx) error {
-			if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.OldVersion); err != nil {
+			if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.OldVersion, nil); err != nil {
 				return err
 			}
 			return j.e.vault.SetVersionState(ctx, tx, j.user.UID, j.run.PendingVersion, vault.StateFailed)
@@ -369,13 +492,13 @@ const (
 // accepts asks the target which of the two passwords it accepts, the new one first. It says
 // acceptsNeither when it accepts neither or cannot tell even after the retries.
 func (j *job) accepts(ctx context.Context, newPW, oldPW secret.Secret) acceptance {
-	check := func(pw secret.Secret) bool {
+	check := func(pw secret.Secret, acct connector.Account) bool {
 		if pw.IsZero() {
 			return false
 		}
 		var verdict error
 		err := j.retry(ctx, func() error {
-			verdict = j.verifier.Verify(ctx, j.account, pw)
+			verdict = j.verifier.Verify(ctx, acct, pw)
 			if verdict == nil || errors.Is(verdict, connector.ErrRejected) {
 				return nil // an answer: stop retrying
 			}
@@ -383,10 +506,10 @@ func (j *job) accepts(ctx context.Context, newPW, oldPW secret.Secret) acceptanc
 		})
 		return err == nil && verdict == nil
 	}
-	if check(newPW) {
+	if check(newPW, j.candidateAccount()) {
 		return acceptsNew
 	}
-	if check(oldPW) {
+	if check(oldPW, j.account) {
 		return acceptsOld
 	}
 	return acceptsNeither

@@ -312,6 +312,8 @@ func (j *job) load(ctx context.Context) error {
 			return fault.New(fault.Invalid, "rotation_misconfigured", "method general needs a resource record")
 		}
 		j.rotator, j.verifier = conn, conn
+		j.issuer, _ = conn.(connector.Issuer)
+		j.finalizer, _ = conn.(connector.Finalizer)
 	} else if j.settings.VerifyWith != "" {
 		conn, ok := e.connectors[j.settings.VerifyWith]
 		if !ok {

@@ -32,23 +32,24 @@ type Script struct {
 
 // Run is a rotation run as stored; ExecLog is sealed.
 type Run struct {
-	ID             string
-	TeamID         int64
-	RecordUID      string
-	Trigger        string
-	Status         string
-	State          string
-	Attempt        int64
-	PendingVersion int64 // 0 when none
-	OldVersion     int64 // 0 when none
-	EffectStarted  bool
-	ErrorCode      string
-	ErrorMessage   string
-	ExecLog        []byte
-	CreatedAt      time.Time
-	StartedAt      *time.Time
-	FinishedAt     *time.Time
-	UpdatedAt      time.Time
+	ID              string
+	TeamID          int64
+	RecordUID       string
+	Trigger         string
+	Status          string
+	State           string
+	Attempt         int64
+	PendingVersion  int64  // 0 when none
+	OldVersion      int64  // 0 when none
+	CandidateFields []byte // JSON object; custom fields set when the candidate becomes current
+	EffectStarted   bool
+	ErrorCode       string
+	ErrorMessage    string
+	ExecLog         []byte
+	CreatedAt       time.Time
+	StartedAt       *time.Time
+	FinishedAt      *time.Time
+	UpdatedAt       time.Time
 }
 
 // RunFilter selects runs of a team.
@@ -126,23 +127,24 @@ func (t *Tx) DeleteScript(ctx context.Context, uid, id string) error {
 	return affectedOne(t.tx.ExecContext(ctx, `DELETE FROM scripts WHERE id = $1 AND record_uid = $2`, id, uid))
 }
 
-const runColumns = `id, team_id, record_uid, trigger, status, state, attempt, pending_version, old_version, effect_started,
+const runColumns = `id, team_id, record_uid, trigger, status, state, attempt, pending_version, old_version, candidate_fields, effect_started,
 	error_code, error_message, exec_log, created_at, started_at, finished_at, updated_at`
 
 func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	var (
 		r                 Run
 		pending, old      sql.NullInt64
+		fields            string
 		effect            int64
 		created, updated  int64
 		started, finished sql.NullInt64
 	)
-	err := row.Scan(&r.ID, &r.TeamID, &r.RecordUID, &r.Trigger, &r.Status, &r.State, &r.Attempt, &pending, &old, &effect,
+	err := row.Scan(&r.ID, &r.TeamID, &r.RecordUID, &r.Trigger, &r.Status, &r.State, &r.Attempt, &pending, &old, &fields, &effect,
 		&r.ErrorCode, &r.ErrorMessage, &r.ExecLog, &created, &started, &finished, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Run{}, ErrNotFound
 	}
-	r.PendingVersion, r.OldVersion, r.EffectStarted = pending.Int64, old.Int64, effect != 0
+	r.PendingVersion, r.OldVersion, r.EffectStarted, r.CandidateFields = pending.Int64, old.Int64, effect != 0, []byte(fields)
 	r.CreatedAt, r.UpdatedAt = fromNanos(created), fromNanos(updated)
 	r.StartedAt, r.FinishedAt = fromNullNanos(started), fromNullNanos(finished)
 	return r, err
@@ -152,8 +154,9 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // ErrConflict and the caller should read that run with ActiveRun.
 func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO rotation_runs (`+runColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
+		jsonObject(r.CandidateFields),
 		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
 		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt))
 	return wrapConflict(err, "an active run of record "+r.RecordUID)
@@ -163,9 +166,10 @@ func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
 	return affectedOne(t.tx.ExecContext(ctx, `UPDATE rotation_runs SET status = $1, state = $2, attempt = $3,
 		pending_version = $4, old_version = $5, effect_started = $6, error_code = $7, error_message = $8,
-		exec_log = $9, started_at = $10, finished_at = $11, updated_at = $12 WHERE id = $13`,
+		exec_log = $9, started_at = $10, finished_at = $11, updated_at = $12, candidate_fields = $13 WHERE id = $14`,
 		r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion), boolInt(r.EffectStarted),
-		r.ErrorCode, r.ErrorMessage, r.ExecLog, nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), r.ID))
+		r.ErrorCode, r.ErrorMessage, r.ExecLog, nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt),
+		jsonObject(r.CandidateFields), r.ID))
 }
 
 // Run returns a run of a team.
@@ -241,4 +245,11 @@ func boolInt(b bool) int64 {
 // RunByID returns a run of any team (for the engine's own use).
 func (r Reader) RunByID(ctx context.Context, id string) (Run, error) {
 	return scanRun(r.q.QueryRowContext(ctx, `SELECT `+runColumns+` FROM rotation_runs WHERE id = $1`, id))
+}
+
+func jsonObject(b []byte) string {
+	if len(b) == 0 {
+		return "{}"
+	}
+	return string(b)
 }

@@ -65,11 +65,16 @@ func New(db *store.DB, keys *keyring.Keyring) *Vault {
 	return &Vault{db: db, keys: keys, now: time.Now, history: DefaultHistory}
 }
 
-// NewUID returns a fresh record uid: 16 random bytes, URL-safe base64 without padding.
+// NewUID returns a fresh record uid: 16 random bytes, URL-safe base64 without padding, never
+// starting with '-' (which a command line would take for a flag).
 func NewUID() string {
 	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	for {
+		_, _ = rand.Read(b)
+		if uid := base64.RawURLEncoding.EncodeToString(b); uid[0] != '-' {
+			return uid
+		}
+	}
 }
 
 func keyAAD(uid string) []byte { return []byte("keyturn/record-key/" + uid) }

@@ -319,3 +319,12 @@ func TestValidation(t *testing.T) {
 		t.Fatalf("invalid records were stored: %+v %v", list, err)
 	}
 }
+
+func TestNewUIDNeverStartsWithADash(t *testing.T) {
+	for range 5000 {
+		uid := vault.NewUID()
+		if len(uid) != 22 || uid[0] == '-' {
+			t.Fatalf("uid %q", uid)
+		}
+	}
+}

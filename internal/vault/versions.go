@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/secret"
@@ -77,9 +79,10 @@ func (v *Vault) SetVersionState(ctx context.Context, tx *store.Tx, uid string, v
 }
 
 // SetCurrent makes a version the record's current password: the version that was current
-// becomes previous, the record's password field takes the value, and the record's revision
-// increments. It does nothing when the version is current already.
-func (v *Vault) SetCurrent(ctx context.Context, tx *store.Tx, teamID int64, uid string, version int64) error {
+// becomes previous, the record's password field takes the value, the custom text fields named
+// in custom take their values (added when missing, as an API key's key_id), and the record's
+// revision increments. It does nothing when the version is current already.
+func (v *Vault) SetCurrent(ctx context.Context, tx *store.Tx, teamID int64, uid string, version int64, custom map[string]string) error {
 	row, err := tx.Record(ctx, teamID, uid)
 	if err != nil {
 		return notFound(err, uid)
@@ -119,6 +122,15 @@ func (v *Vault) SetCurrent(ctx context.Context, tx *store.Tx, teamID int64, uid 
 		}
 	} else {
 		rec.Fields = append(rec.Fields, Field{Type: "password", Value: []json.RawMessage{value}})
+	}
+	for _, label := range slices.Sorted(maps.Keys(custom)) {
+		val, _ := json.Marshal(custom[label])
+		i := slices.IndexFunc(rec.Custom, func(f Field) bool { return f.Label == label })
+		if i < 0 {
+			rec.Custom = append(rec.Custom, Field{Type: "text", Label: label, Value: []json.RawMessage{val}})
+		} else {
+			rec.Custom[i].Value = []json.RawMessage{val}
+		}
 	}
 	rec.Revision, rec.UpdatedAt = rec.Revision+1, now
 	newRow, err := v.sealRecord(dk, rec)

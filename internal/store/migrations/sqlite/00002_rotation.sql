@@ -33,6 +33,7 @@ CREATE TABLE rotation_runs (
     attempt         BIGINT  NOT NULL,
     pending_version BIGINT,           -- the candidate's password version
     old_version     BIGINT,           -- the version that was current when the candidate was made
+    candidate_fields TEXT   NOT NULL DEFAULT '{}', -- JSON: custom fields that go with the candidate (an API key's key_id)
     effect_started  BIGINT  NOT NULL DEFAULT 0, -- 1 once something may have touched the target
     error_code      TEXT    NOT NULL DEFAULT '',
     error_message   TEXT    NOT NULL DEFAULT '',
