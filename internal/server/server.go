@@ -12,6 +12,9 @@ import (
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/connector/okta"
+	"github.com/keyturn/keyturn/internal/connector/opa"
+	"github.com/keyturn/keyturn/internal/connector/rest"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
@@ -23,7 +26,7 @@ type Options struct {
 	Auth       auth.Options
 	Rotation   rotation.Options
 	Scripts    script.Options
-	Connectors map[string]connector.Connector
+	Connectors map[string]connector.Connector // default: DefaultConnectors()
 	Logger     *slog.Logger
 }
 
@@ -36,8 +39,16 @@ type Server struct {
 	Handler http.Handler
 }
 
+// DefaultConnectors returns the connectors keyturn ships, by the names settings use.
+func DefaultConnectors() map[string]connector.Connector {
+	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil), "rest": rest.New(nil)}
+}
+
 // New wires the services over an open data directory.
 func New(dv *datadir.Vault, o Options) *Server {
+	if o.Connectors == nil {
+		o.Connectors = DefaultConnectors()
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
