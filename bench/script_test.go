@@ -1,12 +1,17 @@
-package script
+package bench
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // BenchmarkRunnerOverhead measures what the Runner adds to a trivial script (#!/bin/sh, exit
@@ -38,9 +43,14 @@ func benchOverhead(b *testing.B, dir string) {
 	if err := os.WriteFile(bare, content, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	r := NewRunner(Options{TempDir: dir})
-	p := simpleParams()
-	s := Script{Name: "trivial.sh", Content: content}
+	r := script.NewRunner(script.Options{TempDir: dir})
+	p := script.Params{
+		User: vault.Record{UID: "user-uid", Type: "pamUser", Title: "user", Fields: []vault.Field{
+			{Type: "login", Value: []json.RawMessage{json.RawMessage(`"alice"`)}},
+		}},
+		NewPassword: secret.FromString("new-Password-1!"), OldPassword: secret.FromString("old-Password-1!"),
+	}
+	s := script.Script{Name: "trivial.sh", Content: content}
 	ctx := context.Background()
 	var bareT, runT time.Duration
 	for b.Loop() {
@@ -53,7 +63,7 @@ func benchOverhead(b *testing.B, dir string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := r.Run(ctx, s, line, NewRedactor(SecretsOf(p)...))
+		res, err := r.Run(ctx, s, line, script.NewRedactor(script.SecretsOf(p)...))
 		if err != nil || res.ReturnCode != 0 {
 			b.Fatal(res, err)
 		}
