@@ -1,0 +1,76 @@
+package emulator
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkChangePassword measures the emulator's own change_password ceiling: concurrent
+// clients over loopback HTTP/1.1 keep-alive connections, each rotating its own user's
+// password (old → new, a fresh valid password every time), rate limits out of the way.
+// The figure is "changes/s"; a gateway benchmark against the emulator cannot exceed it.
+func BenchmarkChangePassword(b *testing.B) {
+	for _, par := range []int{1, 8, 32} {
+		clients := runtime.GOMAXPROCS(0) * par // RunParallel's goroutines, one user each
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			em := New(Options{Users: clients, RateLimit: 1 << 30})
+			srv := httptest.NewServer(em)
+			defer srv.Close()
+			tr := &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			auth := "SSWS " + em.Token()
+			ids := make([]string, clients)
+			for i := range ids {
+				ids[i], _ = em.UserID(SeedLogin(i + 1))
+			}
+			var next atomic.Int64
+			var failed atomic.Int64
+			b.SetParallelism(par)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				n := int(next.Add(1)-1) % clients
+				url := srv.URL + "/api/v1/users/" + ids[n] + "/credentials/change_password"
+				old := SeedPassword(n + 1)
+				k := 0
+				for pb.Next() {
+					k++
+					pw := fmt.Sprintf("Bench-%d-%dz", n, k)
+					req, _ := http.NewRequest(http.MethodPost, url,
+						strings.NewReader(`{"oldPassword":{"value":"`+old+`"},"newPassword":{"value":"`+pw+`"}}`))
+					req.Header.Set("Authorization", auth)
+					req.Header.Set("Content-Type", "application/json")
+					res, err := client.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != http.StatusOK {
+						failed.Add(1)
+						continue
+					}
+					old = pw
+				}
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if f := failed.Load(); f > 0 {
+				b.Fatalf("%d of %d changes failed", f, b.N)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "changes/s")
+			if got := em.Stats().PasswordChanges; got != int64(b.N) {
+				b.Fatalf("PasswordChanges %d, want %d", got, b.N)
+			}
+		})
+	}
+}
