@@ -53,7 +53,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newInitCommand(), newServerCommand(), newTeamCommand())
+	root.AddCommand(newInitCommand(), newServerCommand(), newTeamCommand(), newEmulatorCommand())
 	root.AddCommand(cli.Commands()...)
 	cli.MarkUsageErrors(root)
 	return root

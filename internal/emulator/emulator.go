@@ -74,6 +74,9 @@ type Options struct {
 	RateLimit int
 	// RateLimits overrides RateLimit per bucket (Bucket* constants).
 	RateLimits map[string]int
+	// RateWindow is the length of a rate-limit window: 0 means a minute, as Okta's. Tests
+	// shorten it; the limits then count per window.
+	RateWindow time.Duration
 	// ConcurrentLimit answers 429 when more requests than this are in flight; 0 is unlimited.
 	ConcurrentLimit int
 
@@ -138,7 +141,7 @@ func New(opts Options) *Emulator {
 		now:     opts.Now,
 		policy:  DefaultPasswordPolicy(),
 		typeID:  "oty" + randomAlnum(17),
-		limiter: newRateLimiter(opts.RateLimit, opts.RateLimits),
+		limiter: newRateLimiter(opts.RateLimit, opts.RateLimits, opts.RateWindow),
 		closed:  make(chan struct{}),
 		tokens:  map[string]bool{},
 		users:   map[string]*user{},

@@ -21,7 +21,7 @@ const (
 // real org's (okta.md §1.9), so that benchmarks measure the gateway and not the limiter.
 const DefaultRateLimit = 6000
 
-// window is one bucket's fixed one-minute window, starting at its first request.
+// window is one bucket's fixed window (a minute, as Okta's), starting at its first request.
 type window struct {
 	limit int
 	start time.Time
@@ -30,16 +30,20 @@ type window struct {
 
 type rateLimiter struct {
 	mu      sync.Mutex
+	span    time.Duration // the window's length
 	def     int
 	limits  map[string]int
 	windows map[string]*window
 }
 
-func newRateLimiter(def int, limits map[string]int) *rateLimiter {
+func newRateLimiter(def int, limits map[string]int, span time.Duration) *rateLimiter {
 	if def <= 0 {
 		def = DefaultRateLimit
 	}
-	l := &rateLimiter{def: def, limits: map[string]int{}, windows: map[string]*window{}}
+	if span <= 0 {
+		span = time.Minute
+	}
+	l := &rateLimiter{span: span, def: def, limits: map[string]int{}, windows: map[string]*window{}}
 	for k, v := range limits {
 		l.limits[k] = v
 	}
@@ -72,12 +76,12 @@ func (l *rateLimiter) take(bucket string, now time.Time) (limit, remaining int, 
 		w = &window{limit: l.limitOf(bucket), start: now}
 		l.windows[bucket] = w
 	}
-	if !now.Before(w.start.Add(time.Minute)) {
+	if !now.Before(w.start.Add(l.span)) {
 		w.start, w.count = now, 0
 	}
 	w.count++
 	remaining = max(w.limit-w.count, 0)
-	return w.limit, remaining, w.start.Add(time.Minute), w.count <= w.limit
+	return w.limit, remaining, w.start.Add(l.span), w.count <= w.limit
 }
 
 // resetSeconds is a window end as X-Rate-Limit-Reset wants it: epoch seconds, rounded up.
