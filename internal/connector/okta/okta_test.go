@@ -1,0 +1,124 @@
+package okta_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/connector/okta"
+	"github.com/keyturn/keyturn/internal/emulator"
+	"github.com/keyturn/keyturn/internal/secret"
+)
+
+func org(t *testing.T, o emulator.Options) (*emulator.Emulator, *httptest.Server) {
+	t.Helper()
+	emu := emulator.New(o)
+	srv := httptest.NewServer(emu)
+	t.Cleanup(func() {
+		emu.Close()
+		srv.Close()
+	})
+	return emu, srv
+}
+
+func account(srv *httptest.Server, emu *emulator.Emulator, login string, fields map[string]string) connector.Account {
+	return connector.Account{Login: login, Target: connector.Target{URL: srv.URL, AdminSecret: secret.FromString(emu.Token()), Fields: fields}}
+}
+
+func TestRotateAndVerify(t *testing.T) {
+	emu, srv := org(t, emulator.Options{Users: 3})
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	login := emulator.SeedLogin(2)
+	a := account(srv, emu, login, nil)
+	old, next := secret.FromString(emulator.SeedPassword(2)), secret.FromString("Zq9#new-Rotated-pw")
+	if err := c.Verify(ctx, a, old); err != nil {
+		t.Fatalf("verify the seeded password: %v", err)
+	}
+	if err := c.Rotate(ctx, a, old, next); err != nil {
+		t.Fatal(err)
+	}
+	if pw, _ := emu.Password(login); pw != next.Reveal() {
+		t.Fatalf("Okta holds %q", pw)
+	}
+	if err := c.Verify(ctx, a, next); err != nil {
+		t.Fatalf("verify new: %v", err)
+	}
+	if err := c.Verify(ctx, a, old); !errors.Is(err, connector.ErrRejected) {
+		t.Fatalf("verify old: %v", err)
+	}
+	if !c.CanVerify(a) || c.CanVerify(account(srv, emu, login, map[string]string{okta.FieldVerify: "False"})) {
+		t.Fatal("CanVerify does not follow the Okta Verify field")
+	}
+}
+
+func TestWrongOldPasswordAndAdminReset(t *testing.T) {
+	emu, srv := org(t, emulator.Options{Users: 1})
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	login := emulator.SeedLogin(1)
+	next := secret.FromString("Zq9#new-Rotated-pw")
+	err := c.Rotate(ctx, account(srv, emu, login, nil), secret.FromString("not-the-old-Pw1"), next)
+	var ce *connector.Error
+	if !errors.As(err, &ce) || ce.Transient || ce.Code != "okta_e0000014" {
+		t.Fatalf("wrong old password: %v", err)
+	}
+	if pw, _ := emu.Password(login); pw != emulator.SeedPassword(1) {
+		t.Fatal("a refused change changed the password")
+	}
+	withReset := account(srv, emu, login, map[string]string{okta.FieldAdminReset: "True"})
+	if err := c.Rotate(ctx, withReset, secret.FromString("not-the-old-Pw1"), next); err != nil {
+		t.Fatalf("admin reset: %v", err)
+	}
+	if pw, _ := emu.Password(login); pw != next.Reveal() {
+		t.Fatal("the admin reset did not set the password")
+	}
+}
+
+func TestErrorsAreClassified(t *testing.T) {
+	emu, srv := org(t, emulator.Options{Users: 1})
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	pw := secret.FromString(emulator.SeedPassword(1))
+	for name, tc := range map[string]struct {
+		acct      connector.Account
+		code      string
+		transient bool
+	}{
+		"bad token":     {connector.Account{Login: emulator.SeedLogin(1), Target: connector.Target{URL: srv.URL, AdminSecret: secret.FromString("nope")}}, "okta_e0000011", false},
+		"unknown login": {account(srv, emu, "nobody@example.com", nil), "okta_e0000007", false},
+		"no org url":    {connector.Account{Login: "x", Target: connector.Target{AdminSecret: secret.FromString("t")}}, "no_org_url", false},
+		"unreachable":   {connector.Account{Login: "x", Target: connector.Target{URL: "http://127.0.0.1:1", AdminSecret: secret.FromString("t")}}, "network", true},
+	} {
+		err := c.Rotate(ctx, tc.acct, pw, secret.FromString("Zq9#new-Rotated-pw"))
+		var ce *connector.Error
+		if !errors.As(err, &ce) || ce.Code != tc.code || ce.Transient != tc.transient {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestHonoursRateLimitHeaders: when X-Rate-Limit-Remaining reaches 0 the connector waits for
+// the window's reset instead of drawing a 429.
+func TestHonoursRateLimitHeaders(t *testing.T) {
+	emu, srv := org(t, emulator.Options{Users: 1, RateWindow: 2 * time.Second,
+		RateLimits: map[string]int{emulator.BucketAuthn: 2}})
+	c := okta.New(okta.Options{})
+	a := account(srv, emu, emulator.SeedLogin(1), nil)
+	pw := secret.FromString(emulator.SeedPassword(1))
+	start := time.Now()
+	for i := range 5 {
+		if err := c.Verify(context.Background(), a, pw); err != nil {
+			t.Fatalf("verify %d: %v", i, err)
+		}
+	}
+	if elapsed := time.Since(start); elapsed < 2*time.Second {
+		t.Fatalf("5 checks against a limit of 2 per 2 s took only %v", elapsed)
+	}
+	if n := emu.Stats().Sent429; n != 0 {
+		t.Fatalf("the connector drew %d 429s", n)
+	}
+}
