@@ -1,0 +1,230 @@
+package sandbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyturn/keyturn/examples"
+	"github.com/keyturn/keyturn/internal/emulator"
+	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/sandbox"
+	"github.com/keyturn/keyturn/internal/vault"
+)
+
+func start(t *testing.T, o sandbox.Options) *sandbox.Sandbox {
+	t.Helper()
+	s, err := sandbox.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestSandboxOnce(t *testing.T) {
+	s := start(t, sandbox.Options{})
+	ctx := context.Background()
+	if err := s.Seed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	report, err := s.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.MarshalIndent(report, "", "  ")
+	if !report.OK() || len(report.Scenarios) != 5 {
+		t.Fatalf("report:\n%s", js)
+	}
+	for _, sc := range report.Scenarios {
+		if sc.Name == "okta-naive-script-refused" && (sc.Status != "failed" || !strings.Contains(sc.Detail, "verification_failed")) {
+			t.Fatalf("the naive script was not caught by verification: %+v", sc)
+		}
+	}
+}
+
+func field(typ, label, value string) vault.Field {
+	b, _ := json.Marshal(value)
+	return vault.Field{Type: typ, Label: label, Value: []json.RawMessage{b}}
+}
+
+// oktaUser creates a pamUser for a seeded emulator user and the "Okta API Access Details"
+// record, and returns their uids.
+func oktaUser(t *testing.T, s *sandbox.Sandbox, i int, password string, custom ...vault.Field) (user, api string) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.Services.Vault.Create(ctx, s.Scope(), vault.Record{Type: "login", Title: "Okta API Access Details",
+		Fields: []vault.Field{field("url", "", s.OrgURL), field("password", "", s.Emulator.Token())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Services.Vault.Create(ctx, s.Scope(), vault.Record{Type: "pamUser", Title: fmt.Sprintf("user %d", i),
+		Fields: []vault.Field{field("login", "", emulator.SeedLogin(i)), field("password", "", password)}, Custom: custom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.UID, a.UID
+}
+
+func rotate(t *testing.T, s *sandbox.Sandbox, uid string) rotation.Run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run, _, err := s.Services.Engine.Rotate(ctx, s.Scope(), uid, rotation.TriggerOnDemand)
+	if err == nil {
+		run, err = s.Services.Engine.Wait(ctx, s.Scope(), run.ID)
+	}
+	if err != nil || !run.Terminal() {
+		t.Fatalf("rotation: %+v %v", run, err)
+	}
+	return run
+}
+
+func current(t *testing.T, s *sandbox.Sandbox, uid string) string {
+	t.Helper()
+	rec, err := s.Services.Vault.Get(context.Background(), s.Scope(), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := rec.Password()
+	return pw
+}
+
+// TestSeedBashScriptIsCaught runs the Bash script of Keeper's Okta guide unchanged: Okta
+// refuses what it sends, it exits 0 anyway, and verify_with okta catches it.
+func TestSeedBashScriptIsCaught(t *testing.T) {
+	seed, err := os.ReadFile("../../../shared/seeds/restored/okta-user-rotation.sh")
+	if err != nil {
+		t.Fatalf("the seed script (CI keeps ../shared beside the clone): %v", err)
+	}
+	s := start(t, sandbox.Options{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		script  []byte
+		succeed bool
+	}{{"seed", seed, false}, {"corrected", examples.OktaUserRotation, true}} {
+		i := map[bool]int{false: 5, true: 6}[tc.succeed]
+		uid, api := oktaUser(t, s, i, emulator.SeedPassword(i))
+		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), uid, rotation.Settings{
+			Method: rotation.MethodScriptsOnly, VerifyWith: "okta", ResourceUID: api}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Services.Engine.AddScript(ctx, s.Scope(), uid, rotation.ScriptInput{
+			Name: "okta-user-rotation.sh", Content: tc.script, CredentialUIDs: []string{api}}); err != nil {
+			t.Fatal(err)
+		}
+		run := rotate(t, s, uid)
+		live, _ := s.Emulator.Password(emulator.SeedLogin(i))
+		if got := current(t, s, uid); got != live {
+			t.Fatalf("%s: the vault's current %q is not Okta's %q", tc.name, got, live)
+		}
+		if !tc.succeed {
+			if run.Status == rotation.StatusSucceeded || len(run.ExecLog) == 0 || run.ExecLog[0].ReturnCode != 0 {
+				t.Fatalf("%s: run %+v", tc.name, run)
+			}
+			if log := run.ExecLog[0].Stdout + run.ExecLog[0].Stderr; !strings.Contains(log, "E0000003") {
+				t.Fatalf("%s: the exec log does not show Okta's refusal:\n%s", tc.name, log)
+			}
+			if live != emulator.SeedPassword(i) {
+				t.Fatalf("%s: Okta's password changed", tc.name)
+			}
+			continue
+		}
+		if run.Status != rotation.StatusSucceeded || live == emulator.SeedPassword(i) {
+			t.Fatalf("%s: run %+v", tc.name, run)
+		}
+	}
+}
+
+func TestOktaWrongOldPassword(t *testing.T) {
+	s := start(t, sandbox.Options{})
+	ctx := context.Background()
+	for _, reset := range []bool{false, true} {
+		var custom []vault.Field
+		i := 7
+		if reset {
+			custom, i = []vault.Field{field("text", "Okta Admin Reset", "True")}, 8
+		}
+		uid, api := oktaUser(t, s, i, "Not-the-okta-pw-1", custom...)
+		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), uid, rotation.Settings{
+			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		run := rotate(t, s, uid)
+		live, _ := s.Emulator.Password(emulator.SeedLogin(i))
+		if !reset {
+			if run.Status == rotation.StatusSucceeded || current(t, s, uid) != "Not-the-okta-pw-1" {
+				t.Fatalf("without admin reset: run %+v, current %q", run, current(t, s, uid))
+			}
+			continue
+		}
+		if run.Status != rotation.StatusSucceeded || current(t, s, uid) != live {
+			t.Fatalf("with admin reset: run %+v, current %q, Okta %q", run, current(t, s, uid), live)
+		}
+	}
+}
+
+// TestNativeOktaAtScale rotates 1,000 users with the native connector against an org whose
+// rate limits are small enough to bind: every password must verify and 429s stay under 1 %.
+func TestNativeOktaAtScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rotates 1,000 users")
+	}
+	const users = 1000
+	s := start(t, sandbox.Options{Emulator: emulator.Options{Users: users, RateWindow: time.Second,
+		RateLimits: map[string]int{emulator.BucketUsersGet: 400, emulator.BucketUsersCredentials: 400, emulator.BucketAuthn: 400}}})
+	ctx := context.Background()
+	_, api := oktaUser(t, s, 1, emulator.SeedPassword(1))
+	uids := make([]string, users)
+	for i := range users {
+		rec, err := s.Services.Vault.Create(ctx, s.Scope(), vault.Record{Type: "pamUser", Title: fmt.Sprintf("okta %d", i+1),
+			Fields: []vault.Field{field("login", "", emulator.SeedLogin(i+1)), field("password", "", emulator.SeedPassword(i+1))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids[i] = rec.UID
+		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), rec.UID, rotation.Settings{
+			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Emulator.ResetStats()
+	start := time.Now()
+	runs := make([]string, users)
+	for i, uid := range uids {
+		run, _, err := s.Services.Engine.Rotate(ctx, s.Scope(), uid, rotation.TriggerOnDemand)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = run.ID
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for i, id := range runs {
+		run, err := s.Services.Engine.Wait(wctx, s.Scope(), id)
+		if err != nil || run.Status != rotation.StatusSucceeded {
+			t.Fatalf("user %d: %+v %v", i+1, run, err)
+		}
+	}
+	elapsed := time.Since(start)
+	for i, uid := range uids {
+		if live, _ := s.Emulator.Password(emulator.SeedLogin(i + 1)); current(t, s, uid) != live || live == emulator.SeedPassword(i+1) {
+			t.Fatalf("user %d: vault and Okta disagree", i+1)
+		}
+	}
+	stats := s.Emulator.Stats()
+	var calls int64
+	for _, n := range stats.Requests {
+		calls += n
+	}
+	t.Logf("%d rotations in %v (%.0f/s); %d calls, %d answered 429 (%.2f%%)", users, elapsed.Round(time.Millisecond),
+		users/elapsed.Seconds(), calls, stats.Sent429, 100*float64(stats.Sent429)/float64(calls))
+	if float64(stats.Sent429) >= 0.01*float64(calls) {
+		t.Fatalf("%d of %d calls drew a 429", stats.Sent429, calls)
+	}
+}
