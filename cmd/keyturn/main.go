@@ -53,7 +53,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newInitCommand(), newServerCommand(), newTeamCommand(), newEmulatorCommand())
+	root.AddCommand(newInitCommand(), newServerCommand(), newTeamCommand(), newEmulatorCommand(), newSandboxCommand())
 	root.AddCommand(cli.Commands()...)
 	cli.MarkUsageErrors(root)
 	return root

@@ -437,3 +437,32 @@ func TestTeamAddWhileServing(t *testing.T) {
 	}
 	srv.stop(t)
 }
+
+func TestSandboxOnceJSON(t *testing.T) {
+	code, out, errOut := keyturn(t, "sandbox", "--once", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var report struct {
+		Scenarios []struct {
+			Name, Method, Status string
+			ExpectedStatus       string `json:"expected_status"`
+			Verified             bool
+			Detail               string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("report %q: %v", out, err)
+	}
+	if len(report.Scenarios) < 5 {
+		t.Fatalf("report %+v", report)
+	}
+	for _, s := range report.Scenarios {
+		if !s.Verified || s.Status != s.ExpectedStatus {
+			t.Errorf("scenario %+v", s)
+		}
+		if s.Status != "succeeded" && !(s.Name == "okta-naive-script-refused" && strings.Contains(s.Detail, "E0000003")) {
+			t.Errorf("only the naive script may fail, and its refusal by Okta must show: %+v", s)
+		}
+	}
+}

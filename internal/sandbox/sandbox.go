@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/keyturn/keyturn/examples"
@@ -199,6 +200,9 @@ func (s *Sandbox) Run(ctx context.Context) (Report, error) {
 		res := Result{Name: st.sc.Name, Method: st.sc.Method, Status: run.Status, ExpectedStatus: st.sc.Expected, RotationID: run.ID}
 		if run.Error != nil {
 			res.Detail = run.Error.Code + ": " + run.Error.Message
+			if len(run.ExecLog) > 0 {
+				res.Detail = joinDetail(res.Detail, "the script printed: "+oneLine(run.ExecLog[0].Stdout+" "+run.ExecLog[0].Stderr, 300))
+			}
 		}
 		ok, why := st.sc.check(ctx)
 		res.Verified = ok
@@ -208,6 +212,15 @@ func (s *Sandbox) Run(ctx context.Context) (Report, error) {
 		report.Scenarios = append(report.Scenarios, res)
 	}
 	return report, nil
+}
+
+// oneLine squeezes text onto one line of at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
 }
 
 func joinDetail(a, b string) string {
