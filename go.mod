@@ -3,6 +3,7 @@ module github.com/keyturn/keyturn
 go 1.26.8
 
 require (
+	github.com/adhocore/gronx v1.20.4
 	github.com/google/uuid v1.6.0
 	github.com/knadh/koanf/parsers/yaml v1.1.1
 	github.com/knadh/koanf/providers/env/v2 v2.0.2
