@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -88,7 +89,10 @@ func (e *Emulator) handleAuthn(w http.ResponseWriter, r *http.Request, c *call) 
 		if len(recent) >= limit {
 			e.mu.Unlock()
 			e.stats.update(func(s *Stats) { s.RateLimited[EndpointAuthn]++; s.Sent429++ })
+			// The per-user limit's own headers: a one-second window.
+			w.Header().Set("X-Rate-Limit-Limit", strconv.Itoa(limit))
 			w.Header().Set("X-Rate-Limit-Remaining", "0")
+			w.Header().Set("X-Rate-Limit-Reset", strconv.FormatInt(resetSeconds(recent[0].Add(time.Second)), 10))
 			writeOktaError(w, http.StatusTooManyRequests, ErrRateLimited, "API call exceeded rate limit due to too many requests.")
 			return
 		}

@@ -44,6 +44,14 @@ type job struct {
 	account   connector.Account
 	scripts   []attached // in Keeper's order: user, resource, configuration
 	execLog   []script.Result
+
+	// interrupted is set when the run was loaded with its effect started: an earlier process
+	// may have touched the target, which must be asked before anything else.
+	interrupted bool
+	// The passwords of the run, read once: the candidate and the old password, by version.
+	pwFor [2]int64
+	newPW secret.Secret
+	oldPW secret.Secret
 }
 
 // attached is a script with the record it is attached to.
@@ -61,7 +69,7 @@ func (e *Engine) execute(ctx context.Context, id string) error {
 	if run.Status != StatusQueued && run.Status != StatusRunning {
 		return nil
 	}
-	j := &job{e: e, run: run}
+	j := &job{e: e, run: run, interrupted: run.EffectStarted}
 	if len(run.ExecLog) > 0 {
 		if j.execLog, err = e.openLog(ctx, e.db.Reader, run); err != nil {
 			return err
@@ -104,7 +112,7 @@ func (j *job) step(ctx context.Context) error {
 				return err
 			}
 		case StatePendingSaved:
-			if j.run.EffectStarted {
+			if j.interrupted {
 				if done, err := j.settleInterrupted(ctx); done || err != nil {
 					return err
 				}
@@ -122,11 +130,9 @@ func (j *job) step(ctx context.Context) error {
 				return err
 			}
 		case StateCommitted:
-			if done, err := j.postRotationScripts(ctx); done || err != nil {
-				return err
-			}
+			return j.postRotationScripts(ctx)
 		case StateScriptsDone:
-			return j.succeed(ctx)
+			return j.succeed(ctx, nil)
 		default:
 			return nil // terminal
 		}
@@ -134,15 +140,13 @@ func (j *job) step(ctx context.Context) error {
 }
 
 // saveCandidate generates the new password and saves it, sealed, as pending: from here on it
-// is in the vault before anything can put it on the target.
+// is in the vault before anything can put it on the target. When a verifier can later tell
+// what the target holds, the same commit records that the target may change from now on.
 func (j *job) saveCandidate(ctx context.Context) error {
 	if j.run.State == StateQueued {
 		now := j.e.opt.Now().UTC()
 		j.run.Status, j.run.State, j.run.StartedAt, j.run.Attempt = StatusRunning, StateRunning, &now, max(j.run.Attempt, 1)
-		if err := j.commit(ctx, nil); err != nil {
-			return err
-		}
-		j.e.opt.Failpoint("state:" + StateRunning)
+		j.e.opt.Failpoint("state:" + StateRunning) // nothing is committed yet: the run is still queued
 	}
 	candidate, err := passgen.Generate(j.settings.EffectiveComplexity())
 	if err != nil {
@@ -158,7 +162,8 @@ func (j *job) saveCandidate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		j.run.OldVersion, j.run.PendingVersion, j.run.State, j.run.EffectStarted = old, pending, StatePendingSaved, false
+		j.run.OldVersion, j.run.PendingVersion, j.run.State = old, pending, StatePendingSaved
+		j.run.EffectStarted = j.verifier != nil
 		return nil
 	})
 	candidate.Clear()
@@ -176,16 +181,13 @@ func (j *job) issue(ctx context.Context) (done bool, err error) {
 	if j.run.State == StateQueued {
 		now := j.e.opt.Now().UTC()
 		j.run.Status, j.run.State, j.run.StartedAt, j.run.Attempt = StatusRunning, StateRunning, &now, max(j.run.Attempt, 1)
-		if err := j.commit(ctx, nil); err != nil {
-			return false, err
-		}
 		j.e.opt.Failpoint("state:" + StateRunning)
 	}
 	old, oldVersion, err := j.currentPassword(ctx)
 	if err != nil {
 		return false, err
 	}
-	if j.run.EffectStarted { // interrupted while issuing: go on only if the current credential works
+	if j.interrupted { // interrupted while issuing: go on only if the current credential works
 		if j.verifier == nil || j.accepts(ctx, secret.Secret{}, old) != acceptsOld {
 			return true, j.needsAttention(ctx, "interrupted",
 				"the rotation stopped while the target was issuing a new credential, and the current one does not work")
@@ -194,6 +196,7 @@ func (j *job) issue(ctx context.Context) (done bool, err error) {
 			return true, j.fail(ctx, "interrupted", "the rotation was interrupted too often; the current credential still works")
 		}
 		j.run.Attempt++
+		j.interrupted = false
 	}
 	j.run.EffectStarted = true
 	if err := j.commit(ctx, nil); err != nil {
@@ -263,12 +266,14 @@ func (j *job) candidateAccount() connector.Account {
 }
 
 // changeTarget puts the candidate on the target: the connector in general, the scripts in
-// scripts_only. It first records that the target may change, so that a crash from here on is
-// settled by checking the target.
+// scripts_only. That the target may change is committed first (with the candidate when a
+// verifier exists), so that a crash from here on is settled by checking the target.
 func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
-	j.run.EffectStarted = true
-	if err := j.commit(ctx, nil); err != nil {
-		return false, err
+	if !j.run.EffectStarted {
+		j.run.EffectStarted = true
+		if err := j.commit(ctx, nil); err != nil {
+			return false, err
+		}
 	}
 	j.e.opt.Failpoint("effect:start")
 	newPW, oldPW, err := j.passwords(ctx)
@@ -284,7 +289,7 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 		if err != nil {
 			return true, j.connectorFailed(ctx, err, newPW, oldPW)
 		}
-		return false, j.advance(ctx, StateTargetChanged)
+		return j.targetChanged(ctx)
 	}
 	failed, err := j.runScripts(ctx, newPW, oldPW, "")
 	j.e.opt.Failpoint("effect:done")
@@ -294,7 +299,18 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 	if failed != nil {
 		return true, j.scriptsOnlyFailed(ctx, failed, newPW, oldPW)
 	}
-	return false, j.advance(ctx, StateTargetChanged)
+	return j.targetChanged(ctx)
+}
+
+// targetChanged goes on after the target reported success. With a verifier the state need not
+// be committed: a crash before the verification is settled by verifying anyway.
+func (j *job) targetChanged(ctx context.Context) (done bool, err error) {
+	if j.verifier == nil {
+		return false, j.advance(ctx, StateTargetChanged)
+	}
+	j.run.State = StateTargetChanged
+	j.e.opt.Failpoint("state:" + StateTargetChanged)
+	return j.verifyCandidate(ctx)
 }
 
 // connectorFailed settles a connector error: the call may still have changed the target, so
@@ -303,7 +319,7 @@ func (j *job) connectorFailed(ctx context.Context, cause error, newPW, oldPW sec
 	code, msg := errorInfo(cause, "connector_failed")
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsNew:
-		return j.advance(ctx, StateTargetChanged)
+		return j.commitCandidate(ctx)
 	case acceptsOld:
 		return j.fail(ctx, code, msg)
 	default:
@@ -345,7 +361,8 @@ func (j *job) scriptsOnlyFailed(ctx context.Context, failed *scriptFailure, newP
 	}
 }
 
-// settleInterrupted resolves a run that stopped while the target might have been changing.
+// settleInterrupted resolves a run that an earlier process left while the target might have
+// been changing.
 func (j *job) settleInterrupted(ctx context.Context) (done bool, err error) {
 	newPW, oldPW, err := j.passwords(ctx)
 	if err != nil {
@@ -357,7 +374,8 @@ func (j *job) settleInterrupted(ctx context.Context) (done bool, err error) {
 	}
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsNew:
-		return false, j.advance(ctx, StateTargetChanged)
+		j.interrupted = false
+		return false, j.commitCandidate(ctx)
 	case acceptsOld:
 		// Nothing changed yet: change the target again, with the same candidate, so that a
 		// late change by something the crash left running still lands on a password the vault
@@ -365,7 +383,8 @@ func (j *job) settleInterrupted(ctx context.Context) (done bool, err error) {
 		if j.run.Attempt >= int64(j.e.opt.Attempts) {
 			return true, j.fail(ctx, "interrupted", "the rotation was interrupted too often; the target still accepts the current password")
 		}
-		j.run.EffectStarted, j.run.Attempt = false, j.run.Attempt+1
+		j.run.Attempt++
+		j.interrupted = false
 		return false, j.commit(ctx, nil)
 	default:
 		return true, j.needsAttention(ctx, "interrupted",
@@ -373,11 +392,12 @@ func (j *job) settleInterrupted(ctx context.Context) (done bool, err error) {
 	}
 }
 
-// verifyCandidate checks that the target accepts the new password. A script's exit code
-// proves little, so with a verifier nothing is trusted until this passes.
+// verifyCandidate checks that the target accepts the new password, then commits it. A
+// script's exit code proves little, so with a verifier nothing is trusted until this passes.
 func (j *job) verifyCandidate(ctx context.Context) (done bool, err error) {
 	if j.verifier == nil {
-		return false, j.advance(ctx, StateVerified)
+		j.e.opt.Failpoint("state:" + StateVerified)
+		return false, j.commitCandidate(ctx)
 	}
 	newPW, oldPW, err := j.passwords(ctx)
 	if err != nil {
@@ -385,7 +405,9 @@ func (j *job) verifyCandidate(ctx context.Context) (done bool, err error) {
 	}
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsNew:
-		return false, j.advance(ctx, StateVerified)
+		j.run.State = StateVerified
+		j.e.opt.Failpoint("state:" + StateVerified)
+		return false, j.commitCandidate(ctx)
 	case acceptsOld:
 		return true, j.fail(ctx, "verification_failed",
 			"the target still accepts the old password and refuses the new one, although the rotation reported success; the current password is unchanged")
@@ -418,8 +440,14 @@ func (j *job) commitCandidate(ctx context.Context) error {
 		}
 		j.e.opt.Failpoint("effect:finalized")
 	}
+	promote := func(tx *store.Tx) error {
+		return j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields())
+	}
+	if !j.hasPostRotationScripts() { // nothing left to do: promote and end in one commit
+		return j.succeed(ctx, promote)
+	}
 	err := j.commit(ctx, func(tx *store.Tx) error {
-		if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields()); err != nil {
+		if err := promote(tx); err != nil {
 			return err
 		}
 		j.run.State = StateCommitted
@@ -432,34 +460,39 @@ func (j *job) commitCandidate(ctx context.Context) error {
 	return nil
 }
 
+func (j *job) hasPostRotationScripts() bool {
+	return j.method == MethodGeneral && len(j.scripts) > 0
+}
+
 // postRotationScripts runs the scripts after a connector rotation (in scripts_only they were
 // the rotation). A failure keeps the new password unless "Rollback On Post Rotation Fail" is on.
-func (j *job) postRotationScripts(ctx context.Context) (done bool, err error) {
-	if j.method != MethodGeneral || len(j.scripts) == 0 {
-		return false, j.advance(ctx, StateScriptsDone)
+func (j *job) postRotationScripts(ctx context.Context) error {
+	if !j.hasPostRotationScripts() {
+		return j.succeed(ctx, nil)
 	}
 	newPW, oldPW, err := j.passwords(ctx)
 	if err != nil {
-		return false, err
+		return err
 	}
 	failed, err := j.runScripts(ctx, newPW, oldPW, "")
 	if err != nil {
-		return false, err
+		return err
 	}
 	if failed == nil {
-		return false, j.advance(ctx, StateScriptsDone)
+		j.e.opt.Failpoint("state:" + StateScriptsDone)
+		return j.succeed(ctx, nil)
 	}
 	code, msg := failed.code, failed.msg
 	if !customFlag(rollbackOnPostRotationFail, false, &j.user, j.resource, j.config) {
-		return true, j.fail(ctx, code, msg+"; the new password stays current (Rollback On Post Rotation Fail is off)")
+		return j.fail(ctx, code, msg+"; the new password stays current (Rollback On Post Rotation Fail is off)")
 	}
 	rbErr := j.retry(ctx, func() error { return j.rotator.Rotate(ctx, j.account, newPW, oldPW) })
 	if ctx.Err() != nil {
-		return false, errStopped
+		return errStopped
 	}
 	if rbErr == nil {
 		if _, err := j.runScripts(ctx, oldPW, newPW, " (rollback)"); err != nil {
-			return false, err
+			return err
 		}
 	}
 	switch j.accepts(ctx, newPW, oldPW) {
@@ -471,13 +504,13 @@ func (j *job) postRotationScripts(ctx context.Context) (done bool, err error) {
 			return j.e.vault.SetVersionState(ctx, tx, j.user.UID, j.run.PendingVersion, vault.StateFailed)
 		})
 		if err != nil {
-			return false, err
+			return err
 		}
-		return true, j.failKeepingVersions(ctx, code, msg+"; rolled back to the old password")
+		return j.failKeepingVersions(ctx, code, msg+"; rolled back to the old password")
 	case acceptsNew:
-		return true, j.failKeepingVersions(ctx, code, msg+"; the rollback did not take, and the new password stays current")
+		return j.failKeepingVersions(ctx, code, msg+"; the rollback did not take, and the new password stays current")
 	default:
-		return true, j.needsAttention(ctx, code, msg+"; after the rollback the target accepts neither password (both are kept)")
+		return j.needsAttention(ctx, code, msg+"; after the rollback the target accepts neither password (both are kept)")
 	}
 }
 
@@ -585,16 +618,22 @@ func (j *job) retry(ctx context.Context, op func() error) error {
 	}
 }
 
-// passwords returns the candidate and the old password of the run.
+// passwords returns the candidate and the old password of the run, read once.
 func (j *job) passwords(ctx context.Context) (newPW, oldPW secret.Secret, err error) {
+	if j.pwFor == [2]int64{j.run.PendingVersion, j.run.OldVersion} && !j.newPW.IsZero() {
+		return j.newPW, j.oldPW, nil
+	}
 	newPW, _, err = j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.PendingVersion)
 	if err != nil {
 		return secret.Secret{}, secret.Secret{}, err
 	}
 	if j.run.OldVersion != 0 {
-		oldPW, _, err = j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.OldVersion)
+		if oldPW, _, err = j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.OldVersion); err != nil {
+			return secret.Secret{}, secret.Secret{}, err
+		}
 	}
-	return newPW, oldPW, err
+	j.pwFor, j.newPW, j.oldPW = [2]int64{j.run.PendingVersion, j.run.OldVersion}, newPW, oldPW
+	return newPW, oldPW, nil
 }
 
 // advance commits the next state.
@@ -607,28 +646,34 @@ func (j *job) advance(ctx context.Context, state string) error {
 	return nil
 }
 
-func (j *job) succeed(ctx context.Context) error {
-	return j.finish(ctx, StatusSucceeded, StateSucceeded, "", "", "")
+// succeed ends the run succeeded; more (if any) runs in the same transaction first.
+func (j *job) succeed(ctx context.Context, more func(*store.Tx) error) error {
+	return j.finish(ctx, StatusSucceeded, StateSucceeded, "", "", "", more)
 }
 
 // fail ends the run failed; a candidate that never became current is marked failed.
 func (j *job) fail(ctx context.Context, code, msg string) error {
-	return j.finish(ctx, StatusFailed, StateFailed, code, msg, vault.StateFailed)
+	return j.finish(ctx, StatusFailed, StateFailed, code, msg, vault.StateFailed, nil)
 }
 
 // failKeepingVersions ends the run failed without touching the password versions.
 func (j *job) failKeepingVersions(ctx context.Context, code, msg string) error {
-	return j.finish(ctx, StatusFailed, StateFailed, code, msg, "")
+	return j.finish(ctx, StatusFailed, StateFailed, code, msg, "", nil)
 }
 
 // needsAttention ends the run with both candidates kept: the pending one stays pending.
 func (j *job) needsAttention(ctx context.Context, code, msg string) error {
-	return j.finish(ctx, StatusNeedsAttention, StateNeedsAttention, code, msg, "")
+	return j.finish(ctx, StatusNeedsAttention, StateNeedsAttention, code, msg, "", nil)
 }
 
-func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo string) error {
+func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo string, more func(*store.Tx) error) error {
 	now := j.e.opt.Now().UTC()
 	err := j.commit(ctx, func(tx *store.Tx) error {
+		if more != nil {
+			if err := more(tx); err != nil {
+				return err
+			}
+		}
 		if pendingTo != "" && j.run.PendingVersion != 0 {
 			pv, err := tx.PasswordVersion(ctx, j.user.UID, j.run.PendingVersion)
 			if err != nil {

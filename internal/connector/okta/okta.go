@@ -197,16 +197,22 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 		return 0, apiError{}, connector.Transient("network", "Okta did not answer", redactURLError(err))
 	}
 	defer resp.Body.Close()
-	b.update(resp.Header, c.now())
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return 0, apiError{}, connector.Transient("network", "reading Okta's answer failed", err)
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
+		// A 429 may come from another limit than the bucket's (per user for authn, or the
+		// concurrency limit): wait for its own reset, and leave the bucket as it was.
 		ce := connector.Transient("rate_limited", "Okta's rate limit was reached", nil)
-		ce.RetryAt = b.resetTime()
+		if _, reset, ok := rateHeaders(resp.Header, c.now()); ok {
+			ce.RetryAt = reset
+		} else {
+			ce.RetryAt = c.now().Add(time.Second)
+		}
 		return resp.StatusCode, apiError{}, ce
 	}
+	b.update(resp.Header, c.now())
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if out != nil && len(raw) > 0 {
 			if err := json.Unmarshal(raw, out); err != nil {
@@ -304,17 +310,27 @@ func (b *bucket) wait(ctx context.Context, now func() time.Time) error {
 	}
 }
 
-// update reads the rate-limit headers: Reset is epoch seconds of the bucket's next window;
-// the SDKs wait Reset − Date + 1 s, which guards against clock skew.
-func (b *bucket) update(h http.Header, now time.Time) {
+// rateHeaders reads X-Rate-Limit-Remaining and -Reset. Reset is epoch seconds of the window's
+// end; like Okta's SDKs it is taken relative to the answer's Date, plus a second, which guards
+// against clock skew.
+func rateHeaders(h http.Header, now time.Time) (remaining int, reset time.Time, ok bool) {
 	rem, err1 := strconv.Atoi(h.Get("X-Rate-Limit-Remaining"))
-	reset, err2 := strconv.ParseInt(h.Get("X-Rate-Limit-Reset"), 10, 64)
+	epoch, err2 := strconv.ParseInt(h.Get("X-Rate-Limit-Reset"), 10, 64)
 	if err1 != nil || err2 != nil {
-		return
+		return 0, time.Time{}, false
 	}
-	resetAt := time.Unix(reset, 0)
+	reset = time.Unix(epoch, 0)
 	if date, err := http.ParseTime(h.Get("Date")); err == nil {
-		resetAt = now.Add(resetAt.Sub(date) + time.Second)
+		reset = now.Add(reset.Sub(date) + time.Second)
+	}
+	return rem, reset, true
+}
+
+// update learns the bucket's state from a successful answer's headers.
+func (b *bucket) update(h http.Header, now time.Time) {
+	rem, resetAt, ok := rateHeaders(h, now)
+	if !ok {
+		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -323,10 +339,4 @@ func (b *bucket) update(h http.Header, now time.Time) {
 		return
 	}
 	b.remaining = min(b.remaining, rem)
-}
-
-func (b *bucket) resetTime() time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.reset
 }

@@ -1,4 +1,4 @@
-package emulator
+package bench
 
 import (
 	"fmt"
@@ -10,17 +10,19 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/emulator"
 )
 
-// BenchmarkChangePassword measures the emulator's own change_password ceiling: concurrent
+// BenchmarkEmulatorChangePassword measures the emulator's own change_password ceiling: concurrent
 // clients over loopback HTTP/1.1 keep-alive connections, each rotating its own user's
 // password (old → new, a fresh valid password every time), rate limits out of the way.
 // The figure is "changes/s"; a gateway benchmark against the emulator cannot exceed it.
-func BenchmarkChangePassword(b *testing.B) {
+func BenchmarkEmulatorChangePassword(b *testing.B) {
 	for _, par := range []int{1, 8, 32} {
 		clients := runtime.GOMAXPROCS(0) * par // RunParallel's goroutines, one user each
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			em := New(Options{Users: clients, RateLimit: 1 << 30})
+			em := emulator.New(emulator.Options{Users: clients, RateLimit: 1 << 30})
 			srv := httptest.NewServer(em)
 			defer srv.Close()
 			tr := &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
@@ -29,7 +31,7 @@ func BenchmarkChangePassword(b *testing.B) {
 			auth := "SSWS " + em.Token()
 			ids := make([]string, clients)
 			for i := range ids {
-				ids[i], _ = em.UserID(SeedLogin(i + 1))
+				ids[i], _ = em.UserID(emulator.SeedLogin(i + 1))
 			}
 			var next atomic.Int64
 			var failed atomic.Int64
@@ -39,7 +41,7 @@ func BenchmarkChangePassword(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				n := int(next.Add(1)-1) % clients
 				url := srv.URL + "/api/v1/users/" + ids[n] + "/credentials/change_password"
-				old := SeedPassword(n + 1)
+				old := emulator.SeedPassword(n + 1)
 				k := 0
 				for pb.Next() {
 					k++
