@@ -1,9 +1,11 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -226,5 +228,85 @@ func TestNativeOktaAtScale(t *testing.T) {
 		users/elapsed.Seconds(), calls, stats.Sent429, 100*float64(stats.Sent429)/float64(calls))
 	if float64(stats.Sent429) >= 0.01*float64(calls) {
 		t.Fatalf("%d of %d calls drew a 429", stats.Sent429, calls)
+	}
+}
+
+// TestOPAKeyRotation: rotating an OPA service user's key leaves exactly one usable key, the
+// one the vault holds, and the old key's tokens stop working.
+func TestOPAKeyRotation(t *testing.T) {
+	s := start(t, sandbox.Options{})
+	ctx := context.Background()
+	team := s.Emulator.OPATeam()
+	if _, err := s.Emulator.CreateServiceUser("robot", "pam_admin"); err != nil {
+		t.Fatal(err)
+	}
+	oldID, oldSecret, err := s.Emulator.AddServiceUserKey("robot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A token minted from the old key before the rotation.
+	body, _ := json.Marshal(map[string]string{"key_id": oldID, "key_secret": oldSecret})
+	resp, err := http.Post(s.OrgURL+"/v1/teams/"+team+"/service_token", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		BearerToken string `json:"bearer_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if tok.BearerToken == "" {
+		t.Fatalf("no token for the old key: %d", resp.StatusCode)
+	}
+	useToken := func() int {
+		req, _ := http.NewRequest("GET", s.OrgURL+"/v1/teams/"+team+"/service_users", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.BearerToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := useToken(); st != http.StatusOK {
+		t.Fatalf("the old key's token before the rotation: %d", st)
+	}
+
+	adminID, adminSecret := s.Emulator.AdminKey()
+	res, err := s.Services.Vault.Create(ctx, s.Scope(), vault.Record{Type: "login", Title: "OPA team",
+		Fields: []vault.Field{field("url", "", s.OrgURL+"/v1/teams/"+team), field("login", "", adminID), field("password", "", adminSecret)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := s.Services.Vault.Create(ctx, s.Scope(), vault.Record{Type: "pamUser", Title: "robot",
+		Fields: []vault.Field{field("login", "", "robot"), field("password", "", oldSecret)},
+		Custom: []vault.Field{field("text", "key_id", oldID)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), user.UID, rotation.Settings{
+		Method: rotation.MethodGeneral, Connector: "opa", ResourceUID: res.UID}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if run := rotate(t, s, user.UID); run.Status != rotation.StatusSucceeded {
+		t.Fatalf("run %+v", run)
+	}
+	rec, _ := s.Services.Vault.Get(ctx, s.Scope(), user.UID)
+	newSecret, _ := rec.Password()
+	var newID string
+	for _, f := range rec.Custom {
+		if f.Label == "key_id" {
+			_ = json.Unmarshal(f.Value[0], &newID)
+		}
+	}
+	ids, err := s.Emulator.ServiceUserKeyIDs("robot")
+	if err != nil || len(ids) != 1 || ids[0] != newID || newID == oldID {
+		t.Fatalf("keys left %v (vault holds %s): %v", ids, newID, err)
+	}
+	if !s.Emulator.ServiceKeyValid(newID, newSecret) || s.Emulator.ServiceKeyValid(oldID, oldSecret) {
+		t.Fatal("the vault's key does not work, or the old one still does")
+	}
+	if st := useToken(); st != http.StatusUnauthorized {
+		t.Fatalf("the old key's token after the rotation: %d", st)
 	}
 }
