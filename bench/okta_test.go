@@ -103,4 +103,5 @@ func benchOkta(b *testing.B, method string, script []byte, want string) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rotations/s")
+	b.ReportMetric(float64(s.Emulator.Stats().Sent429), "429s")
 }

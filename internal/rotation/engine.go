@@ -206,7 +206,7 @@ func (e *Engine) waiter(id string) chan struct{} {
 // Rotate queues a rotation of a pamUser record and returns the run. When the record already
 // has an active run, it returns that one and created is false: there is never a second.
 func (e *Engine) Rotate(ctx context.Context, scope vault.Scope, uid, trigger string) (run Run, created bool, err error) {
-	rec, err := e.vault.Get(ctx, scope, uid)
+	rec, err := e.vault.Meta(ctx, scope, uid)
 	if err != nil {
 		return Run{}, false, err
 	}
@@ -271,7 +271,7 @@ func (e *Engine) Get(ctx context.Context, scope vault.Scope, id string) (Run, er
 	if err != nil {
 		return Run{}, err
 	}
-	if _, err := e.vault.Get(ctx, scope, row.RecordUID); err != nil {
+	if _, err := e.vault.Meta(ctx, scope, row.RecordUID); err != nil {
 		if fault.KindOf(err) == fault.NotFound {
 			return Run{}, fault.NotFoundf("no rotation %q", id)
 		}

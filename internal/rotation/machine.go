@@ -623,15 +623,11 @@ func (j *job) passwords(ctx context.Context) (newPW, oldPW secret.Secret, err er
 	if j.pwFor == [2]int64{j.run.PendingVersion, j.run.OldVersion} && !j.newPW.IsZero() {
 		return j.newPW, j.oldPW, nil
 	}
-	newPW, _, err = j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.PendingVersion)
+	values, err := j.e.vault.VersionValues(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.run.OldVersion)
 	if err != nil {
 		return secret.Secret{}, secret.Secret{}, err
 	}
-	if j.run.OldVersion != 0 {
-		if oldPW, _, err = j.e.vault.VersionValue(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.OldVersion); err != nil {
-			return secret.Secret{}, secret.Secret{}, err
-		}
-	}
+	newPW, oldPW = values[0], values[1]
 	j.pwFor, j.newPW, j.oldPW = [2]int64{j.run.PendingVersion, j.run.OldVersion}, newPW, oldPW
 	return newPW, oldPW, nil
 }

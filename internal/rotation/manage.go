@@ -64,7 +64,7 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 	if err := s.validate(); err != nil {
 		return Settings{}, err
 	}
-	rec, err := e.vault.Get(ctx, scope, uid)
+	rec, err := e.vault.Meta(ctx, scope, uid)
 	if err != nil {
 		return Settings{}, err
 	}
@@ -106,7 +106,7 @@ func (e *Engine) checkRef(ctx context.Context, scope vault.Scope, field, uid str
 	if uid == "" {
 		return nil
 	}
-	rec, err := e.vault.Get(ctx, scope, uid)
+	rec, err := e.vault.Meta(ctx, scope, uid)
 	if fault.KindOf(err) == fault.NotFound {
 		return fault.Invalidf("%s: no record %q", field, uid)
 	}
@@ -121,7 +121,7 @@ func (e *Engine) checkRef(ctx context.Context, scope vault.Scope, field, uid str
 
 // Info returns a record's rotation settings and state.
 func (e *Engine) Info(ctx context.Context, scope vault.Scope, uid string) (Info, error) {
-	if _, err := e.vault.Get(ctx, scope, uid); err != nil {
+	if _, err := e.vault.Meta(ctx, scope, uid); err != nil {
 		return Info{}, err
 	}
 	s, err := e.settings(ctx, e.db.Reader, scope.TeamID, uid)
@@ -179,7 +179,7 @@ func (e *Engine) AddScript(ctx context.Context, scope vault.Scope, uid string, i
 	if in.Timeout == 0 {
 		in.Timeout = DefaultScriptTimeout
 	}
-	rec, err := e.vault.Get(ctx, scope, uid)
+	rec, err := e.vault.Meta(ctx, scope, uid)
 	if err != nil {
 		return ScriptInfo{}, err
 	}
@@ -187,7 +187,7 @@ func (e *Engine) AddScript(ctx context.Context, scope vault.Scope, uid string, i
 		return ScriptInfo{}, fault.Invalidf("scripts attach to %s records; %s is a %s record", strings.Join(scriptRecordTypes, ", "), uid, rec.Type)
 	}
 	for _, c := range in.CredentialUIDs {
-		if _, err := e.vault.Get(ctx, scope, c); err != nil {
+		if _, err := e.vault.Meta(ctx, scope, c); err != nil {
 			if fault.KindOf(err) == fault.NotFound {
 				return ScriptInfo{}, fault.Invalidf("credential_uids: no record %q", c)
 			}
@@ -222,7 +222,7 @@ func scriptInfo(s store.Script, content []byte) ScriptInfo {
 
 // Scripts lists a record's scripts in the order they run.
 func (e *Engine) Scripts(ctx context.Context, scope vault.Scope, uid string) ([]ScriptInfo, error) {
-	if _, err := e.vault.Get(ctx, scope, uid); err != nil {
+	if _, err := e.vault.Meta(ctx, scope, uid); err != nil {
 		return nil, err
 	}
 	rows, err := e.db.Scripts(ctx, uid)
@@ -242,7 +242,7 @@ func (e *Engine) Scripts(ctx context.Context, scope vault.Scope, uid string) ([]
 
 // DeleteScript detaches a script.
 func (e *Engine) DeleteScript(ctx context.Context, scope vault.Scope, uid, id string) error {
-	if _, err := e.vault.Get(ctx, scope, uid); err != nil {
+	if _, err := e.vault.Meta(ctx, scope, uid); err != nil {
 		return err
 	}
 	err := e.db.Tx(ctx, func(tx *store.Tx) error { return tx.DeleteScript(ctx, uid, id) })
@@ -255,7 +255,7 @@ func (e *Engine) DeleteScript(ctx context.Context, scope vault.Scope, uid, id st
 // ScriptParams returns the decoded params the scripts of a pamUser record would receive in a
 // rotation now, with a placeholder new password; secrets masked unless reveal.
 func (e *Engine) ScriptParams(ctx context.Context, scope vault.Scope, uid string, reveal bool) (json.RawMessage, error) {
-	rec, err := e.vault.Get(ctx, scope, uid)
+	rec, err := e.vault.Meta(ctx, scope, uid)
 	if err != nil {
 		return nil, err
 	}

@@ -136,6 +136,16 @@ func (v *Vault) Get(ctx context.Context, scope Scope, uid string) (Record, error
 	return rec, err
 }
 
+// Meta returns a record's metadata (no field values, nothing decrypted) within the scope.
+func (v *Vault) Meta(ctx context.Context, scope Scope, uid string) (Summary, error) {
+	row, err := v.db.Record(ctx, scope.TeamID, uid)
+	if err != nil || !InFolders(row.Folder, scope.Folders) {
+		return Summary{}, notFound(err, uid)
+	}
+	return Summary{UID: row.UID, Type: row.Type, Title: row.Title, Folder: row.Folder, Revision: row.Revision,
+		CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt}, nil
+}
+
 // List returns record metadata matching the options, and whether more remain past this page.
 func (v *Vault) List(ctx context.Context, scope Scope, opt ListOptions) ([]Summary, bool, error) {
 	if opt.Count <= 0 {

@@ -59,6 +59,32 @@ func (v *Vault) VersionValue(ctx context.Context, r store.Reader, teamID int64, 
 	return secret.New(plain), pv.State, nil
 }
 
+// VersionValues returns the values of several password versions of a record (an empty secret
+// for version 0), reading the record and its data key once.
+func (v *Vault) VersionValues(ctx context.Context, r store.Reader, teamID int64, uid string, versions ...int64) ([]secret.Secret, error) {
+	dk, err := v.dataKey(ctx, r, teamID, uid)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]secret.Secret, len(versions))
+	for i, version := range versions {
+		if version == 0 {
+			continue
+		}
+		pv, err := r.PasswordVersion(ctx, uid, version)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+		}
+		plain, err := dk.Open(pv.Value, versionAAD(uid, version))
+		if err != nil {
+			return nil, fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+		}
+		out[i] = secret.New(plain)
+		clear(plain)
+	}
+	return out, nil
+}
+
 // CurrentVersion returns the number of the record's current password version (0 if none).
 func (v *Vault) CurrentVersion(ctx context.Context, r store.Reader, uid string) (int64, error) {
 	versions, err := r.PasswordVersions(ctx, uid)

@@ -35,6 +35,7 @@ type Connector struct {
 
 	mu     sync.Mutex
 	limits map[string]*bucket // by org URL + endpoint class
+	ids    map[string]string  // user ids by org URL + login; an id never changes
 }
 
 // Options configure a Connector.
@@ -51,7 +52,7 @@ func New(o Options) *Connector {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Connector{client: o.Client, now: o.Now, limits: map[string]*bucket{}}
+	return &Connector{client: o.Client, now: o.Now, limits: map[string]*bucket{}, ids: map[string]string{}}
 }
 
 // apiError is Okta's error object.
@@ -73,15 +74,23 @@ func (e apiError) causes() string {
 
 // Rotate changes the account's password from old to new.
 func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new secret.Secret) error {
-	id, err := c.userID(ctx, a)
-	if err != nil {
-		return err
-	}
 	body := map[string]any{"oldPassword": map[string]string{"value": old.Reveal()},
 		"newPassword": map[string]string{"value": new.Reveal()}}
-	status, oktaErr, err := c.call(ctx, a, "credentials", http.MethodPost, "/api/v1/users/"+url.PathEscape(id)+"/credentials/change_password", body, nil)
-	if err != nil {
-		return err
+	var id string
+	var status int
+	var oktaErr apiError
+	for try := 0; ; try++ {
+		var err error
+		if id, err = c.userID(ctx, a, try > 0); err != nil {
+			return err
+		}
+		status, oktaErr, err = c.call(ctx, a, "credentials", http.MethodPost, "/api/v1/users/"+url.PathEscape(id)+"/credentials/change_password", body, nil)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusNotFound || try > 0 {
+			break // a 404 may mean the cached id is stale (the user was recreated): look it up again once
+		}
 	}
 	switch {
 	case status == http.StatusOK:
@@ -137,10 +146,18 @@ func (c *Connector) CanVerify(a connector.Account) bool {
 	return !ok || !isFalse(v)
 }
 
-// userID finds the user by login with GET /api/v1/users/{login}, never by listing users.
-func (c *Connector) userID(ctx context.Context, a connector.Account) (string, error) {
+// userID finds the user by login with GET /api/v1/users/{login}, never by listing users, and
+// remembers it (fresh forces a new lookup).
+func (c *Connector) userID(ctx context.Context, a connector.Account, fresh bool) (string, error) {
 	if a.Login == "" {
 		return "", connector.Permanent("no_login", "the pamUser record has no login", nil)
+	}
+	key := strings.TrimRight(a.Target.URL, "/") + " " + a.Login
+	c.mu.Lock()
+	id, ok := c.ids[key]
+	c.mu.Unlock()
+	if ok && !fresh {
+		return id, nil
 	}
 	var user struct {
 		ID string `json:"id"`
@@ -155,6 +172,9 @@ func (c *Connector) userID(ctx context.Context, a connector.Account) (string, er
 	if user.ID == "" {
 		return "", connector.Permanent("bad_response", "Okta returned a user without an id", nil)
 	}
+	c.mu.Lock()
+	c.ids[key] = user.ID
+	c.mu.Unlock()
 	return user.ID, nil
 }
 
