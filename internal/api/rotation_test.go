@@ -124,7 +124,9 @@ func TestRotationSettingsValidation(t *testing.T) {
 		{map[string]any{"method": "scripts_only", "verify_with": "ldap"}, "invalid_request"},
 		{map[string]any{"method": "scripts_only", "complexity": map[string]any{"length": 6, "caps": 1}}, "invalid_complexity"},
 		{map[string]any{"method": "scripts_only", "configuration_uid": login.UID}, "invalid_request"},
-		{map[string]any{"method": "scripts_only", "schedule": map[string]any{"type": "SOMETIMES"}}, "invalid_request"},
+		{map[string]any{"method": "scripts_only", "schedule": map[string]any{"type": "SOMETIMES"}}, "invalid_schedule"},
+		{map[string]any{"method": "scripts_only", "schedule": map[string]any{"type": "CRON", "cron": "0 */5 * * * ?"}}, "invalid_schedule"},
+		{map[string]any{"method": "scripts_only", "window": "soon"}, "invalid_request"},
 	} {
 		wantError(t, env, "PUT", path, env.Token, tc.body, 400, tc.code)
 	}

@@ -25,6 +25,7 @@ const (
 	RotationCreated        = "record_rotation_created"
 	RotationUpdated        = "record_rotation_updated"
 	RotationDisabled       = "record_rotation_disabled"
+	RotationDrift          = "record_rotation_drift"
 )
 
 // Event is one audit event. Details never hold a secret.

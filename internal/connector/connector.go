@@ -70,6 +70,13 @@ type VerifyToggle interface {
 	CanVerify(acct Account) bool
 }
 
+// Reconciler is implemented by connectors that can set a password without knowing the current
+// one (an admin reset), when the record allows it; a heartbeat that finds the credential
+// changed behind keyturn's back then repairs it with a rotation.
+type Reconciler interface {
+	CanReconcile(acct Account) bool
+}
+
 // ErrRejected is wrapped by Verify's error when the target refuses the password.
 var ErrRejected = errors.New("the target refused the password")
 

@@ -27,6 +27,11 @@ type Options struct {
 	Failpoint   func(name string) // called after each committed state and each side effect; for crash tests
 	Logger      *slog.Logger
 	Now         func() time.Time
+
+	MinInterval       time.Duration // shortest gap a schedule may have between runs (1 h)
+	CatchUp           string        // what to do with occurrences missed while down: run_once (default) or skip
+	HeartbeatInterval time.Duration // how often a credential that can be verified is checked (24 h); < 0: never
+	Tick              time.Duration // how often the scheduler looks for due work (250 ms); < 0: only when Tick is called
 }
 
 func (o *Options) defaults() {
@@ -50,6 +55,18 @@ func (o *Options) defaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MinInterval == 0 {
+		o.MinInterval = time.Hour
+	}
+	if o.CatchUp == "" {
+		o.CatchUp = CatchUpRunOnce
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 24 * time.Hour
+	}
+	if o.Tick == 0 {
+		o.Tick = 250 * time.Millisecond
 	}
 }
 
@@ -107,6 +124,9 @@ func (e *Engine) Start(ctx context.Context) error {
 			}
 		}
 	})
+	if e.opt.Tick > 0 {
+		e.workers.Go(e.scheduleLoop)
+	}
 	return nil
 }
 

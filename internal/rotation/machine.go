@@ -682,6 +682,17 @@ func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo st
 			}
 		}
 		j.run.Status, j.run.State, j.run.ErrorCode, j.run.ErrorMessage, j.run.FinishedAt = status, state, code, msg, &now
+		if status == StatusSucceeded {
+			// A new credential: whatever drift was found is over, and heartbeats resume.
+			var next *time.Time
+			if j.verifier != nil && j.e.opt.HeartbeatInterval > 0 {
+				t := now.Add(j.e.opt.HeartbeatInterval)
+				next = &t
+			}
+			if err := tx.SetHeartbeat(ctx, j.user.UID, next, store.Drift{}); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
 		return j.e.audit.Append(ctx, tx, j.run.TeamID, audit.Event{
 			Type: eventType(j.run.Trigger, status), Actor: "rotation", RecordUID: j.run.RecordUID,
 			Details: map[string]any{"rotation_id": j.run.ID, "status": status, "error_code": code},

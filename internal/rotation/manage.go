@@ -37,9 +37,18 @@ const DefaultScriptTimeout = 120 * time.Second
 // Info is a record's rotation settings with its rotation state.
 type Info struct {
 	Settings
-	State          string     `json:"state"` // the last run's status, or "never_rotated"
-	LastRotationID string     `json:"last_rotation_id"`
-	NextRunAt      *time.Time `json:"next_run_at"`
+	State           string     `json:"state"` // the last run's status, or "never_rotated"
+	LastRotationID  string     `json:"last_rotation_id"`
+	NextRunAt       *time.Time `json:"next_run_at"`
+	NextHeartbeatAt *time.Time `json:"next_heartbeat_at"`
+	Drift           *DriftInfo `json:"drift"`
+}
+
+// DriftInfo is what the last heartbeat found wrong.
+type DriftInfo struct {
+	State   string     `json:"state"`
+	At      *time.Time `json:"at"`
+	Message string     `json:"message"`
 }
 
 // settings reads a record's rotation settings.
@@ -77,24 +86,45 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 	if err := e.checkRef(ctx, scope, "resource_uid", s.ResourceUID, resourceRecordTypes); err != nil {
 		return Settings{}, err
 	}
+	now := e.opt.Now().UTC()
+	if err := e.checkSchedule(ctx, e.db.Reader, scope.TeamID, s, now); err != nil {
+		return Settings{}, err
+	}
+	override := s.NextRunAt
+	if override != nil && !override.After(now) {
+		return Settings{}, fault.Invalidf("next_run_at must be in the future")
+	}
+	s.NextRunAt = nil // an override is state, not a setting
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return Settings{}, err
 	}
+	canVerify := s.Method == MethodGeneral || s.VerifyWith != ""
 	err = e.db.Tx(ctx, func(tx *store.Tx) error {
 		event := audit.RotationCreated
-		if _, err := tx.RotationSettings(ctx, scope.TeamID, uid); err == nil {
-			event = audit.RotationUpdated
+		var old *store.RotationSettings
+		if prev, err := tx.RotationSettings(ctx, scope.TeamID, uid); err == nil {
+			event, old = audit.RotationUpdated, &prev
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
 		}
 		if !s.IsEnabled() {
 			event = audit.RotationDisabled
 		}
+		st, err := e.scheduleState(ctx, tx.Reader, scope.TeamID, s, override, old, canVerify, now)
+		if err != nil {
+			return err
+		}
 		if err := tx.SaveRotationSettings(ctx, store.RotationSettings{RecordUID: uid, TeamID: scope.TeamID,
-			Settings: raw, UpdatedAt: e.opt.Now().UTC()}); err != nil {
+			Settings: raw, UpdatedAt: now}); err != nil {
+			return err
+		}
+		if err := tx.SetScheduleState(ctx, uid, st); err != nil {
 			return err
 		}
 		return e.audit.Append(ctx, tx, scope.TeamID, audit.Event{Type: event, Actor: actor, RecordUID: uid,
-			Details: map[string]any{"method": s.Method, "connector": s.Connector, "verify_with": s.VerifyWith}})
+			Details: map[string]any{"method": s.Method, "connector": s.Connector, "verify_with": s.VerifyWith,
+				"schedule": json.RawMessage(s.Schedule), "paused": s.Paused}})
 	})
 	if err != nil {
 		return Settings{}, fmt.Errorf("save rotation settings of %s: %w", uid, err)
@@ -131,7 +161,14 @@ func (e *Engine) Info(ctx context.Context, scope vault.Scope, uid string) (Info,
 		}
 		return Info{}, err
 	}
-	info := Info{Settings: s, State: "never_rotated"}
+	row, err := e.db.RotationSettings(ctx, scope.TeamID, uid)
+	if err != nil {
+		return Info{}, err
+	}
+	info := Info{Settings: s, State: "never_rotated", NextRunAt: row.NextRunAt, NextHeartbeatAt: row.NextHeartbeatAt}
+	if row.Drift != "" || row.DriftMessage != "" {
+		info.Drift = &DriftInfo{State: row.Drift, At: row.DriftAt, Message: row.DriftMessage}
+	}
 	last, err := e.db.LatestRun(ctx, uid)
 	switch {
 	case err == nil:

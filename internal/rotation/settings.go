@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/passgen"
@@ -21,9 +22,6 @@ const (
 // ConnectorNames are the connectors settings may name.
 var ConnectorNames = []string{"okta", "opa", "rest"}
 
-// Schedule types settings accept (ARCHITECTURE.md §3); only ON_DEMAND runs in this version.
-var scheduleTypes = []string{"ON_DEMAND", "CRON", "DAILY", "WEEKLY", "MONTHLY_BY_DAY", "MONTHLY_BY_WEEKDAY", "YEARLY", "RUN_ONCE"}
-
 // Settings are a pamUser record's rotation settings.
 type Settings struct {
 	Method           string              `json:"method"`
@@ -34,6 +32,18 @@ type Settings struct {
 	Complexity       *passgen.Complexity `json:"complexity,omitempty"`
 	VerifyWith       string              `json:"verify_with,omitempty"`
 	Enabled          *bool               `json:"enabled,omitempty"`
+
+	// Window is how late after its scheduled time a run may still start (a duration such as
+	// "2h"); a due run that cannot start within it waits for the next occurrence.
+	Window string `json:"window,omitempty"`
+	// Paused stops scheduled runs (on-demand rotation still works) until it is cleared.
+	Paused bool `json:"paused,omitempty"`
+	// CatchUp says what to do with an occurrence missed while keyturn was down: "run_once"
+	// (the default: one run, however many were missed) or "skip".
+	CatchUp string `json:"catch_up,omitempty"`
+	// NextRunAt, when given to PUT, overrides when the next scheduled run happens; the
+	// schedule goes on from there. It is not stored in the settings.
+	NextRunAt *time.Time `json:"next_run_at,omitempty"`
 }
 
 // IsEnabled reports whether rotation is enabled (the default).
@@ -78,16 +88,29 @@ func (s *Settings) validate() error {
 	if len(s.Schedule) == 0 || string(s.Schedule) == "null" {
 		s.Schedule = json.RawMessage(`{"type":"ON_DEMAND"}`)
 	}
-	var sched struct {
-		Type string `json:"type"`
+	if s.Window != "" {
+		if d, err := time.ParseDuration(s.Window); err != nil || d <= 0 {
+			return fault.Invalidf("window must be a positive duration such as 2h, not %q", s.Window)
+		}
 	}
-	if err := json.Unmarshal(s.Schedule, &sched); err != nil {
-		return fault.Invalidf("schedule must be an object such as {\"type\":\"ON_DEMAND\"}")
-	}
-	if !slices.Contains(scheduleTypes, sched.Type) {
-		return fault.Invalidf("schedule type must be one of %s, not %q", strings.Join(scheduleTypes, ", "), sched.Type)
+	switch s.CatchUp {
+	case "", CatchUpRunOnce, CatchUpSkip:
+	default:
+		return fault.Invalidf("catch_up must be %s or %s, not %q", CatchUpRunOnce, CatchUpSkip, s.CatchUp)
 	}
 	return nil
+}
+
+// Catch-up policies for occurrences missed while keyturn was down.
+const (
+	CatchUpRunOnce = "run_once"
+	CatchUpSkip    = "skip"
+)
+
+// window returns the settings' window (0 when none).
+func (s Settings) window() time.Duration {
+	d, _ := time.ParseDuration(s.Window)
+	return d
 }
 
 // isNOOP reports whether a record carries Keeper's legacy custom text field NOOP = True,

@@ -9,12 +9,34 @@ import (
 	"time"
 )
 
-// RotationSettings are a record's rotation settings as stored (JSON, no secrets).
+// RotationSettings are a record's rotation settings as stored (JSON, no secrets), with its
+// scheduling and heartbeat state.
 type RotationSettings struct {
 	RecordUID string
 	TeamID    int64
 	Settings  []byte
 	UpdatedAt time.Time
+
+	NextRunAt       *time.Time
+	AnchorAt        time.Time
+	NextHeartbeatAt *time.Time
+	Drift           string
+	DriftAt         *time.Time
+	DriftMessage    string
+}
+
+// ScheduleState is the scheduling part of RotationSettings.
+type ScheduleState struct {
+	NextRunAt       *time.Time
+	AnchorAt        time.Time
+	NextHeartbeatAt *time.Time
+}
+
+// Drift is what the last heartbeat found.
+type Drift struct {
+	State   string // "" or "drifted"
+	At      *time.Time
+	Message string
 }
 
 // Script is a PAM script attached to a record; Content is sealed.
@@ -39,9 +61,10 @@ type Run struct {
 	Status          string
 	State           string
 	Attempt         int64
-	PendingVersion  int64  // 0 when none
-	OldVersion      int64  // 0 when none
-	CandidateFields []byte // JSON object; custom fields set when the candidate becomes current
+	PendingVersion  int64      // 0 when none
+	OldVersion      int64      // 0 when none
+	CandidateFields []byte     // JSON object; custom fields set when the candidate becomes current
+	DueAt           *time.Time // the occurrence a scheduled run is for
 	EffectStarted   bool
 	ErrorCode       string
 	ErrorMessage    string
@@ -71,19 +94,97 @@ func (t *Tx) SaveRotationSettings(ctx context.Context, s RotationSettings) error
 	return err
 }
 
-// RotationSettings returns a record's rotation settings.
-func (r Reader) RotationSettings(ctx context.Context, teamID int64, uid string) (RotationSettings, error) {
-	var s RotationSettings
-	var settings string
-	var updated int64
-	err := r.q.QueryRowContext(ctx,
-		`SELECT record_uid, team_id, settings, updated_at FROM rotation_settings WHERE record_uid = $1 AND team_id = $2`,
-		uid, teamID).Scan(&s.RecordUID, &s.TeamID, &settings, &updated)
+const settingsColumns = `record_uid, team_id, settings, updated_at, next_run_at, anchor_at, next_heartbeat_at,
+	drift, drift_at, drift_message`
+
+func scanSettings(row interface{ Scan(...any) error }) (RotationSettings, error) {
+	var (
+		s                        RotationSettings
+		settings                 string
+		updated, anchor          int64
+		next, heartbeat, driftAt sql.NullInt64
+	)
+	err := row.Scan(&s.RecordUID, &s.TeamID, &settings, &updated, &next, &anchor, &heartbeat, &s.Drift, &driftAt, &s.DriftMessage)
 	if errors.Is(err, sql.ErrNoRows) {
 		return RotationSettings{}, ErrNotFound
 	}
-	s.Settings, s.UpdatedAt = []byte(settings), fromNanos(updated)
+	s.Settings, s.UpdatedAt, s.AnchorAt = []byte(settings), fromNanos(updated), fromNanos(anchor)
+	s.NextRunAt, s.NextHeartbeatAt, s.DriftAt = fromNullNanos(next), fromNullNanos(heartbeat), fromNullNanos(driftAt)
 	return s, err
+}
+
+// RotationSettings returns a record's rotation settings.
+func (r Reader) RotationSettings(ctx context.Context, teamID int64, uid string) (RotationSettings, error) {
+	return scanSettings(r.q.QueryRowContext(ctx,
+		`SELECT `+settingsColumns+` FROM rotation_settings WHERE record_uid = $1 AND team_id = $2`, uid, teamID))
+}
+
+// SetScheduleState stores when a record's rotation next fires and its heartbeat.
+func (t *Tx) SetScheduleState(ctx context.Context, uid string, st ScheduleState) error {
+	return affectedOne(t.tx.ExecContext(ctx,
+		`UPDATE rotation_settings SET next_run_at = $1, anchor_at = $2, next_heartbeat_at = $3 WHERE record_uid = $4`,
+		nullNanos(st.NextRunAt), nanos(st.AnchorAt), nullNanos(st.NextHeartbeatAt), uid))
+}
+
+// SetNextRun stores when a record's rotation next fires.
+func (t *Tx) SetNextRun(ctx context.Context, uid string, next *time.Time) error {
+	return affectedOne(t.tx.ExecContext(ctx, `UPDATE rotation_settings SET next_run_at = $1 WHERE record_uid = $2`,
+		nullNanos(next), uid))
+}
+
+// SetHeartbeat stores a record's next heartbeat and what the last one found.
+func (t *Tx) SetHeartbeat(ctx context.Context, uid string, next *time.Time, d Drift) error {
+	return affectedOne(t.tx.ExecContext(ctx,
+		`UPDATE rotation_settings SET next_heartbeat_at = $1, drift = $2, drift_at = $3, drift_message = $4 WHERE record_uid = $5`,
+		nullNanos(next), d.State, nullNanos(d.At), d.Message, uid))
+}
+
+// DueSchedules returns the settings of records whose rotation is due at now, earliest first.
+func (r Reader) DueSchedules(ctx context.Context, now time.Time, limit int) ([]RotationSettings, error) {
+	return r.settingsList(ctx, `SELECT `+settingsColumns+` FROM rotation_settings
+		WHERE next_run_at IS NOT NULL AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`, nanos(now), limit)
+}
+
+// DueHeartbeats returns the settings of records whose heartbeat is due at now.
+func (r Reader) DueHeartbeats(ctx context.Context, now time.Time, limit int) ([]RotationSettings, error) {
+	return r.settingsList(ctx, `SELECT `+settingsColumns+` FROM rotation_settings
+		WHERE next_heartbeat_at IS NOT NULL AND next_heartbeat_at <= $1 ORDER BY next_heartbeat_at LIMIT $2`, nanos(now), limit)
+}
+
+// NextWake returns the earliest next_run_at or next_heartbeat_at (zero when none).
+func (r Reader) NextWake(ctx context.Context) (time.Time, error) {
+	var a, b sql.NullInt64
+	err := r.q.QueryRowContext(ctx, `SELECT (SELECT MIN(next_run_at) FROM rotation_settings WHERE next_run_at IS NOT NULL),
+		(SELECT MIN(next_heartbeat_at) FROM rotation_settings WHERE next_heartbeat_at IS NOT NULL)`).Scan(&a, &b)
+	if err != nil {
+		return time.Time{}, err
+	}
+	switch {
+	case a.Valid && b.Valid:
+		return fromNanos(min(a.Int64, b.Int64)), nil
+	case a.Valid:
+		return fromNanos(a.Int64), nil
+	case b.Valid:
+		return fromNanos(b.Int64), nil
+	}
+	return time.Time{}, nil
+}
+
+func (r Reader) settingsList(ctx context.Context, q string, args ...any) ([]RotationSettings, error) {
+	rows, err := r.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RotationSettings
+	for rows.Next() {
+		s, err := scanSettings(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
 }
 
 const scriptColumns = `id, record_uid, position, name, command, credential_uids, timeout_ms, content, created_at`
@@ -128,7 +229,7 @@ func (t *Tx) DeleteScript(ctx context.Context, uid, id string) error {
 }
 
 const runColumns = `id, team_id, record_uid, trigger, status, state, attempt, pending_version, old_version, candidate_fields, effect_started,
-	error_code, error_message, exec_log, created_at, started_at, finished_at, updated_at`
+	error_code, error_message, exec_log, created_at, started_at, finished_at, updated_at, due_at`
 
 func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	var (
@@ -138,15 +239,16 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 		effect            int64
 		created, updated  int64
 		started, finished sql.NullInt64
+		due               sql.NullInt64
 	)
 	err := row.Scan(&r.ID, &r.TeamID, &r.RecordUID, &r.Trigger, &r.Status, &r.State, &r.Attempt, &pending, &old, &fields, &effect,
-		&r.ErrorCode, &r.ErrorMessage, &r.ExecLog, &created, &started, &finished, &updated)
+		&r.ErrorCode, &r.ErrorMessage, &r.ExecLog, &created, &started, &finished, &updated, &due)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Run{}, ErrNotFound
 	}
 	r.PendingVersion, r.OldVersion, r.EffectStarted, r.CandidateFields = pending.Int64, old.Int64, effect != 0, []byte(fields)
 	r.CreatedAt, r.UpdatedAt = fromNanos(created), fromNanos(updated)
-	r.StartedAt, r.FinishedAt = fromNullNanos(started), fromNullNanos(finished)
+	r.StartedAt, r.FinishedAt, r.DueAt = fromNullNanos(started), fromNullNanos(finished), fromNullNanos(due)
 	return r, err
 }
 
@@ -154,11 +256,11 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // ErrConflict and the caller should read that run with ActiveRun.
 func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO rotation_runs (`+runColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
 		jsonObject(r.CandidateFields),
 		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
-		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt))
+		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt))
 	return wrapConflict(err, "an active run of record "+r.RecordUID)
 }
 

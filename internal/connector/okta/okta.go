@@ -140,6 +140,11 @@ func (c *Connector) Verify(ctx context.Context, a connector.Account, pw secret.S
 	}
 }
 
+// CanReconcile reports whether the record allows an admin reset (Okta Admin Reset = True).
+func (c *Connector) CanReconcile(a connector.Account) bool {
+	return isTrue(a.Target.Fields[FieldAdminReset])
+}
+
 // CanVerify reports whether the record lets the connector check passwords (default yes).
 func (c *Connector) CanVerify(a connector.Account) bool {
 	v, ok := a.Target.Fields[FieldVerify]
