@@ -232,11 +232,30 @@ func (e *Engine) checkSchedule(ctx context.Context, r store.Reader, teamID int64
 	if sched.OnDemand() {
 		return nil
 	}
+	// The rule is about the schedule's nominal spacing: a DST change may bring two fires of an
+	// hourly cron closer once a year (02:16 does not exist, so it fires at 03:00, then 03:16).
+	if utc, err := schedule.Load(inUTC(s.Schedule)); err == nil {
+		sched = utc
+	}
 	if gap, ok := sched.MinInterval(now, now, 400); ok && gap < e.opt.MinInterval {
 		return fault.New(fault.Invalid, "invalid_schedule", "schedule fires %s apart at times; the minimum interval is %s",
 			gap.Round(time.Second), e.opt.MinInterval)
 	}
 	return nil
+}
+
+// inUTC returns a cron schedule with its time zone set to UTC; other schedules unchanged.
+func inUTC(raw json.RawMessage) json.RawMessage {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil || !strings.EqualFold(fmt.Sprint(m["type"]), "CRON") {
+		return raw
+	}
+	m["tz"] = "Etc/UTC"
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	return out
 }
 
 // startHeartbeats checks, in the background, the credentials whose heartbeat is due. Each is
