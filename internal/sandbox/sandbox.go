@@ -38,6 +38,7 @@ type Options struct {
 	Logger   *slog.Logger     // default: discard
 	Emulator emulator.Options // default: 10 users; BaseURL is always the emulator's own
 	Workers  int              // rotations at once (default: the engine's)
+	Rotation rotation.Options // engine options (Workers above wins when set)
 }
 
 // Sandbox is a running emulator and keyturn server over a temporary vault.
@@ -103,8 +104,14 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	s.scope = vault.Scope{TeamID: team.ID}
-	s.Services = server.New(s.dv, server.Options{Logger: o.Logger,
-		Rotation: rotation.Options{BackoffBase: 100 * time.Millisecond, Workers: o.Workers}})
+	ro := o.Rotation
+	if ro.BackoffBase == 0 {
+		ro.BackoffBase = 100 * time.Millisecond
+	}
+	if o.Workers != 0 {
+		ro.Workers = o.Workers
+	}
+	s.Services = server.New(s.dv, server.Options{Logger: o.Logger, Rotation: ro})
 	if err := s.Services.Start(ctx); err != nil {
 		return nil, err
 	}

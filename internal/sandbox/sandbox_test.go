@@ -310,3 +310,62 @@ func TestOPAKeyRotation(t *testing.T) {
 		t.Fatalf("the old key's token after the rotation: %d", st)
 	}
 }
+
+// TestHeartbeatFindsDriftAndReconciles: a password changed behind keyturn's back is found by the
+// heartbeat; with Okta Admin Reset the record is repaired by a rotation, without it the record
+// is marked drifted and heartbeats stop (one failed check, never a lockout).
+func TestHeartbeatFindsDriftAndReconciles(t *testing.T) {
+	s := start(t, sandbox.Options{Rotation: rotation.Options{HeartbeatInterval: 300 * time.Millisecond, Tick: 50 * time.Millisecond}})
+	ctx := context.Background()
+	for _, reconcile := range []bool{true, false} {
+		i := map[bool]int{true: 3, false: 4}[reconcile]
+		var custom []vault.Field
+		if reconcile {
+			custom = []vault.Field{field("text", "Okta Admin Reset", "True")}
+		}
+		uid, api := oktaUser(t, s, i, emulator.SeedPassword(i), custom...)
+		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), uid, rotation.Settings{
+			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		login := emulator.SeedLogin(i)
+		if err := s.Emulator.SetPassword(login, "Changed-Behind-Back-1"); err != nil {
+			t.Fatal(err)
+		}
+		failuresBefore := s.Emulator.Stats().AuthnFailures
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			info, err := s.Services.Engine.Info(ctx, s.Scope(), uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live, _ := s.Emulator.Password(login)
+			if reconcile && info.State == rotation.StatusSucceeded && live != "Changed-Behind-Back-1" && current(t, s, uid) == live {
+				if info.Drift != nil && info.Drift.State != "" {
+					t.Fatalf("drift not cleared after the reconcile: %+v", info.Drift)
+				}
+				if info.NextHeartbeatAt == nil {
+					t.Fatal("heartbeats did not resume after the reconcile")
+				}
+				break
+			}
+			if !reconcile && info.Drift != nil && info.Drift.State == rotation.DriftDrifted {
+				if info.NextHeartbeatAt != nil {
+					t.Fatalf("heartbeats go on after a refusal: %v", info.NextHeartbeatAt)
+				}
+				time.Sleep(time.Second) // several heartbeat intervals: no further check may come
+				if n := s.Emulator.Stats().AuthnFailures - failuresBefore; n != 1 {
+					t.Fatalf("%d failed checks; heartbeats must stop after the first", n)
+				}
+				if current(t, s, uid) != emulator.SeedPassword(i) {
+					t.Fatal("the vault changed without a reconcile")
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reconcile=%v: no result; info %+v drift %+v", reconcile, info, info.Drift)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
