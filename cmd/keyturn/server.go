@@ -59,7 +59,8 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	svc := services.New(v, services.Options{
 		Auth: auth.Options{TokenTTL: cfg.TokenTTL},
 		Rotation: rotation.Options{Workers: cfg.RotationWorkers, Attempts: cfg.RotationAttempts,
-			BackoffBase: cfg.RotationBackoff, BackoffMax: cfg.RotationBackoffMax},
+			BackoffBase: cfg.RotationBackoff, BackoffMax: cfg.RotationBackoffMax,
+			MinInterval: orNever(cfg.ScheduleMinInterval), CatchUp: cfg.ScheduleCatchUp, HeartbeatInterval: orNever(cfg.HeartbeatInterval)},
 		Scripts: script.Options{TempDir: cfg.ScriptDir},
 		Logger:  log,
 	})
@@ -98,4 +99,13 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// orNever maps the configuration's 0 ("none") to the engine's negative value (its 0 means
+// "the default").
+func orNever(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

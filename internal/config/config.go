@@ -33,6 +33,10 @@ type Config struct {
 	RotationBackoff    time.Duration `koanf:"rotation_backoff"`     // first retry delay, doubling
 	RotationBackoffMax time.Duration `koanf:"rotation_backoff_max"` // cap of the retry delay
 	ScriptDir          string        `koanf:"script_dir"`           // where scripts' private directories go (a tmpfs is best)
+
+	ScheduleMinInterval time.Duration `koanf:"schedule_min_interval"` // shortest gap a schedule may have; 0: none
+	ScheduleCatchUp     string        `koanf:"schedule_catch_up"`     // run_once or skip: occurrences missed while down
+	HeartbeatInterval   time.Duration `koanf:"heartbeat_interval"`    // how often verifiable credentials are checked; 0: never
 }
 
 // Defaults returns the configuration used when nothing else is set.
@@ -47,12 +51,17 @@ func Defaults() Config {
 		RotationAttempts:   5,
 		RotationBackoff:    time.Second,
 		RotationBackoffMax: 5 * time.Minute,
+
+		ScheduleMinInterval: time.Hour,
+		ScheduleCatchUp:     "run_once",
+		HeartbeatInterval:   24 * time.Hour,
 	}
 }
 
 // envKeys are the environment variables the server reads (KEYTURN_ + the upper-cased key).
 var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level",
-	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir"}
+	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir",
+	"schedule_min_interval", "schedule_catch_up", "heartbeat_interval"}
 
 // AddFlags defines the server's flags on fs, with the defaults as their values.
 func AddFlags(fs *pflag.FlagSet) {
@@ -69,6 +78,9 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Duration("rotation-backoff", d.RotationBackoff, "first retry delay of a transient failure (doubles each time)")
 	fs.Duration("rotation-backoff-max", d.RotationBackoffMax, "cap of the retry delay")
 	fs.String("script-dir", "", "directory for scripts' private working directories (default: the system temp dir; a tmpfs is best)")
+	fs.Duration("schedule-min-interval", d.ScheduleMinInterval, "shortest gap a rotation schedule may have between runs")
+	fs.String("schedule-catch-up", d.ScheduleCatchUp, "occurrences missed while keyturn was down: run_once or skip")
+	fs.Duration("heartbeat-interval", d.HeartbeatInterval, "how often credentials that can be verified are checked (0: never)")
 }
 
 // Load layers defaults, the YAML file at path (if path is not empty), the KEYTURN_* environment
@@ -140,6 +152,15 @@ func (c Config) Validate() error {
 	}
 	if c.RotationBackoff <= 0 || c.RotationBackoffMax < c.RotationBackoff {
 		errs = append(errs, fmt.Errorf("rotation_backoff: %s must be positive and at most rotation_backoff_max (%s)", c.RotationBackoff, c.RotationBackoffMax))
+	}
+	if c.ScheduleMinInterval < 0 {
+		errs = append(errs, fmt.Errorf("schedule_min_interval: %s must not be negative", c.ScheduleMinInterval))
+	}
+	if c.ScheduleCatchUp != "run_once" && c.ScheduleCatchUp != "skip" {
+		errs = append(errs, fmt.Errorf("schedule_catch_up: %q is not run_once or skip", c.ScheduleCatchUp))
+	}
+	if c.HeartbeatInterval < 0 || (c.HeartbeatInterval > 0 && c.HeartbeatInterval < time.Minute) {
+		errs = append(errs, fmt.Errorf("heartbeat_interval: %s must be 0 (never) or at least 1m", c.HeartbeatInterval))
 	}
 	if _, err := c.Level(); err != nil {
 		errs = append(errs, err)

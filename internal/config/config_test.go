@@ -58,7 +58,8 @@ func TestDefaults(t *testing.T) {
 	}
 	if !reflect.DeepEqual(config.Defaults(), config.Config{Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", RotationWorkers: 16, RotationAttempts: 5,
-		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute}) {
+		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute,
+		ScheduleMinInterval: time.Hour, ScheduleCatchUp: "run_once", HeartbeatInterval: 24 * time.Hour}) {
 		t.Fatalf("Defaults = %+v", config.Defaults())
 	}
 }
@@ -326,6 +327,7 @@ func withDefaults(c config.Config) config.Config {
 	d := config.Defaults()
 	c.RotationWorkers, c.RotationAttempts, c.RotationBackoff, c.RotationBackoffMax =
 		d.RotationWorkers, d.RotationAttempts, d.RotationBackoff, d.RotationBackoffMax
+	c.ScheduleMinInterval, c.ScheduleCatchUp, c.HeartbeatInterval = d.ScheduleMinInterval, d.ScheduleCatchUp, d.HeartbeatInterval
 	return c
 }
 
