@@ -589,6 +589,7 @@ func (c *Client) DeleteUserKey(ctx context.Context, name, keyID string) error {
 type (
 	RotationSettings = rotation.Settings
 	RotationInfo     = rotation.Info
+	DriftInfo        = rotation.DriftInfo
 	Run              = rotation.Run
 	RunError         = rotation.RunError
 	ExecResult       = script.Result

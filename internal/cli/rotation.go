@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyturn/keyturn/internal/passgen"
+	"github.com/keyturn/keyturn/internal/rotation"
 )
 
 // defaultTZ is the time zone of a cron schedule given without --tz.
@@ -25,35 +29,50 @@ func (e *env) rotationCommand() *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(e.rotationSet(), e.rotationInfo(), e.rotationList())
+	cmd.AddCommand(e.rotationSet(), e.rotationPause(true), e.rotationPause(false), e.rotationInfo(), e.rotationList())
 	return cmd
 }
 
 func (e *env) rotationSet() *cobra.Command {
-	var s RotationSettings
-	var schedule, tz, complexity string
-	var disable bool
+	var f setFlags
 	var out *output
 	cmd := &cobra.Command{
-		Use:   `set UID --method scripts_only|general [--connector okta|opa|rest] [--schedule "CRON"|on-demand] [--tz ZONE] [--complexity "len,caps,lower,digits,special[,chars]"] [--config UID] [--resource UID] [--verify-with okta|opa|rest] [--disable]`,
+		Use: `set UID [--method scripts_only|general] [--connector okta|opa|rest] [--schedule "CRON"|on-demand|default|JSON] [--tz ZONE] ` +
+			`[--window DURATION] [--pause|--resume] [--catch-up run_once|skip|default] [--next-run-at TIME] ` +
+			`[--complexity "len,caps,lower,digits,special[,chars]"|default] [--config UID] [--resource UID] [--verify-with okta|opa|rest] [--disable|--enable]`,
 		Short: "Set a pamUser record's rotation settings",
-		Long: `Set a pamUser record's rotation settings, replacing any it had: what the flags give, and
-the defaults for the rest. Then show them (with -o json, as the API returns them).
+		Long: `Set a pamUser record's rotation settings: what the flags give changes, everything else stays as
+the record has it (the settings are read first, then stored whole). A record without settings
+needs --method; what no flag gives takes the defaults. Then show the settings (with -o json, as
+the API returns them). An empty value ("--connector ''") removes a setting.
 
 --method general: the connector (okta, opa or rest) changes the password on the target named
   by the --resource record, then the record's scripts run.
 --method scripts_only: the record's scripts are the rotation ("keyturn script add");
-  --verify-with names a connector that checks the new password afterwards.
---schedule: a cron expression, such as "0 0 3 * * ?", in the --tz time zone (default
-  ` + defaultTZ + `), or on-demand (the default): rotate only when asked ("keyturn rotate").
+  --verify-with names a connector that checks the new password afterwards. Changing the
+  method to scripts_only drops the connector unless --connector is given.
+--schedule: a Quartz cron expression, such as "0 0 3 * * ?", in the --tz time zone (default
+  ` + defaultTZ + `); on-demand (the default): rotate only when asked ("keyturn rotate");
+  default: the --config configuration's default schedule; or a schedule object as JSON,
+  sent as given, such as '{"type":"DAILY","time":"03:00","tz":"Europe/Berlin"}'.
+--window: how late after its time a scheduled run may still start, such as 2h; later, it
+  waits for the next one. "none" removes the window.
+--pause, --resume: stop scheduled runs (on-demand rotation still works), or start them again.
+--catch-up: what to do with runs missed while the server was down: run_once (one run for
+  them all), skip, or default (the server's policy).
+--next-run-at: when the next scheduled run happens (RFC 3339, such as 2030-01-02T03:04:05Z,
+  in the future); the schedule goes on from there.
 --complexity: the new passwords' length and the least number of capitals, lower-case
   letters, digits and special characters, optionally followed by the special characters
-  allowed, such as "32,2,2,2,2" or "24,1,1,1,1,!@#$%"; default 20 with one of each.
+  allowed, such as "32,2,2,2,2" or "24,1,1,1,1,!@#$%"; or default (the default): 20, with
+  one of each.
 --config: the pamConfiguration record the rotation belongs to.
---disable: keep the settings, but rotate no more until they are set again without it.
+--disable: keep the settings, but rotate no more until --enable.
 ` + envHelp,
 		Example: `  keyturn rotation set 3bX... --method scripts_only --complexity "32,2,2,2,2"
-  keyturn rotation set 3bX... --method general --connector okta --resource 7Yk... --schedule "0 0 3 * * ?" --tz Europe/Berlin`,
+  keyturn rotation set 3bX... --method general --connector okta --resource 7Yk... --schedule "0 0 3 * * ?" --tz Europe/Berlin
+  keyturn rotation set 3bX... --schedule '{"type":"WEEKLY","time":"03:00","weekday":"SUNDAY","tz":"Europe/Berlin"}' --window 2h
+  keyturn rotation set 3bX... --next-run-at 2030-01-02T03:00:00Z`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, err := out.json()
@@ -64,34 +83,17 @@ the defaults for the rest. Then show them (with -o json, as the API returns them
 			if err != nil {
 				return err
 			}
-			if strings.TrimSpace(s.Method) == "" {
-				return Usagef("--method is required: scripts_only or general")
+			change, err := f.change(cmd.Flags().Changed)
+			if err != nil {
+				return err
 			}
-			flags := cmd.Flags()
-			if flags.Changed("tz") && !flags.Changed("schedule") {
-				return Usagef("--tz is the time zone of a cron --schedule: give the schedule too")
-			}
-			if flags.Changed("schedule") {
-				sched, err := scheduleJSON(schedule, tz, flags.Changed("tz"))
-				if err != nil {
-					return err
-				}
-				s.Schedule = sched
-			}
-			if flags.Changed("complexity") {
-				cx, err := passgen.ParseCLI(complexity)
-				if err != nil {
-					return Usagef("--complexity: %v", err)
-				}
-				s.Complexity = &cx
-			}
-			enabled := !disable
-			s.Enabled = &enabled
 			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			saved, raw, err := c.SetRotation(cmd.Context(), uid, s)
+			saved, raw, err := updateRotation(cmd.Context(), c, uid, func(cur *RotationSettings) (RotationSettings, error) {
+				return change.apply(uid, cur)
+			})
 			if err != nil {
 				return err
 			}
@@ -101,29 +103,220 @@ the defaults for the rest. Then show them (with -o json, as the API returns them
 			return writeRotation(cmd.OutOrStdout(), uid, RotationInfo{Settings: saved}, false)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&s.Method, "method", "", "scripts_only or general (required)")
-	f.StringVar(&s.Connector, "connector", "", "the connector of method general: okta, opa or rest")
-	f.StringVar(&schedule, "schedule", "", `a cron expression such as "0 0 3 * * ?", or on-demand (the default)`)
-	f.StringVar(&tz, "tz", "", "the time zone of a cron schedule (default "+defaultTZ+")")
-	f.StringVar(&complexity, "complexity", "", `password complexity "len,caps,lower,digits,special[,chars]"`)
-	f.StringVar(&s.ConfigurationUID, "config", "", "UID of the pamConfiguration record")
-	f.StringVar(&s.ResourceUID, "resource", "", "UID of the record holding the target and its admin credential")
-	f.StringVar(&s.VerifyWith, "verify-with", "", "a connector that verifies the new password: okta, opa or rest")
-	f.BoolVar(&disable, "disable", false, "keep the settings but rotate no more")
+	fs := cmd.Flags()
+	fs.StringVar(&f.method, "method", "", "scripts_only or general (required when the record has no settings yet)")
+	fs.StringVar(&f.connector, "connector", "", "the connector of method general: okta, opa or rest")
+	fs.StringVar(&f.schedule, "schedule", "", `a cron expression such as "0 0 3 * * ?", on-demand, default, or a JSON schedule object`)
+	fs.StringVar(&f.tz, "tz", "", "the time zone of a cron schedule (default "+defaultTZ+")")
+	fs.StringVar(&f.window, "window", "", `how late a scheduled run may start, such as 2h; "none" for no limit`)
+	fs.BoolVar(&f.pause, "pause", false, "stop scheduled runs")
+	fs.BoolVar(&f.resume, "resume", false, "start scheduled runs again")
+	fs.StringVar(&f.catchUp, "catch-up", "", "runs missed while the server was down: run_once, skip or default")
+	fs.StringVar(&f.nextRunAt, "next-run-at", "", "when the next scheduled run happens (RFC 3339)")
+	fs.StringVar(&f.complexity, "complexity", "", `password complexity "len,caps,lower,digits,special[,chars]", or default`)
+	fs.StringVar(&f.config, "config", "", "UID of the pamConfiguration record")
+	fs.StringVar(&f.resource, "resource", "", "UID of the record holding the target and its admin credential")
+	fs.StringVar(&f.verifyWith, "verify-with", "", "a connector that verifies the new password: okta, opa or rest")
+	fs.BoolVar(&f.disable, "disable", false, "keep the settings but rotate no more")
+	fs.BoolVar(&f.enable, "enable", false, "rotate again after --disable")
 	out = addOutputFlag(cmd)
 	return cmd
+}
+
+// setFlags are the flags of rotation set, as given.
+type setFlags struct {
+	method, connector, schedule, tz, window, catchUp, nextRunAt string
+	complexity, config, resource, verifyWith                    string
+	pause, resume, disable, enable                              bool
+}
+
+// rotationChange is what a rotation set changes; nil fields stay as the record has them.
+type rotationChange struct {
+	method, connector, config, resource, verifyWith *string
+	window, catchUp                                 *string
+	schedule                                        json.RawMessage
+	complexity                                      **passgen.Complexity
+	paused, enabled                                 *bool
+	nextRunAt                                       *time.Time
+}
+
+// change checks the flags that changed (as changed reports) and returns what they change.
+// Every mistake it finds is a usage error, found before the server is asked anything.
+func (f *setFlags) change(changed func(name string) bool) (rotationChange, error) {
+	var ch rotationChange
+	text := func(name, v string) *string {
+		if !changed(name) {
+			return nil
+		}
+		v = strings.TrimSpace(v)
+		return &v
+	}
+	if ch.method = text("method", f.method); ch.method != nil && *ch.method == "" {
+		return ch, Usagef("--method is empty: give scripts_only or general")
+	}
+	ch.connector, ch.config, ch.resource = text("connector", f.connector), text("config", f.config), text("resource", f.resource)
+	ch.verifyWith = text("verify-with", f.verifyWith)
+	if f.pause && f.resume {
+		return ch, Usagef("--pause and --resume contradict each other: give one")
+	}
+	if f.disable && f.enable {
+		return ch, Usagef("--disable and --enable contradict each other: give one")
+	}
+	switch {
+	case changed("pause"):
+		ch.paused = &f.pause
+	case changed("resume"):
+		paused := !f.resume
+		ch.paused = &paused
+	}
+	switch {
+	case changed("disable"):
+		enabled := !f.disable
+		ch.enabled = &enabled
+	case changed("enable"):
+		ch.enabled = &f.enable
+	}
+	if changed("tz") && !changed("schedule") {
+		return ch, Usagef("--tz is the time zone of a cron --schedule: give the schedule too")
+	}
+	if changed("schedule") {
+		sched, err := scheduleJSON(f.schedule, f.tz, changed("tz"))
+		if err != nil {
+			return ch, err
+		}
+		ch.schedule = sched
+	}
+	if ch.window = text("window", f.window); ch.window != nil {
+		switch w := strings.ToLower(*ch.window); w {
+		case "", "none":
+			*ch.window = ""
+		default:
+			if d, err := time.ParseDuration(w); err != nil || d <= 0 {
+				return ch, Usagef("--window %q: give a positive duration such as 30m or 2h, or none", *ch.window)
+			}
+		}
+	}
+	if ch.catchUp = text("catch-up", f.catchUp); ch.catchUp != nil {
+		switch v := strings.ToLower(strings.ReplaceAll(*ch.catchUp, "-", "_")); v {
+		case rotation.CatchUpRunOnce, rotation.CatchUpSkip:
+			*ch.catchUp = v
+		case "", "default":
+			*ch.catchUp = ""
+		default:
+			return ch, Usagef("--catch-up %q: give %s, %s or default", *ch.catchUp, rotation.CatchUpRunOnce, rotation.CatchUpSkip)
+		}
+	}
+	if changed("next-run-at") {
+		t, err := time.Parse(time.RFC3339, strings.TrimSpace(f.nextRunAt))
+		if err != nil {
+			return ch, Usagef("--next-run-at %q: give an RFC 3339 time such as 2030-01-02T03:04:05Z or 2030-01-02T04:04:05+01:00", f.nextRunAt)
+		}
+		ch.nextRunAt = &t
+	}
+	if changed("complexity") {
+		var cx *passgen.Complexity
+		switch v := strings.TrimSpace(f.complexity); strings.ToLower(v) {
+		case "", "default":
+		default:
+			parsed, err := passgen.ParseCLI(v)
+			if err != nil {
+				return ch, Usagef("--complexity: %v", err)
+			}
+			cx = &parsed
+		}
+		ch.complexity = &cx
+	}
+	return ch, nil
+}
+
+// apply returns the settings cur (nil: the record has none yet) with ch's changes.
+func (ch rotationChange) apply(uid string, cur *RotationSettings) (RotationSettings, error) {
+	var s RotationSettings
+	if cur != nil {
+		s = *cur
+	} else {
+		enabled := true
+		s.Enabled = &enabled
+	}
+	switch {
+	case ch.method != nil:
+		if *ch.method == rotation.MethodScriptsOnly && ch.connector == nil {
+			s.Connector = "" // scripts_only takes no connector: a general one's goes
+		}
+		s.Method = *ch.method
+	case cur == nil:
+		return s, Usagef("--method is required: record %s has no rotation settings yet; give scripts_only or general", uid)
+	}
+	for _, p := range []struct {
+		from *string
+		to   *string
+	}{{ch.connector, &s.Connector}, {ch.config, &s.ConfigurationUID}, {ch.resource, &s.ResourceUID},
+		{ch.verifyWith, &s.VerifyWith}, {ch.window, &s.Window}, {ch.catchUp, &s.CatchUp}} {
+		if p.from != nil {
+			*p.to = *p.from
+		}
+	}
+	if ch.schedule != nil {
+		s.Schedule = ch.schedule
+	}
+	if ch.complexity != nil {
+		s.Complexity = *ch.complexity
+	}
+	if ch.paused != nil {
+		s.Paused = *ch.paused
+	}
+	if ch.enabled != nil {
+		enabled := *ch.enabled
+		s.Enabled = &enabled
+	}
+	s.NextRunAt = ch.nextRunAt // a one-off override, not a setting: never the current next run
+	return s, nil
+}
+
+// updateRotation reads a record's rotation settings (none yet when the API answers 404),
+// changes them with apply and stores them whole, as PUT replaces them. It returns the settings
+// stored and the raw answer.
+func updateRotation(ctx context.Context, c *Client, uid string,
+	apply func(cur *RotationSettings) (RotationSettings, error)) (RotationSettings, []byte, error) {
+	var cur *RotationSettings
+	info, _, err := c.RotationInfo(ctx, uid)
+	var apiErr *APIError
+	switch {
+	case err == nil:
+		cur = &info.Settings
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound:
+	default:
+		return RotationSettings{}, nil, err
+	}
+	s, err := apply(cur)
+	if err != nil {
+		return RotationSettings{}, nil, err
+	}
+	return c.SetRotation(ctx, uid, s)
 }
 
 // scheduleJSON turns --schedule and --tz into the API's schedule object.
 func scheduleJSON(schedule, tz string, tzGiven bool) (json.RawMessage, error) {
 	schedule = strings.TrimSpace(schedule)
-	switch strings.ToLower(strings.ReplaceAll(schedule, "_", "-")) {
-	case "":
-		return nil, Usagef(`--schedule is empty: give a cron expression such as "0 0 3 * * ?", or on-demand`)
-	case "on-demand":
+	if strings.HasPrefix(schedule, "{") || strings.HasPrefix(schedule, "[") {
 		if tzGiven {
-			return nil, Usagef("--tz is the time zone of a cron --schedule, not of on-demand")
+			return nil, Usagef(`--tz is the time zone of a cron --schedule; a JSON schedule gives its own "tz"`)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(schedule), &v); err != nil {
+			return nil, Usagef("--schedule is not valid JSON: %v", err)
+		}
+		return json.RawMessage(schedule), nil
+	}
+	switch word := strings.ToLower(strings.ReplaceAll(schedule, "_", "-")); word {
+	case "":
+		return nil, Usagef(`--schedule is empty: give a cron expression such as "0 0 3 * * ?", on-demand, default or a JSON schedule`)
+	case "on-demand", "default":
+		if tzGiven {
+			return nil, Usagef("--tz is the time zone of a cron --schedule, not of %s", word)
+		}
+		if word == "default" {
+			return json.RawMessage(`{"type":"DEFAULT"}`), nil
 		}
 		return json.RawMessage(`{"type":"ON_DEMAND"}`), nil
 	}
@@ -137,14 +330,69 @@ func scheduleJSON(schedule, tz string, tzGiven bool) (json.RawMessage, error) {
 	return json.Marshal(map[string]string{"type": "CRON", "cron": schedule, "tz": tz})
 }
 
+// rotationPause is rotation pause (pause) or rotation resume: a read-modify-write of paused.
+func (e *env) rotationPause(pause bool) *cobra.Command {
+	var out *output
+	name, short, long := "resume", "Start a record's scheduled rotations again",
+		`Start a pamUser record's scheduled rotations again after "keyturn rotation pause": the next
+run is the schedule's next time from now. The other settings stay as they are. Then show the
+settings (with -o json, as the API returns them).
+`
+	if pause {
+		name, short, long = "pause", "Stop a record's scheduled rotations",
+			`Stop a pamUser record's scheduled rotations until "keyturn rotation resume"; on-demand
+rotation ("keyturn rotate") still works. The other settings stay as they are. Then show the
+settings (with -o json, as the API returns them).
+`
+	}
+	cmd := &cobra.Command{
+		Use:   name + " UID",
+		Short: short,
+		Long:  long + envHelp,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
+			uid, err := uidArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			info, _, err := c.RotationInfo(cmd.Context(), uid)
+			if err != nil {
+				return err
+			}
+			s := info.Settings
+			s.Paused, s.NextRunAt = pause, nil
+			saved, raw, err := c.SetRotation(cmd.Context(), uid, s)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeRawJSON(cmd.OutOrStdout(), raw)
+			}
+			return writeRotation(cmd.OutOrStdout(), uid, RotationInfo{Settings: saved}, false)
+		},
+	}
+	out = addOutputFlag(cmd)
+	return cmd
+}
+
 func (e *env) rotationInfo() *cobra.Command {
 	var out *output
 	cmd := &cobra.Command{
 		Use:   "info UID",
 		Short: "Show a record's rotation settings and state",
 		Long: `Show a pamUser record's rotation settings, the status of its last rotation ("never_rotated"
-when there has been none), that rotation's id, and when the next scheduled one is due.
-With -o json, as the API returns it.
+when there has been none), that rotation's id, when the next scheduled one is due ("-" when
+none is: on-demand, paused or disabled) and when the next heartbeat checks the credential.
+When a heartbeat found the credential changed behind keyturn's back, or could not check it,
+the drift: its state, since when, and the message. With -o json, as the API returns it.
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -234,10 +482,23 @@ func writeRotation(w io.Writer, uid string, info RotationInfo, withState bool) e
 	fmt.Fprintf(tw, "Complexity:\t%s\n", clean(cx))
 	fmt.Fprintf(tw, "Verify with:\t%s\n", orDash(info.VerifyWith))
 	fmt.Fprintf(tw, "Enabled:\t%s\n", strconv.FormatBool(info.IsEnabled()))
+	fmt.Fprintf(tw, "Window:\t%s\n", orDash(info.Window))
+	fmt.Fprintf(tw, "Paused:\t%s\n", strconv.FormatBool(info.Paused))
+	catchUp := "default"
+	if info.CatchUp != "" {
+		catchUp = clean(info.CatchUp)
+	}
+	fmt.Fprintf(tw, "Catch-up:\t%s\n", catchUp)
 	if withState {
 		fmt.Fprintf(tw, "State:\t%s\n", clean(info.State))
 		fmt.Fprintf(tw, "Last rotation:\t%s\n", orDash(info.LastRotationID))
 		fmt.Fprintf(tw, "Next run:\t%s\n", orDash(timePtrText(info.NextRunAt)))
+		fmt.Fprintf(tw, "Next heartbeat:\t%s\n", orDash(timePtrText(info.NextHeartbeatAt)))
+		if d := info.Drift; d != nil {
+			fmt.Fprintf(tw, "Drift:\t%s\n", orDash(d.State))
+			fmt.Fprintf(tw, "Drift at:\t%s\n", orDash(timePtrText(d.At)))
+			fmt.Fprintf(tw, "Drift message:\t%s\n", orDash(d.Message))
+		}
 	}
 	return tw.Flush()
 }

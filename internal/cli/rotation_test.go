@@ -186,8 +186,8 @@ func TestRotationSetAndInfo(t *testing.T) {
 		t.Fatalf("info -o json: %+v", info)
 	}
 
-	// set replaces the settings: on-demand, no tz, default complexity, disabled
-	out = h.ok("", "rotation", "set", "--method", "scripts_only", "--schedule", "on-demand", "--disable", "--", uid)
+	// set changes what its flags give; an empty value or "default" removes a setting
+	out = h.ok("", "rotation", "set", "--schedule", "on-demand", "--disable", "--verify-with", "", "--complexity", "default", "--", uid)
 	for _, want := range []string{`(?m)^Schedule:\s+on-demand$`, `(?m)^Enabled:\s+false$`, `(?m)^Verify with:\s+-$`,
 		`(?m)^Complexity:\s+default \(20,1,1,1,1,`} {
 		if !regexp.MustCompile(want).MatchString(out) {
@@ -205,10 +205,11 @@ func TestRotationSetAndInfo(t *testing.T) {
 		t.Fatalf("after set on-demand --disable: %+v (schedule %s)", info, info.Schedule)
 	}
 
-	// a cron schedule without --tz is in Etc/UTC
-	h.ok("", "rotation", "set", "--method", "scripts_only", "--schedule", "0 30 2 * * ?", "--", uid)
-	if out := h.ok("", "rotation", "info", "--", uid); !regexp.MustCompile(`(?m)^Schedule:\s+cron 0 30 2 \* \* \? \(Etc/UTC\)$`).MatchString(out) {
-		t.Errorf("cron without --tz:\n%s", out)
+	// a cron schedule without --tz is in Etc/UTC; --enable undoes --disable
+	h.ok("", "rotation", "set", "--method", "scripts_only", "--schedule", "0 30 2 * * ?", "--enable", "--", uid)
+	if out := h.ok("", "rotation", "info", "--", uid); !regexp.MustCompile(`(?m)^Schedule:\s+cron 0 30 2 \* \* \? \(Etc/UTC\)$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^Enabled:\s+true$`).MatchString(out) {
+		t.Errorf("cron without --tz, --enable:\n%s", out)
 	}
 
 	// usage errors: exit 2, nothing stored
@@ -221,7 +222,16 @@ func TestRotationSetAndInfo(t *testing.T) {
 		{"--method", "scripts_only", "--tz", "Europe/Berlin"},        // tz without schedule
 		{"--method", "scripts_only", "--schedule", ""},               // empty schedule
 		{"--method", "scripts_only", "--schedule", "on-demand", "--tz", "UTC"},
-		{"--connector", "okta"}, // no method
+		{"--method", ""},                         // empty method
+		{"--pause", "--resume"},                  // contradiction
+		{"--disable", "--enable"},                // contradiction
+		{"--window", "soon"},                     // not a duration
+		{"--window", "-1h"},                      // not positive
+		{"--catch-up", "twice"},                  // no such policy
+		{"--schedule", `{"type":"DAILY"`},        // not JSON
+		{"--schedule", "default", "--tz", "UTC"}, // tz of a default schedule
+		{"--schedule", `{"type":"DAILY","time":"03:00"}`, "--tz", "UTC"},
+		{"--next-run-at", "tomorrow"},
 	} {
 		r := h.runFast(append(append([]string{"rotation", "set"}, args...), "--", uid)...)
 		if r.code != ExitBadUsage {
@@ -234,6 +244,13 @@ func TestRotationSetAndInfo(t *testing.T) {
 	if out := h.ok("", "rotation", "info", "--", uid); !strings.Contains(out, "Etc/UTC") {
 		t.Errorf("a refused set changed the settings:\n%s", out)
 	}
+
+	// a record without settings needs --method: exit 2, nothing stored
+	fresh := h.pamUser("Fresh user", "", pw1)
+	if r := h.failCode(ExitBadUsage, "rotation", "set", "--connector", "okta", "--", fresh); !strings.Contains(r.err.Error(), "--method is required") {
+		t.Errorf("set without --method on a record without settings: %v", r.err)
+	}
+	h.failCode(ExitFailed, "rotation", "info", "--", fresh)
 
 	// the server refuses: exit 1 with its message
 	for _, c := range []struct {
