@@ -440,24 +440,34 @@ func (j *job) commitCandidate(ctx context.Context) error {
 		}
 		j.e.opt.Failpoint("effect:finalized")
 	}
-	promote := func(tx *store.Tx) error {
-		return j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields())
-	}
-	if !j.hasPostRotationScripts() { // nothing left to do: promote and end in one commit
-		return j.succeed(ctx, promote)
-	}
-	err := j.commit(ctx, func(tx *store.Tx) error {
-		if err := promote(tx); err != nil {
+	// Decrypt and re-seal the record outside the single writer; if the record changes in
+	// between (someone edits it), work it out again.
+	var prepared vault.Promotion
+	promote := func(tx *store.Tx) error { return j.e.vault.ApplyPromotion(ctx, tx, prepared) }
+	for try := 0; ; try++ {
+		var err error
+		if prepared, err = j.e.vault.PreparePromotion(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields()); err != nil {
 			return err
 		}
-		j.run.State = StateCommitted
-		return nil
-	})
-	if err != nil {
+		if !j.hasPostRotationScripts() { // nothing left to do: promote and end in one commit
+			err = j.succeed(ctx, promote)
+		} else {
+			err = j.commit(ctx, func(tx *store.Tx) error {
+				if err := promote(tx); err != nil {
+					return err
+				}
+				j.run.State = StateCommitted
+				return nil
+			})
+			if err == nil {
+				j.e.opt.Failpoint("state:" + StateCommitted)
+			}
+		}
+		if fe, ok := fault.As(err); ok && fe.Code == "stale_revision" && try < 5 {
+			continue
+		}
 		return err
 	}
-	j.e.opt.Failpoint("state:" + StateCommitted)
-	return nil
 }
 
 func (j *job) hasPostRotationScripts() bool {

@@ -87,8 +87,16 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 		return Settings{}, err
 	}
 	now := e.opt.Now().UTC()
-	if err := e.checkSchedule(ctx, e.db.Reader, scope.TeamID, s, now); err != nil {
-		return Settings{}, err
+	// A schedule is checked against the clock when it is new or changed: saving other settings
+	// must keep working after, say, a RUN_ONCE has fired.
+	var stored Settings
+	if prev, err := e.db.RotationSettings(ctx, scope.TeamID, uid); err == nil {
+		_ = json.Unmarshal(prev.Settings, &stored)
+	}
+	if canonical(stored.Schedule) != canonical(s.Schedule) || stored.ConfigurationUID != s.ConfigurationUID {
+		if err := e.checkSchedule(ctx, e.db.Reader, scope.TeamID, s, now); err != nil {
+			return Settings{}, err
+		}
 	}
 	override := s.NextRunAt
 	if override != nil && !override.After(now) {

@@ -24,7 +24,7 @@ import (
 // changes nothing: no timer per record, no schedule recomputed from the clock at start.
 
 // dueBatch bounds how many due records one pass takes.
-const dueBatch = 500
+const dueBatch = 1000
 
 // scheduleLoop runs Tick until the engine stops.
 func (e *Engine) scheduleLoop() {
@@ -66,32 +66,41 @@ func (e *Engine) fireDue(ctx context.Context) (int, error) {
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
+	type parsed struct {
+		s     Settings
+		sched schedule.Schedule
+		err   error
+	}
+	cache := map[string]parsed{} // many records share their settings (and configuration) within a pass
 	var created []string
 	err = e.db.Tx(ctx, func(tx *store.Tx) error {
 		created = created[:0]
 		for _, d := range due {
-			var s Settings
-			if err := json.Unmarshal(d.Settings, &s); err != nil {
-				return fmt.Errorf("record %s: rotation settings: %w", d.RecordUID, err)
+			p, ok := cache[string(d.Settings)]
+			if !ok {
+				if err := json.Unmarshal(d.Settings, &p.s); err != nil {
+					return fmt.Errorf("record %s: rotation settings: %w", d.RecordUID, err)
+				}
+				p.sched, p.err = e.loadSchedule(ctx, tx.Reader, d.TeamID, p.s)
+				cache[string(d.Settings)] = p
 			}
-			sched, err := e.loadSchedule(ctx, tx.Reader, d.TeamID, s)
+			s := p.s
 			var next *time.Time
-			if err != nil {
-				e.opt.Logger.Warn("schedule cannot be read: scheduled rotation stops", "record", d.RecordUID, "err", err)
-			} else if t, ok := sched.Next(now, d.AnchorAt); ok {
+			if p.err != nil {
+				e.opt.Logger.Warn("schedule cannot be read: scheduled rotation stops", "record", d.RecordUID, "err", p.err)
+			} else if t, ok := p.sched.Next(now, d.AnchorAt); ok {
 				next = &t
 			}
 			if e.shouldFire(s, *d.NextRunAt, now) {
-				if _, err := tx.ActiveRun(ctx, d.RecordUID); errors.Is(err, store.ErrNotFound) {
-					run := store.Run{ID: uuid.NewString(), TeamID: d.TeamID, RecordUID: d.RecordUID, Trigger: TriggerScheduled,
-						Status: StatusQueued, State: StateQueued, CreatedAt: now, UpdatedAt: now, DueAt: d.NextRunAt}
-					if err := tx.InsertRun(ctx, run); err != nil {
-						return err
-					}
-					created = append(created, run.ID)
-				} else if err != nil {
+				run := store.Run{ID: uuid.NewString(), TeamID: d.TeamID, RecordUID: d.RecordUID, Trigger: TriggerScheduled,
+					Status: StatusQueued, State: StateQueued, CreatedAt: now, UpdatedAt: now, DueAt: d.NextRunAt}
+				inserted, err := tx.InsertRunIfIdle(ctx, run)
+				if err != nil {
 					return err
-				} // else the active run covers this occurrence
+				}
+				if inserted { // otherwise the record's active run covers this occurrence
+					created = append(created, run.ID)
+				}
 			}
 			if s.Paused || !s.IsEnabled() {
 				next = nil

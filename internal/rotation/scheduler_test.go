@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -327,4 +327,25 @@ func simulate(t *testing.T, sched json.RawMessage, start, end time.Time, restart
 		f.settle()
 	}
 	return f.fired(f.user)
+}
+
+func TestRunOnceThatFiredDoesNotBlockLaterSaves(t *testing.T) {
+	ctx := context.Background()
+	f, clock := scheduledFixture(t, berlin(t, "2027-05-10 02:00:00"))
+	once := json.RawMessage(`{"type":"RUN_ONCE","time":"2027-05-10T03:00:00","tz":"Europe/Berlin"}`)
+	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, Schedule: once})
+	clock.Set(berlin(t, "2027-05-10 03:00:00"))
+	f.tick(ctx)
+	if got := f.fired(f.user); len(got) != 1 {
+		t.Fatalf("fired %v", got)
+	}
+	if next := f.info(f.user).NextRunAt; next != nil {
+		t.Fatalf("a RUN_ONCE that fired is scheduled again at %v", next)
+	}
+	clock.Set(berlin(t, "2027-05-11 12:00:00"))
+	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, Schedule: once, Paused: true})
+	if _, err := f.engine.SetSettings(ctx, f.scope, f.user, rotation.Settings{Method: rotation.MethodScriptsOnly,
+		Schedule: json.RawMessage(`{"type":"RUN_ONCE","time":"2027-05-10T04:00:00","tz":"Europe/Berlin"}`)}, "test"); err == nil {
+		t.Fatal("a new RUN_ONCE in the past was accepted")
+	}
 }

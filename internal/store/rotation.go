@@ -264,6 +264,23 @@ func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 	return wrapConflict(err, "an active run of record "+r.RecordUID)
 }
 
+// InsertRunIfIdle adds a queued run unless the record already has an active one, and reports
+// whether it did.
+func (t *Tx) InsertRunIfIdle(ctx context.Context, r Run) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, `INSERT INTO rotation_runs (`+runColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT DO NOTHING`,
+		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
+		jsonObject(r.CandidateFields),
+		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
+		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // UpdateRun stores a run's progress.
 func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
 	return affectedOne(t.tx.ExecContext(ctx, `UPDATE rotation_runs SET status = $1, state = $2, attempt = $3,

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -109,36 +110,48 @@ func (v *Vault) SetVersionState(ctx context.Context, tx *store.Tx, uid string, v
 // in custom take their values (added when missing, as an API key's key_id), and the record's
 // revision increments. It does nothing when the version is current already.
 func (v *Vault) SetCurrent(ctx context.Context, tx *store.Tx, teamID int64, uid string, version int64, custom map[string]string) error {
-	row, err := tx.Record(ctx, teamID, uid)
-	if err != nil {
-		return notFound(err, uid)
-	}
-	rec, dk, err := v.openRecord(row)
+	p, err := v.PreparePromotion(ctx, tx.Reader, teamID, uid, version, custom)
 	if err != nil {
 		return err
 	}
-	pv, err := tx.PasswordVersion(ctx, uid, version)
+	return v.ApplyPromotion(ctx, tx, p)
+}
+
+// Promotion is a SetCurrent worked out ahead of its transaction: the decryption and sealing
+// happen outside the single writer, which then only writes.
+type Promotion struct {
+	uid     string
+	version int64
+	done    bool         // the version is current already
+	row     store.Record // the record re-sealed at the next revision
+}
+
+// PreparePromotion works out SetCurrent from r without writing. ApplyPromotion fails with a
+// Conflict when the record changed in between; prepare again then.
+func (v *Vault) PreparePromotion(ctx context.Context, r store.Reader, teamID int64, uid string, version int64, custom map[string]string) (Promotion, error) {
+	row, err := r.Record(ctx, teamID, uid)
 	if err != nil {
-		return fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+		return Promotion{}, notFound(err, uid)
+	}
+	rec, dk, err := v.openRecord(row)
+	if err != nil {
+		return Promotion{}, err
+	}
+	pv, err := r.PasswordVersion(ctx, uid, version)
+	if err != nil {
+		return Promotion{}, fmt.Errorf("record %s: password version %d: %w", uid, version, err)
 	}
 	if pv.State == StateCurrent {
-		return nil
+		return Promotion{uid: uid, version: version, done: true}, nil
 	}
 	plain, err := dk.Open(pv.Value, versionAAD(uid, version))
 	if err != nil {
-		return fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+		return Promotion{}, fmt.Errorf("record %s: password version %d: %w", uid, version, err)
 	}
 	value, err := json.Marshal(string(plain))
 	clear(plain)
 	if err != nil {
-		return err
-	}
-	now := v.now().UTC()
-	if err := tx.SetPasswordVersionState(ctx, uid, StateCurrent, StatePrevious, now); err != nil {
-		return err
-	}
-	if err := tx.SetVersionState(ctx, uid, version, StateCurrent, now); err != nil {
-		return err
+		return Promotion{}, err
 	}
 	if f := rec.field("password"); f != nil {
 		if len(f.Value) == 0 {
@@ -158,16 +171,35 @@ func (v *Vault) SetCurrent(ctx context.Context, tx *store.Tx, teamID int64, uid 
 			rec.Custom[i].Value = []json.RawMessage{val}
 		}
 	}
-	rec.Revision, rec.UpdatedAt = rec.Revision+1, now
+	rec.Revision, rec.UpdatedAt = rec.Revision+1, v.now().UTC()
 	newRow, err := v.sealRecord(dk, rec)
 	if err != nil {
-		return err
+		return Promotion{}, err
 	}
 	newRow.TeamID = teamID
-	if err := tx.UpdateRecord(ctx, newRow); err != nil {
+	return Promotion{uid: uid, version: version, row: newRow}, nil
+}
+
+// ApplyPromotion writes a prepared promotion; a record changed since it was prepared gives
+// a Conflict error (and nothing is written).
+func (v *Vault) ApplyPromotion(ctx context.Context, tx *store.Tx, p Promotion) error {
+	if p.done {
+		return nil
+	}
+	if err := tx.UpdateRecord(ctx, p.row); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return staleRevision(p.uid, p.row.Revision-1, -1)
+		}
 		return err
 	}
-	return tx.PrunePasswordVersions(ctx, uid, v.history, StatePrevious, StateFailed)
+	now := p.row.UpdatedAt
+	if err := tx.SetPasswordVersionState(ctx, p.uid, StateCurrent, StatePrevious, now); err != nil {
+		return err
+	}
+	if err := tx.SetVersionState(ctx, p.uid, p.version, StateCurrent, now); err != nil {
+		return err
+	}
+	return tx.PrunePasswordVersions(ctx, p.uid, v.history, StatePrevious, StateFailed)
 }
 
 // GetIn reads a record through r (a transaction or the database), ignoring folder grants.
