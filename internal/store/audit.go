@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strconv"
 	"time"
 )
 
@@ -40,34 +39,21 @@ func (t *Tx) InsertAuditEvent(ctx context.Context, e AuditEvent) error {
 	return err
 }
 
+const auditColumns = `seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash`
+
 // AuditEvents returns a team's events after seq, oldest first.
 func (r Reader) AuditEvents(ctx context.Context, teamID, after int64, limit int) ([]AuditEvent, error) {
-	rows, err := r.q.QueryContext(ctx,
-		`SELECT seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash FROM audit_events
-		  WHERE team_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, teamID, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []AuditEvent
-	for rows.Next() {
-		var e AuditEvent
-		var details string
-		var created int64
-		if err := rows.Scan(&e.Seq, &e.TeamID, &e.Type, &e.Actor, &e.RecordUID, &details, &created, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
-		}
-		e.Details, e.CreatedAt = []byte(details), fromNanos(created)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return r.auditEvents(ctx, `SELECT `+auditColumns+` FROM audit_events
+		WHERE team_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, teamID, after, limit)
 }
 
-// AllAuditEvents returns every event from seq after on, across teams, for verifying the chain.
+// AllAuditEvents returns every event after seq, across teams, for verifying the chain.
 func (r Reader) AllAuditEvents(ctx context.Context, after int64, limit int) ([]AuditEvent, error) {
-	rows, err := r.q.QueryContext(ctx,
-		`SELECT seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash FROM audit_events
-		  WHERE seq > $1 ORDER BY seq LIMIT `+strconv.Itoa(limit), after)
+	return r.auditEvents(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+}
+
+func (r Reader) auditEvents(ctx context.Context, q string, args ...any) ([]AuditEvent, error) {
+	rows, err := r.q.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
