@@ -20,7 +20,7 @@ func (e *env) auditCommand() *cobra.Command {
 	var after int64
 	var limit int
 	var follow bool
-	var out *output
+	var out output
 	cmd := &cobra.Command{
 		Use:   "audit [--after N] [--limit N] [--follow]",
 		Short: "Show the team's audit events",
@@ -35,40 +35,30 @@ interrupted (Ctrl-C). With -o json each event is printed as one line of JSON; wi
 		Example: `  keyturn audit --follow
   keyturn audit --after 1200 --limit 50 -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := out.json()
-			if err != nil {
-				return err
-			}
+		RunE: e.run(&out, func(cmd *cobra.Command, _ []string) error {
 			if after < 0 {
 				return Usagef("--after %d: give an event sequence number (0 or more)", after)
 			}
 			if cmd.Flags().Changed("limit") && limit < 1 {
 				return Usagef("--limit %d: give a number from 1 to 1000", limit)
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			ctx, w := cmd.Context(), cmd.OutOrStdout()
+			return nil
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
 			if !follow {
 				events, raw, err := c.AuditEvents(ctx, after, limit)
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return writeRawJSON(w, raw)
-				}
-				return (&eventTable{w: w}).write(events)
+				return inv.writeRaw(raw, func(w io.Writer) error { return (&eventTable{w: w}).write(events) })
 			}
-			return e.followAudit(ctx, c, w, after, limit, asJSON)
-		},
+			return e.followAudit(ctx, c, inv.w, after, limit, inv.asJSON)
+		}),
 	}
 	f := cmd.Flags()
 	f.Int64Var(&after, "after", 0, "show the events after this sequence number")
 	f.IntVar(&limit, "limit", 0, "show at most this many events (1 to 1000; default 100)")
 	f.BoolVar(&follow, "follow", false, "keep showing new events as they come, until interrupted")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 

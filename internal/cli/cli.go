@@ -2,9 +2,11 @@
 package cli
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,6 +48,20 @@ func (e *env) commands() []*cobra.Command {
 		e.scriptCommand(), e.rotationCommand(), e.rotateCommand(), e.jobCommand(), e.auditCommand()}
 }
 
+// groupCommand returns a command that only groups subs: run alone, it shows its help.
+func groupCommand(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
 // terminal reports whether w is a terminal.
 func (e *env) terminal(w io.Writer) bool {
 	if e.isTerminal != nil {
@@ -70,4 +86,52 @@ func (e *env) client() (*Client, error) {
 		return nil, err
 	}
 	return NewClient(cfg, e.http), nil
+}
+
+// invocation is what a command's body is given besides its context and client: the command
+// (for its flags, standard input and standard error), its standard output, and whether -o
+// json was given.
+type invocation struct {
+	cmd    *cobra.Command
+	w      io.Writer
+	asJSON bool
+}
+
+// argCheck checks a command's arguments, and any flags that need it, before the client is
+// made (reading what they name, such as the file of script add); it keeps what it parses in
+// variables the command's body reads.
+type argCheck func(cmd *cobra.Command, args []string) error
+
+// run returns the RunE of a client command. Every client command starts the same way, in
+// this order: the -o flag is checked, then check (when not nil) checks the arguments and
+// flags, then the client is made from the environment; only then does body run, with the
+// command's context.
+func (e *env) run(out *output, check argCheck,
+	body func(ctx context.Context, c *Client, inv *invocation) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		asJSON, err := out.json()
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(cmd, args); err != nil {
+				return err
+			}
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		return body(cmd.Context(), c, &invocation{cmd: cmd, w: cmd.OutOrStdout(), asJSON: asJSON})
+	}
+}
+
+// idArg returns an argument without the spaces around it, refusing an empty one; what names
+// the argument in the message, such as "record UID".
+func idArg(arg, what string) (string, error) {
+	id := strings.TrimSpace(arg)
+	if id == "" {
+		return "", Usagef("the %s is empty", what)
+	}
+	return id, nil
 }

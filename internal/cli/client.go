@@ -306,14 +306,13 @@ func (c *Client) UpdateRecord(ctx context.Context, uid string, in RecordInput) (
 	return c.recordCall(ctx, http.MethodPut, c.url(c.teamPath("records", uid), nil), in)
 }
 
+// recordCall sends a record request (see call) and returns the record answered with the raw
+// answer.
 func (c *Client) recordCall(ctx context.Context, method string, u *url.URL, body any) (Record, []byte, error) {
-	raw, _, err := c.do(ctx, method, u, body)
+	var rec Record
+	raw, err := c.call(ctx, method, u, body, &rec)
 	if err != nil {
 		return Record{}, nil, err
-	}
-	var rec Record
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return Record{}, nil, fmt.Errorf("%s %s: unexpected answer: %w", method, u.Redacted(), err)
 	}
 	return rec, raw, nil
 }
@@ -514,6 +513,22 @@ func (c *Client) call(ctx context.Context, method string, u *url.URL, body, out 
 	return raw, nil
 }
 
+// getList GETs a list answered in one page, {"list": [...]}, and returns its items (an empty,
+// non-nil slice when there are none) and the raw answer.
+func getList[T any](ctx context.Context, c *Client, u *url.URL) ([]T, []byte, error) {
+	var body struct {
+		List []T `json:"list"`
+	}
+	raw, err := c.call(ctx, http.MethodGet, u, nil, &body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body.List == nil {
+		body.List = []T{}
+	}
+	return body.List, raw, nil
+}
+
 // ListUsers returns every service user of the team matching f, following the Link rel="next"
 // header from page to page.
 func (c *Client) ListUsers(ctx context.Context, f UserFilter) ([]User, error) {
@@ -552,17 +567,7 @@ func (c *Client) UpdateUser(ctx context.Context, name string, ch UserChange) (Us
 
 // UserKeys returns a service user's API keys (never their secrets) and the raw answer.
 func (c *Client) UserKeys(ctx context.Context, name string) ([]Key, []byte, error) {
-	var body struct {
-		List []Key `json:"list"`
-	}
-	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("service_users", name, "keys"), nil), nil, &body)
-	if err != nil {
-		return nil, nil, err
-	}
-	if body.List == nil {
-		body.List = []Key{}
-	}
-	return body.List, raw, nil
+	return getList[Key](ctx, c, c.url(c.teamPath("service_users", name, "keys"), nil))
 }
 
 // RotateUserKey issues a new API key to a service user; the server makes the older keys expire
@@ -699,17 +704,7 @@ func (c *Client) AddScript(ctx context.Context, uid string, in ScriptInput) (Scr
 
 // Scripts returns a record's scripts in the order they run, and the raw answer.
 func (c *Client) Scripts(ctx context.Context, uid string) ([]ScriptInfo, []byte, error) {
-	var body struct {
-		List []ScriptInfo `json:"list"`
-	}
-	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("records", uid, "scripts"), nil), nil, &body)
-	if err != nil {
-		return nil, nil, err
-	}
-	if body.List == nil {
-		body.List = []ScriptInfo{}
-	}
-	return body.List, raw, nil
+	return getList[ScriptInfo](ctx, c, c.url(c.teamPath("records", uid, "scripts"), nil))
 }
 
 // DeleteScript detaches a script from a record.
@@ -742,15 +737,5 @@ func (c *Client) AuditEvents(ctx context.Context, after int64, limit int) ([]Aud
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	var body struct {
-		List []AuditEvent `json:"list"`
-	}
-	raw, err := c.call(ctx, http.MethodGet, c.url(c.teamPath("audit_events"), q), nil, &body)
-	if err != nil {
-		return nil, nil, err
-	}
-	if body.List == nil {
-		body.List = []AuditEvent{}
-	}
-	return body.List, raw, nil
+	return getList[AuditEvent](ctx, c, c.url(c.teamPath("audit_events"), q))
 }

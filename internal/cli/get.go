@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 )
 
 func (e *env) getCommand() *cobra.Command {
-	var out *output
+	var ref string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "get REF",
 		Short: "Print one value named by Keeper notation",
@@ -21,34 +24,27 @@ With -o json the API's answer {"value": ...} is printed.
 ` + envHelp,
 		Example: `  PW="$(keyturn get keeper://3bX.../field/password)"`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
-				return err
-			}
-			ref := args[0]
+		RunE: e.run(&out, func(_ *cobra.Command, args []string) error {
+			ref = args[0]
 			if strings.TrimSpace(ref) == "" {
 				return Usagef("the reference is empty: use keeper://UID/field/password")
 			}
-			c, err := e.client()
+			return nil
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			val, raw, err := c.Resolve(ctx, ref)
 			if err != nil {
 				return err
 			}
-			val, raw, err := c.Resolve(cmd.Context(), ref)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			var s string
-			if json.Unmarshal(val, &s) == nil {
-				_, err = fmt.Fprintln(cmd.OutOrStdout(), s)
-				return err
-			}
-			return writeRawJSON(cmd.OutOrStdout(), val)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error {
+				var s string
+				if json.Unmarshal(val, &s) == nil {
+					_, err := fmt.Fprintln(w, s)
+					return err
+				}
+				return writeRawJSON(w, val)
+			})
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -10,7 +11,8 @@ import (
 )
 
 func (e *env) jobCommand() *cobra.Command {
-	var out *output
+	var id string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "job ROTATION_ID",
 		Short: "Show a rotation run: status, state, error, times and the scripts' exec log",
@@ -21,30 +23,18 @@ The exit code is 0 whatever the run's status; "keyturn rotate --wait" fails when
 With -o json, the run as the API returns it.
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, func(_ *cobra.Command, args []string) (err error) {
+			id, err = idArg(args[0], "rotation id")
+			return err
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			run, raw, err := c.GetRun(ctx, id)
 			if err != nil {
 				return err
 			}
-			id := strings.TrimSpace(args[0])
-			if id == "" {
-				return Usagef("the rotation id is empty")
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			run, raw, err := c.GetRun(cmd.Context(), id)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeRun(cmd.OutOrStdout(), run)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error { return writeRun(w, run) })
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 

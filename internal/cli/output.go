@@ -30,10 +30,9 @@ var hiddenTypes = map[string]bool{
 // output is the value of a command's -o/--output flag.
 type output struct{ format string }
 
-func addOutputFlag(cmd *cobra.Command) *output {
-	o := &output{}
+// addOutputFlag adds the -o/--output flag to cmd, its value kept in o.
+func addOutputFlag(cmd *cobra.Command, o *output) {
 	cmd.Flags().StringVarP(&o.format, "output", "o", "table", "output format: table (text) or json")
-	return o
 }
 
 // json reports whether JSON output was asked for, or a usage error for an unknown format.
@@ -66,6 +65,52 @@ func writeJSON(w io.Writer, v any) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// writeRaw writes raw, the API's answer, as indented JSON when -o json was given, and else
+// writes text output with text.
+func (inv *invocation) writeRaw(raw []byte, text func(w io.Writer) error) error {
+	if inv.asJSON {
+		return writeRawJSON(inv.w, raw)
+	}
+	return text(inv.w)
+}
+
+// write writes v as indented JSON when -o json was given, and else writes text output with
+// text.
+func (inv *invocation) write(v any, text func(w io.Writer) error) error {
+	if inv.asJSON {
+		return writeJSON(inv.w, v)
+	}
+	return text(inv.w)
+}
+
+// textf returns text output of one formatted message, for invocation.write and
+// invocation.writeRaw.
+func textf(format string, a ...any) func(w io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, format, a...)
+		return err
+	}
+}
+
+// tableText returns text output of rows as a table: the header, then a line for each row as
+// line shows it, cells separated by tabs. Lines do not end in spaces.
+func tableText[T any](header string, rows []T, line func(T) string) func(w io.Writer) error {
+	return func(w io.Writer) error {
+		tw := newTable(&trimWriter{w: w})
+		fmt.Fprintln(tw, header)
+		for _, r := range rows {
+			fmt.Fprintln(tw, line(r))
+		}
+		return tw.Flush()
+	}
+}
+
+// writeList writes rows as JSON {"list": rows} when -o json was given, and else as a table
+// (see tableText).
+func writeList[T any](inv *invocation, rows []T, header string, line func(T) string) error {
+	return inv.write(map[string][]T{"list": rows}, tableText(header, rows, line))
 }
 
 // clean makes text safe for a table cell: text with control characters (newlines, tabs,

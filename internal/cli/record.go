@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -25,31 +27,26 @@ Fields:
   Only one value per command can come from standard input.`
 
 func (e *env) recordCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "record",
-		Short: "Create, read, list, update and delete vault records",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(e.recordCreate(), e.recordGet(), e.recordList(), e.recordUpdate(), e.recordDelete(), e.recordHistory())
-	return cmd
+	return groupCommand("record", "Create, read, list, update and delete vault records",
+		e.recordCreate(), e.recordGet(), e.recordList(), e.recordUpdate(), e.recordDelete(), e.recordHistory())
 }
 
 // uidArg returns the UID argument, refusing an empty one.
-func uidArg(args []string) (string, error) {
-	uid := strings.TrimSpace(args[0])
-	if uid == "" {
-		return "", Usagef("the record UID is empty")
+func uidArg(args []string) (string, error) { return idArg(args[0], "record UID") }
+
+// uidTo is an argCheck that keeps the UID argument (see uidArg) in *uid.
+func uidTo(uid *string) argCheck {
+	return func(_ *cobra.Command, args []string) (err error) {
+		*uid, err = uidArg(args)
+		return err
 	}
-	return uid, nil
 }
 
 func (e *env) recordCreate() *cobra.Command {
 	var in RecordInput
 	var fields, custom []string
-	var out *output
+	var std, cus []fieldSpec // --field and --custom, parsed
+	var out output
 	cmd := &cobra.Command{
 		Use:   "create --type TYPE --title TITLE [--folder F] [--notes N] [--field type[.label]=value ...] [--custom label=value ...]",
 		Short: "Create a record",
@@ -61,39 +58,26 @@ general; a pamUser record needs a login field.
 		Example: `  keyturn record create --type pamUser --title "Okta admin" --folder Shared/Okta \
       --field login=admin@example.com --field password=- < pw.txt`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := out.json()
-			if err != nil {
-				return err
-			}
+		RunE: e.run(&out, func(*cobra.Command, []string) (err error) {
 			if strings.TrimSpace(in.Type) == "" {
 				return Usagef("--type is required")
 			}
 			if strings.TrimSpace(in.Title) == "" {
 				return Usagef("--title is required")
 			}
-			std, cus, err := parseFieldSpecs(fields, custom)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := readStdinValues(cmd.InOrStdin(), std, cus); err != nil {
+			std, cus, err = parseFieldSpecs(fields, custom)
+			return err
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			if err := readStdinValues(inv.cmd.InOrStdin(), std, cus); err != nil {
 				return err
 			}
 			in.Fields, in.Custom = newFields(std), newFields(cus)
-			rec, raw, err := c.CreateRecord(cmd.Context(), in)
+			rec, raw, err := c.CreateRecord(ctx, in)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), rec.UID)
-			return err
-		},
+			return inv.writeRaw(raw, textf("%s\n", rec.UID))
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&in.Type, "type", "", "record type (required)")
@@ -102,13 +86,14 @@ general; a pamUser record needs a login field.
 	f.StringVar(&in.Notes, "notes", "", "notes")
 	f.StringArrayVar(&fields, "field", nil, "standard field type[.label]=value; value - reads standard input (repeatable)")
 	f.StringArrayVar(&custom, "custom", nil, "custom text field label=value; value - reads standard input (repeatable)")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordGet() *cobra.Command {
 	var reveal bool
-	var out *output
+	var uid string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "get UID [--reveal]",
 		Short: "Show a record with its fields",
@@ -117,37 +102,22 @@ pinCode, oneTimeCode, keyPair) are shown as ******** unless --reveal is given.
 With -o json the record is printed as the API returns it, values unmasked.
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {
+			rec, raw, err := c.GetRecord(ctx, uid)
 			if err != nil {
 				return err
 			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			rec, raw, err := c.GetRecord(cmd.Context(), uid)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeRecord(cmd.OutOrStdout(), rec, reveal)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error { return writeRecord(w, rec, reveal) })
+		}),
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "show the values of password and secret fields")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordList() *cobra.Command {
 	var filter ListFilter
-	var out *output
+	var out output
 	cmd := &cobra.Command{
 		Use:   "list [--type T] [--folder F] [--title T]",
 		Short: "List records (metadata only)",
@@ -155,42 +125,30 @@ func (e *env) recordList() *cobra.Command {
 With -o json: {"list": [...]} holding every page's records.
 ` + envHelp,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, nil, func(ctx context.Context, c *Client, inv *invocation) error {
+			items, err := c.ListRecords(ctx, filter)
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			items, err := c.ListRecords(cmd.Context(), filter)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string][]Summary{"list": items})
-			}
-			tw := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "UID\tTYPE\tTITLE\tFOLDER\tREVISION")
-			for _, s := range items {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", clean(s.UID), clean(s.Type), clean(s.Title), clean(s.Folder), s.Revision)
-			}
-			return tw.Flush()
-		},
+			return writeList(inv, items, "UID\tTYPE\tTITLE\tFOLDER\tREVISION", func(s Summary) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%d", clean(s.UID), clean(s.Type), clean(s.Title), clean(s.Folder), s.Revision)
+			})
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&filter.Type, "type", "", "only records of this type")
 	f.StringVar(&filter.Folder, "folder", "", "only records in this folder")
 	f.StringVar(&filter.Title, "title", "", "only records with this title")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordUpdate() *cobra.Command {
 	var title, folder, notes string
 	var fields, custom []string
-	var out *output
+	var uid string
+	var std, cus []fieldSpec // --field and --custom, parsed
+	var out output
 	cmd := &cobra.Command{
 		Use:   "update UID [--title T] [--folder F] [--notes N] [--field type[.label]=value ...] [--custom label=value ...]",
 		Short: "Change a record",
@@ -203,31 +161,20 @@ it in between, nothing is saved and the command fails (exit code 1); run it agai
 ` + fieldHelp + "\n" + envHelp,
 		Example: `  keyturn record update 3bX... --title "Okta admin (prod)" --field password=- < pw.txt`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
-				return err
-			}
-			uid, err := uidArg(args)
-			if err != nil {
+		RunE: e.run(&out, func(cmd *cobra.Command, args []string) (err error) {
+			if uid, err = uidArg(args); err != nil {
 				return err
 			}
 			flags := cmd.Flags()
 			if !flags.Changed("title") && !flags.Changed("folder") && !flags.Changed("notes") && len(fields) == 0 && len(custom) == 0 {
 				return Usagef("nothing to change: give --title, --folder, --notes, --field or --custom")
 			}
-			std, cus, err := parseFieldSpecs(fields, custom)
-			if err != nil {
+			std, cus, err = parseFieldSpecs(fields, custom)
+			return err
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			if err := readStdinValues(inv.cmd.InOrStdin(), std, cus); err != nil {
 				return err
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := readStdinValues(cmd.InOrStdin(), std, cus); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
 			rec, _, err := c.GetRecord(ctx, uid)
 			if err != nil {
 				return err
@@ -235,6 +182,7 @@ it in between, nothing is saved and the command fails (exit code 1); run it agai
 			rev := rec.Revision
 			in := RecordInput{Type: rec.Type, Title: rec.Title, Folder: rec.Folder, Notes: rec.Notes,
 				Fields: applyFields(rec.Fields, std), Custom: applyFields(rec.Custom, cus), Revision: &rev}
+			flags := inv.cmd.Flags()
 			if flags.Changed("title") {
 				in.Title = title
 			}
@@ -252,12 +200,8 @@ it in between, nothing is saved and the command fails (exit code 1); run it agai
 				}
 				return err
 			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "updated %s (revision %d)\n", updated.UID, updated.Revision)
-			return err
-		},
+			return inv.writeRaw(raw, textf("updated %s (revision %d)\n", updated.UID, updated.Revision))
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&title, "title", "", "new title")
@@ -265,47 +209,33 @@ it in between, nothing is saved and the command fails (exit code 1); run it agai
 	f.StringVar(&notes, "notes", "", "new notes (\"\" clears them)")
 	f.StringArrayVar(&fields, "field", nil, "set standard field type[.label]=value; value - reads standard input (repeatable)")
 	f.StringArrayVar(&custom, "custom", nil, "set custom field label=value; value - reads standard input (repeatable)")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordDelete() *cobra.Command {
-	var out *output
+	var uid string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "delete UID",
 		Short: "Delete a record and its password versions",
 		Long:  "Delete a record and its password versions. With -o json: {\"uid\": UID, \"deleted\": true}.\n" + envHelp,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
+		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {
+			if err := c.DeleteRecord(ctx, uid); err != nil {
 				return err
 			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteRecord(cmd.Context(), uid); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"uid": uid, "deleted": true})
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", uid)
-			return err
-		},
+			return inv.write(map[string]any{"uid": uid, "deleted": true}, textf("deleted %s\n", uid))
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordHistory() *cobra.Command {
 	var reveal bool
-	var out *output
+	var uid string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "history UID [--reveal]",
 		Short: "List a record's password versions",
@@ -313,47 +243,34 @@ func (e *env) recordHistory() *cobra.Command {
 ...). --reveal also shows each version's value (the server audits this).
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {
+			versions, raw, err := c.Versions(ctx, uid, reveal)
 			if err != nil {
 				return err
 			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			versions, raw, err := c.Versions(cmd.Context(), uid, reveal)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			tw := newTable(cmd.OutOrStdout())
-			if reveal {
-				fmt.Fprintln(tw, "VERSION\tSTATE\tCREATED\tUPDATED\tVALUE")
-			} else {
-				fmt.Fprintln(tw, "VERSION\tSTATE\tCREATED\tUPDATED")
-			}
-			for _, v := range versions {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s", v.Version, clean(v.State), apiTimeText(v.CreatedAt), apiTimeText(v.UpdatedAt))
+			return inv.writeRaw(raw, func(w io.Writer) error {
+				tw := newTable(w)
 				if reveal {
-					val := ""
-					if v.Value != nil {
-						val = clean(*v.Value)
-					}
-					fmt.Fprintf(tw, "\t%s", val)
+					fmt.Fprintln(tw, "VERSION\tSTATE\tCREATED\tUPDATED\tVALUE")
+				} else {
+					fmt.Fprintln(tw, "VERSION\tSTATE\tCREATED\tUPDATED")
 				}
-				fmt.Fprintln(tw)
-			}
-			return tw.Flush()
-		},
+				for _, v := range versions {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s", v.Version, clean(v.State), apiTimeText(v.CreatedAt), apiTimeText(v.UpdatedAt))
+					if reveal {
+						val := ""
+						if v.Value != nil {
+							val = clean(*v.Value)
+						}
+						fmt.Fprintf(tw, "\t%s", val)
+					}
+					fmt.Fprintln(tw)
+				}
+				return tw.Flush()
+			})
+		}),
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "show each version's value")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +41,8 @@ func (e *env) rotateCommand() *cobra.Command {
 	var folder string
 	var wait bool
 	var timeout time.Duration
-	var out *output
+	var names []string // the records named: UIDs or titles
+	var out output
 	cmd := &cobra.Command{
 		Use:   "rotate UID|TITLE ... [--folder F] [--wait] [--timeout 5m]",
 		Short: "Rotate the passwords of pamUser records now",
@@ -64,11 +66,7 @@ Exit code 1 when a rotation could not start, or, with --wait, did not succeed in
   keyturn rotate "Okta admin" "OPA admin"
   keyturn rotate --folder Shared/Okta --wait --timeout 10m`,
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
-				return err
-			}
+		RunE: e.run(&out, func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && folder == "" {
 				return Usagef("name the records to rotate (UIDs or titles), or give --folder")
 			}
@@ -88,24 +86,22 @@ Exit code 1 when a rotation could not start, or, with --wait, did not succeed in
 					return Usagef("--timeout %s: give a positive duration such as 5m", timeout)
 				}
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			uids, err := resolveTargets(ctx, c, args, folder)
+			names = args
+			return nil
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			uids, err := resolveTargets(ctx, c, names, folder)
 			if err != nil {
 				return err
 			}
 			var bar *progressbar.ProgressBar
-			if stderr := cmd.ErrOrStderr(); len(uids) > 1 && e.terminal(stderr) {
+			if stderr := inv.cmd.ErrOrStderr(); len(uids) > 1 && e.terminal(stderr) {
 				bar = newBar(stderr, len(uids), wait)
 			}
 			outcomes := e.rotateAll(ctx, c, uids, wait, timeout, bar)
 			if bar != nil {
 				_ = bar.Finish()
 			}
-			if err := writeOutcomes(cmd.OutOrStdout(), outcomes, asJSON); err != nil {
+			if err := writeOutcomes(inv, outcomes); err != nil {
 				return err
 			}
 			failed := 0
@@ -122,13 +118,13 @@ Exit code 1 when a rotation could not start, or, with --wait, did not succeed in
 			default:
 				return fmt.Errorf("%d of %d rotations could not start", failed, len(outcomes))
 			}
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&folder, "folder", "", "rotate every pamUser record in or below this folder too")
 	f.BoolVar(&wait, "wait", false, "wait until each rotation has ended")
 	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits at most")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -359,28 +355,19 @@ func errorOf(err error) *RunError {
 	return &RunError{Message: err.Error()}
 }
 
-// writeOutcomes writes what became of each rotation: a table RECORD ROTATION STATUS, with an
-// ERROR column when any has one, or JSON.
-func writeOutcomes(w io.Writer, outcomes []rotateOutcome, asJSON bool) error {
-	if asJSON {
-		return writeJSON(w, map[string][]rotateOutcome{"list": outcomes})
-	}
-	withErr := false
-	for _, o := range outcomes {
-		withErr = withErr || o.Error != nil
-	}
-	tw := newTable(&trimWriter{w: w})
+// writeOutcomes writes what became of each rotation: JSON {"list": outcomes}, or a table
+// RECORD ROTATION STATUS, with an ERROR column when any has one.
+func writeOutcomes(inv *invocation, outcomes []rotateOutcome) error {
+	withErr := slices.ContainsFunc(outcomes, func(o rotateOutcome) bool { return o.Error != nil })
+	header := "RECORD\tROTATION\tSTATUS"
 	if withErr {
-		fmt.Fprintln(tw, "RECORD\tROTATION\tSTATUS\tERROR")
-	} else {
-		fmt.Fprintln(tw, "RECORD\tROTATION\tSTATUS")
+		header += "\tERROR"
 	}
-	for _, o := range outcomes {
-		fmt.Fprintf(tw, "%s\t%s\t%s", clean(o.RecordUID), orDash(o.RotationID), clean(o.Status))
+	return writeList(inv, outcomes, header, func(o rotateOutcome) string {
+		line := fmt.Sprintf("%s\t%s\t%s", clean(o.RecordUID), orDash(o.RotationID), clean(o.Status))
 		if withErr {
-			fmt.Fprintf(tw, "\t%s", runErrorText(o.Error))
+			line += "\t" + runErrorText(o.Error)
 		}
-		fmt.Fprintln(tw)
-	}
-	return tw.Flush()
+		return line
+	})
 }

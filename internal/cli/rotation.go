@@ -21,21 +21,15 @@ import (
 const defaultTZ = "Etc/UTC"
 
 func (e *env) rotationCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "rotation",
-		Short: "Set and show records' rotation settings, and list rotation runs",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(e.rotationSet(), e.rotationPause(true), e.rotationPause(false), e.rotationInfo(), e.rotationList())
-	return cmd
+	return groupCommand("rotation", "Set and show records' rotation settings, and list rotation runs",
+		e.rotationSet(), e.rotationPause(true), e.rotationPause(false), e.rotationInfo(), e.rotationList())
 }
 
 func (e *env) rotationSet() *cobra.Command {
 	var f setFlags
-	var out *output
+	var uid string
+	var change rotationChange // what the flags change
+	var out output
 	cmd := &cobra.Command{
 		Use: `set UID [--method scripts_only|general] [--connector okta|opa|rest] [--schedule "CRON"|on-demand|default|JSON] [--tz ZONE] ` +
 			`[--window DURATION] [--pause|--resume] [--catch-up run_once|skip|default] [--next-run-at TIME] ` +
@@ -74,34 +68,23 @@ the API returns them). An empty value ("--connector ''") removes a setting.
   keyturn rotation set 3bX... --schedule '{"type":"WEEKLY","time":"03:00","weekday":"SUNDAY","tz":"Europe/Berlin"}' --window 2h
   keyturn rotation set 3bX... --next-run-at 2030-01-02T03:00:00Z`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
+		RunE: e.run(&out, func(cmd *cobra.Command, args []string) (err error) {
+			if uid, err = uidArg(args); err != nil {
 				return err
 			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			change, err := f.change(cmd.Flags().Changed)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			saved, raw, err := updateRotation(cmd.Context(), c, uid, func(cur *RotationSettings) (RotationSettings, error) {
+			change, err = f.change(cmd.Flags().Changed)
+			return err
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			saved, raw, err := updateRotation(ctx, c, uid, func(cur *RotationSettings) (RotationSettings, error) {
 				return change.apply(uid, cur)
 			})
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeRotation(cmd.OutOrStdout(), uid, RotationInfo{Settings: saved}, false)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error {
+				return writeRotation(w, uid, RotationInfo{Settings: saved}, false)
+			})
+		}),
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.method, "method", "", "scripts_only or general (required when the record has no settings yet)")
@@ -119,7 +102,7 @@ the API returns them). An empty value ("--connector ''") removes a setting.
 	fs.StringVar(&f.verifyWith, "verify-with", "", "a connector that verifies the new password: okta, opa or rest")
 	fs.BoolVar(&f.disable, "disable", false, "keep the settings but rotate no more")
 	fs.BoolVar(&f.enable, "enable", false, "rotate again after --disable")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -332,7 +315,8 @@ func scheduleJSON(schedule, tz string, tzGiven bool) (json.RawMessage, error) {
 
 // rotationPause is rotation pause (pause) or rotation resume: a read-modify-write of paused.
 func (e *env) rotationPause(pause bool) *cobra.Command {
-	var out *output
+	var uid string
+	var out output
 	name, short, long := "resume", "Start a record's scheduled rotations again",
 		`Start a pamUser record's scheduled rotations again after "keyturn rotation pause": the next
 run is the schedule's next time from now. The other settings stay as they are. Then show the
@@ -350,41 +334,29 @@ settings (with -o json, as the API returns them).
 		Short: short,
 		Long:  long + envHelp,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
-				return err
-			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			info, _, err := c.RotationInfo(cmd.Context(), uid)
+		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {
+			info, _, err := c.RotationInfo(ctx, uid)
 			if err != nil {
 				return err
 			}
 			s := info.Settings
 			s.Paused, s.NextRunAt = pause, nil
-			saved, raw, err := c.SetRotation(cmd.Context(), uid, s)
+			saved, raw, err := c.SetRotation(ctx, uid, s)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeRotation(cmd.OutOrStdout(), uid, RotationInfo{Settings: saved}, false)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error {
+				return writeRotation(w, uid, RotationInfo{Settings: saved}, false)
+			})
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) rotationInfo() *cobra.Command {
-	var out *output
+	var uid string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "info UID",
 		Short: "Show a record's rotation settings and state",
@@ -395,36 +367,21 @@ When a heartbeat found the credential changed behind keyturn's back, or could no
 the drift: its state, since when, and the message. With -o json, as the API returns it.
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {
+			info, raw, err := c.RotationInfo(ctx, uid)
 			if err != nil {
 				return err
 			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			info, raw, err := c.RotationInfo(cmd.Context(), uid)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeRotation(cmd.OutOrStdout(), uid, info, true)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error { return writeRotation(w, uid, info, true) })
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) rotationList() *cobra.Command {
 	var filter RunFilter
-	var out *output
+	var out output
 	cmd := &cobra.Command{
 		Use:   "list [--record UID] [--status S]",
 		Short: "List rotation runs, newest first",
@@ -434,35 +391,21 @@ or needs_attention. "keyturn job ID" shows one run with its exec log.
 With -o json: {"list": [...]} holding every page's runs.
 ` + envHelp,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, nil, func(ctx context.Context, c *Client, inv *invocation) error {
+			runs, err := c.ListRuns(ctx, filter)
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			runs, err := c.ListRuns(cmd.Context(), filter)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string][]Run{"list": runs})
-			}
-			tw := newTable(&trimWriter{w: cmd.OutOrStdout()})
-			fmt.Fprintln(tw, "ID\tRECORD\tSTATUS\tSTATE\tATTEMPT\tCREATED\tFINISHED")
-			for _, r := range runs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", clean(r.ID), clean(r.RecordUID), clean(r.Status),
+			return writeList(inv, runs, "ID\tRECORD\tSTATUS\tSTATE\tATTEMPT\tCREATED\tFINISHED", func(r Run) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s", clean(r.ID), clean(r.RecordUID), clean(r.Status),
 					clean(r.State), r.Attempt, timeText(r.CreatedAt), orDash(timePtrText(r.FinishedAt)))
-			}
-			return tw.Flush()
-		},
+			})
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&filter.RecordUID, "record", "", "only runs of this record")
 	f.StringVar(&filter.Status, "status", "", "only runs with this status")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -17,23 +18,17 @@ import (
 const maxScriptBytes = 700 << 10
 
 func (e *env) scriptCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "script",
-		Short: "Attach, list and detach the PAM scripts that run with a record's rotation",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(e.scriptAdd(), e.scriptList(), e.scriptDelete(), e.scriptParams())
-	return cmd
+	return groupCommand("script", "Attach, list and detach the PAM scripts that run with a record's rotation",
+		e.scriptAdd(), e.scriptList(), e.scriptDelete(), e.scriptParams())
 }
 
 func (e *env) scriptAdd() *cobra.Command {
 	var file, name, command string
 	var creds []string
 	var timeout time.Duration
-	var out *output
+	var uid string
+	var in ScriptInput // the script, once read
+	var out output
 	cmd := &cobra.Command{
 		Use:   "add UID --file F [--name N] [--credential UID ...] [--command PREFIX] [--timeout 120s]",
 		Short: "Attach a script to a record",
@@ -51,13 +46,8 @@ With -o json the script is printed as the API returns it (never its content).
 ` + envHelp,
 		Example: `  keyturn script add 3bX... --file rotate-okta.sh --credential 9Qz... --timeout 60s`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
-				return err
-			}
-			uid, err := uidArg(args)
-			if err != nil {
+		RunE: e.run(&out, func(cmd *cobra.Command, args []string) (err error) {
+			if uid, err = uidArg(args); err != nil {
 				return err
 			}
 			if file == "" {
@@ -69,7 +59,7 @@ With -o json the script is printed as the API returns it (never its content).
 				}
 				name = filepath.Base(file)
 			}
-			in := ScriptInput{Name: name, Command: command, CredentialUIDs: creds}
+			in = ScriptInput{Name: name, Command: command, CredentialUIDs: creds}
 			if cmd.Flags().Changed("timeout") {
 				if timeout < time.Second || timeout > time.Hour || timeout%time.Second != 0 {
 					return Usagef("--timeout %s: give whole seconds from 1s to 1h, such as 120s", timeout)
@@ -85,20 +75,15 @@ With -o json the script is printed as the API returns it (never its content).
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
 			in.ContentBase64 = base64.StdEncoding.EncodeToString(content)
-			info, raw, err := c.AddScript(cmd.Context(), uid, in)
+			return nil
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			info, raw, err := c.AddScript(ctx, uid, in)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeScript(cmd.OutOrStdout(), info)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error { return writeScript(w, info) })
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", "the script file; - reads standard input (required)")
@@ -106,7 +91,7 @@ With -o json the script is printed as the API returns it (never its content).
 	f.StringArrayVar(&creds, "credential", nil, "UID of a record whose values the script receives too (repeatable)")
 	f.StringVar(&command, "command", "", "interpreter command the script runs with, such as \"pwsh -File\"")
 	f.DurationVar(&timeout, "timeout", 0, "how long the script may run (default the server's, 120s)")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -136,7 +121,8 @@ func readScript(stdin io.Reader, file string) ([]byte, error) {
 }
 
 func (e *env) scriptList() *cobra.Command {
-	var out *output
+	var uid string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "list UID",
 		Short: "List a record's scripts in the order they run",
@@ -145,41 +131,25 @@ timeout, size and the SHA-256 of the content (never the content itself).
 With -o json: the API's {"list": [...]}.
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {
+			scripts, raw, err := c.Scripts(ctx, uid)
 			if err != nil {
 				return err
 			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			scripts, raw, err := c.Scripts(cmd.Context(), uid)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			tw := newTable(&trimWriter{w: cmd.OutOrStdout()})
-			fmt.Fprintln(tw, "ID\tNAME\tCOMMAND\tCREDENTIALS\tTIMEOUT\tSIZE\tSHA256")
-			for _, s := range scripts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%d\t%s\n", clean(s.ID), clean(s.Name), orDash(s.Command),
-					listText(s.CredentialUIDs), s.TimeoutS, s.Size, clean(s.SHA256))
-			}
-			return tw.Flush()
-		},
+			return inv.writeRaw(raw, tableText("ID\tNAME\tCOMMAND\tCREDENTIALS\tTIMEOUT\tSIZE\tSHA256", scripts,
+				func(s ScriptInfo) string {
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%ds\t%d\t%s", clean(s.ID), clean(s.Name), orDash(s.Command),
+						listText(s.CredentialUIDs), s.TimeoutS, s.Size, clean(s.SHA256))
+				}))
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) scriptDelete() *cobra.Command {
-	var out *output
+	var uid, id string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "delete UID SCRIPT_ID",
 		Short: "Detach a script from a record",
@@ -187,40 +157,28 @@ func (e *env) scriptDelete() *cobra.Command {
 With -o json: {"uid": UID, "script_id": SCRIPT_ID, "deleted": true}.
 ` + envHelp,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
+		RunE: e.run(&out, func(_ *cobra.Command, args []string) (err error) {
+			if uid, err = uidArg(args); err != nil {
 				return err
 			}
-			uid, err := uidArg(args)
-			if err != nil {
-				return err
-			}
-			id := strings.TrimSpace(args[1])
-			if id == "" {
-				return Usagef("the script id is empty")
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteScript(cmd.Context(), uid, id); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"uid": uid, "script_id": id, "deleted": true})
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted script %s of %s\n", clean(id), clean(uid))
+			id, err = idArg(args[1], "script id")
 			return err
-		},
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			if err := c.DeleteScript(ctx, uid, id); err != nil {
+				return err
+			}
+			return inv.write(map[string]any{"uid": uid, "script_id": id, "deleted": true},
+				textf("deleted script %s of %s\n", clean(id), clean(uid)))
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) scriptParams() *cobra.Command {
 	var reveal bool
-	var out *output
+	var uid string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "params UID [--reveal]",
 		Short: "Show the parameters a pamUser record's scripts would receive",
@@ -230,27 +188,16 @@ Passwords and other secrets are masked unless --reveal is given (the server audi
 The record needs rotation settings ("keyturn rotation set").
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := out.json(); err != nil {
-				return err
-			}
-			uid, err := uidArg(args)
+		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {
+			raw, err := c.ScriptParams(ctx, uid, reveal)
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			raw, err := c.ScriptParams(cmd.Context(), uid, reveal)
-			if err != nil {
-				return err
-			}
-			return writeRawJSON(cmd.OutOrStdout(), raw)
-		},
+			return writeRawJSON(inv.w, raw)
+		}),
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "show passwords and other secrets")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 

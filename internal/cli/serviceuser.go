@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,29 +20,13 @@ rotation), security_admin (audit, metadata), secrets_reader (reads record values
 Folders limit every role to those folder prefixes, such as Shared/Okta; none means all.`
 
 func (e *env) serviceUserCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "service-user",
-		Short: "Create, list, show and change service users and their API keys",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(e.userCreate(), e.userList(), e.userGet(), e.userUpdate(), e.keyCommand())
-	return cmd
+	return groupCommand("service-user", "Create, list, show and change service users and their API keys",
+		e.userCreate(), e.userList(), e.userGet(), e.userUpdate(), e.keyCommand())
 }
 
 func (e *env) keyCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "key",
-		Short: "Issue, list and delete a service user's API keys",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(e.keyRotate(), e.keyList(), e.keyDelete())
-	return cmd
+	return groupCommand("key", "Issue, list and delete a service user's API keys",
+		e.keyRotate(), e.keyList(), e.keyDelete())
 }
 
 // nameArg returns a service user name argument as given, refusing a blank one, and "." and
@@ -57,9 +42,17 @@ func nameArg(args []string) (string, error) {
 	return name, nil
 }
 
+// nameTo is an argCheck that keeps the service user name argument (see nameArg) in *name.
+func nameTo(name *string) argCheck {
+	return func(_ *cobra.Command, args []string) (err error) {
+		*name, err = nameArg(args)
+		return err
+	}
+}
+
 func (e *env) userCreate() *cobra.Command {
 	var in UserInput
-	var out *output
+	var out output
 	cmd := &cobra.Command{
 		Use:   "create NAME [--role R ...] [--folder F ...]",
 		Short: "Create a service user",
@@ -69,38 +62,24 @@ and show it (with -o json, the user as the API returns it).
 		Example: `  keyturn service-user create rotator --role pam_admin --folder Shared/Okta
   keyturn service-user key rotate rotator`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, nameTo(&in.Name), func(ctx context.Context, c *Client, inv *invocation) error {
+			u, raw, err := c.CreateUser(ctx, in)
 			if err != nil {
 				return err
 			}
-			if in.Name, err = nameArg(args); err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			u, raw, err := c.CreateUser(cmd.Context(), in)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeUser(cmd.OutOrStdout(), u)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error { return writeUser(w, u) })
+		}),
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&in.Roles, "role", nil, "grant this role (repeatable)")
 	f.StringArrayVar(&in.Folders, "folder", nil, "limit the roles to this folder prefix (repeatable; none: every folder)")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) userList() *cobra.Command {
 	var filter UserFilter
-	var out *output
+	var out output
 	cmd := &cobra.Command{
 		Use:   "list [--contains S] [--starts-with S] [--status ACTIVE|DISABLED|DELETED]",
 		Short: "List service users",
@@ -108,70 +87,42 @@ func (e *env) userList() *cobra.Command {
 With -o json: {"list": [...]} holding every page's users.
 ` + envHelp,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, nil, func(ctx context.Context, c *Client, inv *invocation) error {
+			users, err := c.ListUsers(ctx, filter)
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			users, err := c.ListUsers(cmd.Context(), filter)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string][]User{"list": users})
-			}
-			tw := newTable(&trimWriter{w: cmd.OutOrStdout()})
-			fmt.Fprintln(tw, "NAME\tSTATUS\tROLES\tFOLDERS\tID")
-			for _, u := range users {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(u.Name), clean(u.Status), rolesText(u.Roles),
+			return writeList(inv, users, "NAME\tSTATUS\tROLES\tFOLDERS\tID", func(u User) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", clean(u.Name), clean(u.Status), rolesText(u.Roles),
 					foldersText(u.Folders), clean(u.ID))
-			}
-			return tw.Flush()
-		},
+			})
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&filter.Contains, "contains", "", "only users whose name contains this text")
 	f.StringVar(&filter.StartsWith, "starts-with", "", "only users whose name starts with this text")
 	f.StringVar(&filter.Status, "status", "", "only users with this status: ACTIVE, DISABLED or DELETED")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) userGet() *cobra.Command {
-	var out *output
+	var name string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show a service user",
 		Long:  "Show a service user: id, status, roles and folders. With -o json, as the API returns it.\n" + envHelp,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, nameTo(&name), func(ctx context.Context, c *Client, inv *invocation) error {
+			u, raw, err := c.GetUser(ctx, name)
 			if err != nil {
 				return err
 			}
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			u, raw, err := c.GetUser(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeUser(cmd.OutOrStdout(), u)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error { return writeUser(w, u) })
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -179,7 +130,9 @@ func (e *env) userUpdate() *cobra.Command {
 	var status string
 	var roles, folders []string
 	var noRoles, allFolders bool
-	var out *output
+	var name string
+	var ch UserChange // what the flags change
+	var out output
 	cmd := &cobra.Command{
 		Use:   "update NAME [--status S] [--role R ... | --no-roles] [--folder F ... | --all-folders]",
 		Short: "Change a service user's status, roles or folders",
@@ -194,16 +147,11 @@ its folders.
   keyturn service-user update rotator --all-folders
   keyturn service-user update rotator --status DISABLED`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
+		RunE: e.run(&out, func(cmd *cobra.Command, args []string) (err error) {
+			if name, err = nameArg(args); err != nil {
 				return err
 			}
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			var ch UserChange
+			ch = UserChange{}
 			if cmd.Flags().Changed("status") {
 				ch.Status = &status
 			}
@@ -226,19 +174,14 @@ its folders.
 			if ch.Status == nil && ch.Roles == nil && ch.Folders == nil {
 				return Usagef("nothing to change: give --status, --role, --no-roles, --folder or --all-folders")
 			}
-			c, err := e.client()
+			return nil
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			u, raw, err := c.UpdateUser(ctx, name, ch)
 			if err != nil {
 				return err
 			}
-			u, raw, err := c.UpdateUser(cmd.Context(), name, ch)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			return writeUser(cmd.OutOrStdout(), u)
-		},
+			return inv.writeRaw(raw, func(w io.Writer) error { return writeUser(w, u) })
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&status, "status", "", "new status: ACTIVE, DISABLED or DELETED")
@@ -246,12 +189,13 @@ its folders.
 	f.BoolVar(&noRoles, "no-roles", false, "take every role away")
 	f.StringArrayVar(&folders, "folder", nil, "a folder prefix the roles are limited to; together they replace its folders (repeatable)")
 	f.BoolVar(&allFolders, "all-folders", false, "lift the folder limits: the roles apply to every folder")
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) keyRotate() *cobra.Command {
-	var out *output
+	var name string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "rotate NAME",
 		Short: "Issue a new API key to a service user; its older keys expire soon",
@@ -266,38 +210,26 @@ With -o json the API's answer {id, secret, issued_at, expires_at, last_used} is 
 `, graceText) + envHelp,
 		Example: `  keyturn service-user key rotate rotator -o json > rotator-key.json`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, nameTo(&name), func(ctx context.Context, c *Client, inv *invocation) error {
+			k, raw, err := c.RotateUserKey(ctx, name)
 			if err != nil {
 				return err
 			}
-			name, err := nameArg(args)
-			if err != nil {
+			return inv.writeRaw(raw, func(w io.Writer) error {
+				fmt.Fprintf(inv.cmd.ErrOrStderr(), "warning: the key secret is shown only once, store it now; older keys of %s expire in %s\n",
+					clean(name), graceText)
+				_, err := fmt.Fprintf(w, "key_id: %s\nkey_secret: %s\n", clean(k.ID), clean(k.Secret))
 				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			k, raw, err := c.RotateUserKey(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "warning: the key secret is shown only once, store it now; older keys of %s expire in %s\n",
-				clean(name), graceText)
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "key_id: %s\nkey_secret: %s\n", clean(k.ID), clean(k.Secret))
-			return err
-		},
+			})
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) keyList() *cobra.Command {
-	var out *output
+	var name string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "list NAME",
 		Short: "List a service user's API keys (never their secrets)",
@@ -305,29 +237,12 @@ func (e *env) keyList() *cobra.Command {
 not) and when last used ("-" when never). With -o json: the API's {"list": [...]}.
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
+		RunE: e.run(&out, nameTo(&name), func(ctx context.Context, c *Client, inv *invocation) error {
+			keys, raw, err := c.UserKeys(ctx, name)
 			if err != nil {
 				return err
 			}
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			keys, raw, err := c.UserKeys(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeRawJSON(cmd.OutOrStdout(), raw)
-			}
-			tw := newTable(&trimWriter{w: cmd.OutOrStdout()})
-			fmt.Fprintln(tw, "ID\tISSUED\tEXPIRES\tLAST_USED")
-			for _, k := range keys {
+			return inv.writeRaw(raw, tableText("ID\tISSUED\tEXPIRES\tLAST_USED", keys, func(k Key) string {
 				expires := "never"
 				if !k.ExpiresAt.IsZero() {
 					expires = timeText(k.ExpiresAt)
@@ -336,17 +251,17 @@ not) and when last used ("-" when never). With -o json: the API's {"list": [...]
 				if k.LastUsed != nil && !k.LastUsed.IsZero() {
 					lastUsed = timeText(*k.LastUsed)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clean(k.ID), timeText(k.IssuedAt), expires, lastUsed)
-			}
-			return tw.Flush()
-		},
+				return fmt.Sprintf("%s\t%s\t%s\t%s", clean(k.ID), timeText(k.IssuedAt), expires, lastUsed)
+			}))
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) keyDelete() *cobra.Command {
-	var out *output
+	var name, keyID string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "delete NAME KEY_ID",
 		Short: "Delete a service user's API key; tokens minted from it stop working at once",
@@ -354,34 +269,21 @@ func (e *env) keyDelete() *cobra.Command {
 once. With -o json: {"name": NAME, "key_id": KEY_ID, "deleted": true}.
 ` + envHelp,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := out.json()
-			if err != nil {
+		RunE: e.run(&out, func(_ *cobra.Command, args []string) (err error) {
+			if name, err = nameArg(args); err != nil {
 				return err
 			}
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			keyID := strings.TrimSpace(args[1])
-			if keyID == "" {
-				return Usagef("the key id is empty")
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteUserKey(cmd.Context(), name, keyID); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"name": name, "key_id": keyID, "deleted": true})
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted key %s of %s\n", clean(keyID), clean(name))
+			keyID, err = idArg(args[1], "key id")
 			return err
-		},
+		}, func(ctx context.Context, c *Client, inv *invocation) error {
+			if err := c.DeleteUserKey(ctx, name, keyID); err != nil {
+				return err
+			}
+			return inv.write(map[string]any{"name": name, "key_id": keyID, "deleted": true},
+				textf("deleted key %s of %s\n", clean(keyID), clean(name)))
+		}),
 	}
-	out = addOutputFlag(cmd)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
