@@ -36,6 +36,7 @@ type job struct {
 	resource  *vault.Record
 	config    *vault.Record
 	settings  Settings
+	state     store.RotationSettings // the settings row as loaded: heartbeat and drift
 	method    string
 	rotator   connector.Rotator   // general only
 	issuer    connector.Issuer    // general, when the target makes the credential itself
@@ -692,7 +693,7 @@ func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo st
 			}
 		}
 		j.run.Status, j.run.State, j.run.ErrorCode, j.run.ErrorMessage, j.run.FinishedAt = status, state, code, msg, &now
-		if status == StatusSucceeded {
+		if status == StatusSucceeded && j.heartbeatChanges() {
 			// A new credential: whatever drift was found is over, and heartbeats resume.
 			var next *time.Time
 			if j.verifier != nil && j.e.opt.HeartbeatInterval > 0 {
@@ -714,6 +715,13 @@ func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo st
 	j.e.opt.Failpoint("state:" + state)
 	j.e.ended(j.run.ID)
 	return nil
+}
+
+// heartbeatChanges reports whether a success must touch the heartbeat state: to clear a
+// drift, or to start or stop heartbeats.
+func (j *job) heartbeatChanges() bool {
+	wanted := j.verifier != nil && j.e.opt.HeartbeatInterval > 0
+	return j.state.Drift != "" || j.state.DriftMessage != "" || wanted != (j.state.NextHeartbeatAt != nil)
 }
 
 func eventType(trigger, status string) string {

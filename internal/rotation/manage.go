@@ -53,19 +53,25 @@ type DriftInfo struct {
 
 // settings reads a record's rotation settings.
 func (e *Engine) settings(ctx context.Context, r store.Reader, teamID int64, uid string) (Settings, error) {
+	s, _, err := e.settingsRow(ctx, r, teamID, uid)
+	return s, err
+}
+
+// settingsRow reads a record's rotation settings with their scheduling and heartbeat state.
+func (e *Engine) settingsRow(ctx context.Context, r store.Reader, teamID int64, uid string) (Settings, store.RotationSettings, error) {
 	row, err := r.RotationSettings(ctx, teamID, uid)
 	if errors.Is(err, store.ErrNotFound) {
-		return Settings{}, fault.New(fault.Conflict, "not_configured",
+		return Settings{}, row, fault.New(fault.Conflict, "not_configured",
 			"record %s has no rotation settings: set them with PUT …/records/%s/rotation first", uid, uid)
 	}
 	if err != nil {
-		return Settings{}, err
+		return Settings{}, row, err
 	}
 	var s Settings
 	if err := json.Unmarshal(row.Settings, &s); err != nil {
-		return Settings{}, fmt.Errorf("record %s: rotation settings: %w", uid, err)
+		return Settings{}, row, fmt.Errorf("record %s: rotation settings: %w", uid, err)
 	}
-	return s, nil
+	return s, row, nil
 }
 
 // SetSettings validates and stores a pamUser record's rotation settings.
@@ -328,7 +334,7 @@ func (j *job) load(ctx context.Context) error {
 	if j.user, err = e.vault.GetIn(ctx, e.db.Reader, teamID, j.run.RecordUID); err != nil {
 		return err
 	}
-	if j.settings, err = e.settings(ctx, e.db.Reader, teamID, j.run.RecordUID); err != nil {
+	if j.settings, j.state, err = e.settingsRow(ctx, e.db.Reader, teamID, j.run.RecordUID); err != nil {
 		return err
 	}
 	j.method = j.settings.Method

@@ -151,7 +151,7 @@ func (c *committer) run(batch []*txRequest) {
 			continue
 		}
 		var broken error
-		errs[i], broken = c.runOne(sqlTx, tx, req)
+		errs[i], broken = c.runOne(tx, req)
 		if broken != nil {
 			// The savepoint machinery failed (for example SQLite rolled the whole transaction
 			// back after an I/O error): nothing of this batch can be trusted to commit.
@@ -183,9 +183,9 @@ func (c *committer) run(batch []*txRequest) {
 // back to or released, which leaves the transaction in an unknown state. The request's
 // queries do not see the caller's cancellation: interrupting a statement would make SQLite
 // roll back the whole batch.
-func (c *committer) runOne(sqlTx *sql.Tx, tx *Tx, req *txRequest) (err, broken error) {
+func (c *committer) runOne(tx *Tx, req *txRequest) (err, broken error) {
 	ctx := context.Background()
-	if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT change"); err != nil {
+	if _, err := tx.tx.ExecContext(ctx, "SAVEPOINT change"); err != nil {
 		return nil, fmt.Errorf("savepoint: %w", err)
 	}
 	defer func() {
@@ -193,12 +193,12 @@ func (c *committer) runOne(sqlTx *sql.Tx, tx *Tx, req *txRequest) (err, broken e
 			err = fmt.Errorf("store: transaction panicked: %v", v)
 		}
 		if err != nil {
-			if _, rbErr := sqlTx.ExecContext(ctx, "ROLLBACK TO change"); rbErr != nil {
+			if _, rbErr := tx.tx.ExecContext(ctx, "ROLLBACK TO change"); rbErr != nil {
 				broken = fmt.Errorf("rollback to savepoint: %w", rbErr)
 				return
 			}
 		}
-		if _, relErr := sqlTx.ExecContext(ctx, "RELEASE change"); relErr != nil {
+		if _, relErr := tx.tx.ExecContext(ctx, "RELEASE change"); relErr != nil {
 			broken = fmt.Errorf("release savepoint: %w", relErr)
 		}
 	}()

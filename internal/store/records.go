@@ -269,6 +269,14 @@ func (r Reader) PasswordVersion(ctx context.Context, uid string, version int64) 
 	return v, err
 }
 
+// MakeCurrent makes one password version current and the one that was current previous, in
+// one statement.
+func (t *Tx) MakeCurrent(ctx context.Context, uid string, version int64, now time.Time) error {
+	return affectedOne(t.tx.ExecContext(ctx,
+		`UPDATE password_versions SET state = CASE WHEN version = $1 THEN 'current' ELSE 'previous' END, updated_at = $2
+		  WHERE record_uid = $3 AND (version = $1 OR state = 'current')`, version, nanos(now), uid))
+}
+
 // SetVersionState changes the state of one password version.
 func (t *Tx) SetVersionState(ctx context.Context, uid string, version int64, state string, now time.Time) error {
 	return affectedOne(t.tx.ExecContext(ctx,

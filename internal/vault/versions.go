@@ -192,12 +192,11 @@ func (v *Vault) ApplyPromotion(ctx context.Context, tx *store.Tx, p Promotion) e
 		}
 		return err
 	}
-	now := p.row.UpdatedAt
-	if err := tx.SetPasswordVersionState(ctx, p.uid, StateCurrent, StatePrevious, now); err != nil {
+	if err := tx.MakeCurrent(ctx, p.uid, p.version, p.row.UpdatedAt); err != nil {
 		return err
 	}
-	if err := tx.SetVersionState(ctx, p.uid, p.version, StateCurrent, now); err != nil {
-		return err
+	if p.version <= int64(v.history) || p.version%4 != 0 {
+		return nil // history is pruned every few versions: it keeps at least v.history
 	}
 	return tx.PrunePasswordVersions(ctx, p.uid, v.history, StatePrevious, StateFailed)
 }
