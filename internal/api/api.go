@@ -190,6 +190,19 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request, _ *auth.Principa
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// audit records what a caller did, after it was done; the actor is the service user and the
+// key it used. Details never hold a secret.
+func (s *server) audit(p *auth.Principal, typ, recordUID string, details map[string]any) {
+	if s.Audit == nil {
+		return
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	details["key_id"] = p.KeyID
+	s.Audit.Record(p.TeamID, audit.Event{Type: typ, Actor: p.UserName, RecordUID: recordUID, Details: details})
+}
+
 // statusRecorder remembers the status code for the access log.
 type statusRecorder struct {
 	http.ResponseWriter

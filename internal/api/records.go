@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/vault"
@@ -69,6 +70,7 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err != nil {
 		return err
 	}
+	s.audit(p, audit.RecordCreated, rec.UID, map[string]any{"type": rec.Type, "revision": rec.Revision})
 	w.Header().Set("Location", r.URL.Path+"/"+rec.UID)
 	return writeJSON(w, http.StatusCreated, rec)
 }
@@ -78,6 +80,7 @@ func (s *server) getRecord(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err != nil {
 		return err
 	}
+	s.audit(p, audit.RecordSecretRead, rec.UID, map[string]any{"via": "get", "revision": rec.Revision})
 	return writeJSON(w, http.StatusOK, rec)
 }
 
@@ -93,6 +96,7 @@ func (s *server) updateRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err != nil {
 		return err
 	}
+	s.audit(p, audit.RecordUpdated, rec.UID, map[string]any{"revision": rec.Revision})
 	return writeJSON(w, http.StatusOK, rec)
 }
 
@@ -100,6 +104,7 @@ func (s *server) deleteRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err := s.Vault.Delete(r.Context(), scope(p), r.PathValue("uid")); err != nil {
 		return err
 	}
+	s.audit(p, audit.RecordDeleted, r.PathValue("uid"), nil)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -171,6 +176,9 @@ func (s *server) recordVersions(w http.ResponseWriter, r *http.Request, p *auth.
 	if err != nil {
 		return err
 	}
+	if reveal {
+		s.audit(p, audit.RecordSecretRead, r.PathValue("uid"), map[string]any{"via": "versions"})
+	}
 	out := make([]versionView, len(versions))
 	for i, v := range versions {
 		out[i] = versionView{Version: v.Version, State: v.State,
@@ -188,9 +196,10 @@ func (s *server) notation(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if ref == "" {
 		return fault.New(fault.Invalid, "bad_notation", "ref is required, as in ?ref=keeper://<uid>/field/password")
 	}
-	val, err := s.Vault.Resolve(r.Context(), scope(p), ref)
+	val, uid, err := s.Vault.Resolve(r.Context(), scope(p), ref)
 	if err != nil {
 		return err
 	}
+	s.audit(p, audit.RecordSecretRead, uid, map[string]any{"via": "notation", "ref": ref})
 	return writeJSON(w, http.StatusOK, map[string]json.RawMessage{"value": val})
 }

@@ -1,10 +1,13 @@
 package api_test
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyturn/keyturn/internal/testenv"
 )
@@ -138,4 +141,56 @@ func TestRotationSettingsValidation(t *testing.T) {
 		map[string]any{"name": "x", "content_base64": "eA=="}, 400, "invalid_request")
 	wantError(t, env, "POST", "/v1/teams/acme/records/"+rec.UID+"/scripts", env.Token,
 		map[string]any{"name": "x", "content_base64": "not base64!"}, 400, "invalid_request")
+}
+
+// TestAuditTrail: secret reads and changes are in the audit trail, with who did them, and no
+// secret in it.
+func TestAuditTrail(t *testing.T) {
+	env := testenv.Start(t)
+	rec := create(t, env, pamUser("audited", "audited-secret-pw"))
+	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID, nil, nil)
+	env.Do(t, "GET", "/v1/teams/acme/notation?ref=keeper://"+rec.UID+"/field/password", nil, nil)
+	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/versions?reveal=true", nil, nil)
+	env.Do(t, "POST", "/v1/teams/acme/service_users", map[string]any{"name": "audited-user"}, nil)
+	env.Do(t, "DELETE", "/v1/teams/acme/records/"+rec.UID, nil, nil)
+	want := map[string]int{"record_created": 1, "record_secret_read": 3, "service_user_created": 1, "record_deleted": 1}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, raw := env.Raw(t, "GET", "/v1/teams/acme/audit_events?limit=1000", env.Token, nil)
+		var events struct {
+			List []struct {
+				Type      string
+				Actor     string
+				RecordUID string `json:"record_uid"`
+				Details   map[string]any
+			} `json:"list"`
+		}
+		if resp.StatusCode != 200 || json.Unmarshal(raw, &events) != nil {
+			t.Fatalf("audit events: %d %s", resp.StatusCode, raw)
+		}
+		got := map[string]int{}
+		for _, e := range events.List {
+			got[e.Type]++
+		}
+		done := true
+		for typ, n := range want {
+			done = done && got[typ] == n
+		}
+		if done {
+			if strings.Contains(string(raw), "audited-secret-pw") {
+				t.Fatal("the audit trail holds a password")
+			}
+			if !strings.Contains(string(raw), `"actor":"admin"`) || !strings.Contains(string(raw), env.Creds.KeyID) {
+				t.Fatalf("events do not say who: %s", raw)
+			}
+			if err := env.Services.Audit.Verify(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

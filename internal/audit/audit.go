@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/keyturn/keyturn/internal/keyring"
@@ -26,6 +27,15 @@ const (
 	RotationUpdated        = "record_rotation_updated"
 	RotationDisabled       = "record_rotation_disabled"
 	RotationDrift          = "record_rotation_drift"
+
+	RecordCreated      = "record_created"
+	RecordUpdated      = "record_updated"
+	RecordDeleted      = "record_deleted"
+	RecordSecretRead   = "record_secret_read"
+	ServiceUserCreated = "service_user_created"
+	ServiceUserUpdated = "service_user_updated"
+	APIKeyRotated      = "api_key_rotated"
+	APIKeyDeleted      = "api_key_deleted"
 )
 
 // Event is one audit event. Details never hold a secret.
@@ -43,19 +53,93 @@ type Log struct {
 	db   *store.DB
 	keys *keyring.Keyring
 	now  func() time.Time
+
+	queue   chan queued // events recorded after the fact, written in batches
+	stopped chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
 }
 
-// New returns a Log.
+type queued struct {
+	teamID int64
+	event  Event
+}
+
+// queueSize bounds the events waiting to be written; Record blocks beyond it.
+const queueSize = 8192
+
+// New returns a Log. Start it to write the events given to Record.
 func New(db *store.DB, keys *keyring.Keyring) *Log {
-	return &Log{db: db, keys: keys, now: time.Now}
+	return &Log{db: db, keys: keys, now: time.Now, queue: make(chan queued, queueSize), stopped: make(chan struct{})}
 }
 
-// Append records an event inside the caller's transaction.
+// Append records an event inside the caller's transaction: it is written if, and only if,
+// the change it describes is.
 func (l *Log) Append(ctx context.Context, tx *store.Tx, teamID int64, e Event) error {
-	details, err := json.Marshal(e.Details)
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+	e.CreatedAt = l.now().UTC()
+	return l.appendAll(ctx, tx, []queued{{teamID, e}})
+}
+
+// Record queues an event that follows an action rather than being part of it (a secret read,
+// an identity change), to be written within moments in a batch with others. It blocks only
+// when the queue is full, so that events are never dropped.
+func (l *Log) Record(teamID int64, e Event) {
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = l.now().UTC()
 	}
+	l.queue <- queued{teamID, e}
+}
+
+// Start starts writing recorded events.
+func (l *Log) Start() {
+	l.wg.Go(l.writer)
+}
+
+// Stop writes what is queued and stops.
+func (l *Log) Stop() {
+	l.once.Do(func() { close(l.stopped) })
+	l.wg.Wait()
+}
+
+// writer writes queued events in batches of up to 1,000, one transaction each.
+func (l *Log) writer() {
+	for {
+		var first queued
+		select {
+		case first = <-l.queue:
+		case <-l.stopped:
+			for len(l.queue) > 0 {
+				l.flush(<-l.queue)
+			}
+			return
+		}
+		l.flush(first)
+	}
+}
+
+func (l *Log) flush(first queued) {
+	batch := []queued{first}
+	for len(batch) < 1000 {
+		select {
+		case q := <-l.queue:
+			batch = append(batch, q)
+			continue
+		default:
+		}
+		break
+	}
+	ctx := context.Background()
+	for try := 0; ; try++ {
+		err := l.db.Tx(ctx, func(tx *store.Tx) error { return l.appendAll(ctx, tx, batch) })
+		if err == nil || try == 4 || errors.Is(err, store.ErrClosed) {
+			return
+		}
+		time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
+	}
+}
+
+// appendAll chains and inserts events after the newest one.
+func (l *Log) appendAll(ctx context.Context, tx *store.Tx, events []queued) error {
 	prev, err := tx.LastAuditHash(ctx)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
@@ -63,10 +147,20 @@ func (l *Log) Append(ctx context.Context, tx *store.Tx, teamID int64, e Event) e
 	if prev == nil {
 		prev = []byte{} // the first event: the column is NOT NULL
 	}
-	row := store.AuditEvent{TeamID: teamID, Type: e.Type, Actor: e.Actor, RecordUID: e.RecordUID,
-		Details: details, CreatedAt: l.now().UTC(), PrevHash: prev}
-	row.Hash = l.chainHash(row)
-	return tx.InsertAuditEvent(ctx, row)
+	for _, q := range events {
+		details, err := json.Marshal(q.event.Details)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		row := store.AuditEvent{TeamID: q.teamID, Type: q.event.Type, Actor: q.event.Actor, RecordUID: q.event.RecordUID,
+			Details: details, CreatedAt: q.event.CreatedAt, PrevHash: prev}
+		row.Hash = l.chainHash(row)
+		if err := tx.InsertAuditEvent(ctx, row); err != nil {
+			return err
+		}
+		prev = row.Hash
+	}
+	return nil
 }
 
 // chainHash is the keyed hash of an event and the hash before it.

@@ -66,8 +66,12 @@ func New(dv *datadir.Vault, o Options) *Server {
 	return s
 }
 
-// Start starts the rotation engine, which first resumes the runs a crash left unfinished.
-func (s *Server) Start(ctx context.Context) error { return s.Engine.Start(ctx) }
+// Start starts the audit writer and the rotation engine, which first resumes the runs a crash
+// left unfinished.
+func (s *Server) Start(ctx context.Context) error {
+	s.Audit.Start()
+	return s.Engine.Start(ctx)
+}
 
 // Stop lets running rotations finish for up to grace, then interrupts them; an interrupted run
 // is resumed by the next Start.
@@ -75,4 +79,5 @@ func (s *Server) Stop(grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	s.Engine.Stop(ctx)
+	s.Audit.Stop()
 }

@@ -167,17 +167,18 @@ func splitEscaped(s string) ([]segment, error) {
 	return append(out, segment{text: text.String(), raw: s[start:]}), nil
 }
 
-// Resolve returns the JSON value a notation reference names.
-func (v *Vault) Resolve(ctx context.Context, scope Scope, ref string) (json.RawMessage, error) {
+// Resolve returns the JSON value a notation reference names, and the uid of its record.
+func (v *Vault) Resolve(ctx context.Context, scope Scope, ref string) (json.RawMessage, string, error) {
 	n, err := ParseNotation(ref)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	rec, err := v.findRecord(ctx, scope, n.Record)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return n.Select(rec)
+	val, err := n.Select(rec)
+	return val, rec.UID, err
 }
 
 // findRecord finds a record by uid, or else by exact title (which must be unique).

@@ -258,7 +258,7 @@ func TestFolderScope(t *testing.T) {
 	if _, err := f.v.Get(ctx, apps, other.UID); fault.KindOf(err) != fault.NotFound {
 		t.Fatalf("record outside the grant: %v", err)
 	}
-	if _, err := f.v.Resolve(ctx, apps, "keeper://elsewhere/field/password"); fault.KindOf(err) != fault.NotFound {
+	if _, _, err := f.v.Resolve(ctx, apps, "keeper://elsewhere/field/password"); fault.KindOf(err) != fault.NotFound {
 		t.Fatalf("notation outside the grant: %v", err)
 	}
 	list, _, err := f.v.List(ctx, apps, vault.ListOptions{})
@@ -278,17 +278,17 @@ func TestResolveByUIDAndTitle(t *testing.T) {
 		"keeper://" + rec.UID + "/field/password",
 		"keeper://Okta API Access Details/field/password",
 	} {
-		val, err := f.v.Resolve(ctx, f.scope, ref)
+		val, _, err := f.v.Resolve(ctx, f.scope, ref)
 		if err != nil || string(val) != `"ssws-token"` {
 			t.Fatalf("%s: %s %v", ref, val, err)
 		}
 	}
 	f.create(t, login("Okta API Access Details", "other"))
-	_, err := f.v.Resolve(ctx, f.scope, "keeper://Okta API Access Details/field/password")
+	_, _, err := f.v.Resolve(ctx, f.scope, "keeper://Okta API Access Details/field/password")
 	if fe, ok := fault.As(err); !ok || fe.Code != "ambiguous_title" {
 		t.Fatalf("ambiguous title: %v", err)
 	}
-	if _, err := f.v.Resolve(ctx, f.scope, "keeper://nothing/field/password"); fault.KindOf(err) != fault.NotFound {
+	if _, _, err := f.v.Resolve(ctx, f.scope, "keeper://nothing/field/password"); fault.KindOf(err) != fault.NotFound {
 		t.Fatalf("unknown record: %v", err)
 	}
 }
