@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -40,6 +42,32 @@ func (t *Tx) InsertAuditEvent(ctx context.Context, e AuditEvent) error {
 }
 
 const auditColumns = `seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash`
+
+// auditChunk is how many events one INSERT statement writes.
+const auditChunk = 64
+
+// InsertAuditEvents appends events in order, many rows per statement.
+func (t *Tx) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {
+	for len(events) > 0 {
+		n := min(len(events), auditChunk)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO audit_events (team_id, type, actor, record_uid, details, created_at, prev_hash, hash) VALUES `)
+		args := make([]any, 0, n*8)
+		for i, e := range events[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			b := len(args)
+			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", b+1, b+2, b+3, b+4, b+5, b+6, b+7, b+8)
+			args = append(args, e.TeamID, e.Type, e.Actor, e.RecordUID, string(e.Details), nanos(e.CreatedAt), e.PrevHash, e.Hash)
+		}
+		if _, err := t.tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+		events = events[n:]
+	}
+	return nil
+}
 
 // AuditEvents returns a team's events after seq, oldest first.
 func (r Reader) AuditEvents(ctx context.Context, teamID, after int64, limit int) ([]AuditEvent, error) {
