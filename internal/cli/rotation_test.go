@@ -712,6 +712,8 @@ func TestAudit(t *testing.T) {
 	uid := h.pamUser("Svc A", "", pw1)
 	h.rotatable(uid, okScript)
 	h.ok("", "rotate", "--wait", "--", uid)
+	// record_created is written by the batching writer within moments: let it land.
+	waitFor(t, func() bool { return strings.Contains(h.ok("", "audit", "-o", "json"), `"record_created"`) })
 
 	out := h.ok("", "audit")
 	rows := tableRows(t, out, `SEQ\s+TIME\s+TYPE\s+ACTOR\s+RECORD\s+DETAILS`)
@@ -760,6 +762,9 @@ func TestAuditFollow(t *testing.T) {
 	h := newHarness(t)
 	uid := h.pamUser("Svc A", "", pw1)
 	h.ok("", "rotation", "set", "--method", "scripts_only", "--", uid)
+	// Events that follow an action (record_created) are written in batches within moments;
+	// let them land, so that "the events so far" are all there.
+	waitFor(t, func() bool { return strings.Contains(h.ok("", "audit", "-o", "json"), `"record_created"`) })
 
 	for _, asJSON := range []bool{false, true} {
 		ctx, cancel := context.WithCancel(context.Background())
