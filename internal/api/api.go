@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/vault"
@@ -28,6 +29,13 @@ type Deps struct {
 	Audit  *audit.Log
 	Ready  func(context.Context) error // nil error when the service can take requests
 	Logger *slog.Logger
+	Meter  Meter // may be nil
+}
+
+// Meter records requests and serves the metrics.
+type Meter interface {
+	Request(route string, code int, took time.Duration)
+	Handler() http.Handler
 }
 
 // handler serves one route for an authenticated principal (nil on public routes).
@@ -77,6 +85,7 @@ func (s *server) routes() []route {
 	return []route{
 		{method: "GET", path: "/healthz", public: true, h: s.healthz},
 		{method: "GET", path: "/readyz", public: true, h: s.readyz},
+		{method: "GET", path: "/metrics", public: true, h: s.metrics},
 		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, h: s.serviceToken},
 
 		{method: "GET", path: "/v1/teams/{team}/service_users", roles: identityReaders, h: s.listServiceUsers},
@@ -125,9 +134,16 @@ func Routes() []Route {
 	return out
 }
 
-// wrap applies the route's declared access rule, the body limit and error rendering.
+// wrap applies the route's declared access rule, the body limit and error rendering, and
+// counts the request under its route pattern.
 func (s *server) wrap(rt route) http.Handler {
+	pattern := rt.method + " " + rt.path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Meter != nil {
+			start, rec := time.Now(), &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+			w = rec
+			defer func() { s.Meter.Request(pattern, rec.status, time.Since(start)) }()
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		var p *auth.Principal
 		if !rt.public {
@@ -178,6 +194,14 @@ func bearerToken(r *http.Request) (secret.Secret, bool) {
 
 func (s *server) healthz(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) metrics(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	if s.Meter == nil {
+		return fault.NotFoundf("metrics are not enabled")
+	}
+	s.Meter.Handler().ServeHTTP(w, r)
+	return nil
 }
 
 func (s *server) readyz(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {

@@ -61,6 +61,7 @@ func exchange(t *testing.T, env *testenv.Env, team, keyID, secret string) *http.
 var allowed = map[string][]string{
 	"GET /healthz":                        {"public"},
 	"GET /readyz":                         {"public"},
+	"GET /metrics":                        {"public"},
 	"POST /v1/teams/{team}/service_token": {"public"},
 
 	"GET /v1/teams/{team}/service_users":                              {"pam_admin", "resource_admin", "security_admin"},

@@ -194,3 +194,26 @@ func TestAuditTrail(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	env := testenv.Start(t)
+	rec := scriptsOnlyUser(t, env, "#!/bin/sh\nexit 0\n")
+	env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate?wait=30s", nil, nil)
+	resp, raw := env.Raw(t, "GET", "/metrics", "", nil)
+	body := string(raw)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`keyturn_rotations_total{status="succeeded",trigger="on_demand"} 1`,
+		`keyturn_http_requests_total{code="201",route="POST /v1/teams/{team}/records"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, rec.UID) {
+		t.Fatal("a record uid is a metric label")
+	}
+}

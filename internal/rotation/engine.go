@@ -32,7 +32,21 @@ type Options struct {
 	CatchUp           string        // what to do with occurrences missed while down: run_once (default) or skip
 	HeartbeatInterval time.Duration // how often a credential that can be verified is checked (24 h); < 0: never
 	Tick              time.Duration // how often the scheduler looks for due work (250 ms); < 0: only when Tick is called
+	Observer          Observer      // told about runs and scheduling, for metrics (default: nobody)
 }
+
+// Observer is told about runs and scheduling, for metrics.
+type Observer interface {
+	RunEnded(trigger, status string, took time.Duration)
+	Scheduled(lag time.Duration)
+	Drifted()
+}
+
+type noObserver struct{}
+
+func (noObserver) RunEnded(string, string, time.Duration) {}
+func (noObserver) Scheduled(time.Duration)                {}
+func (noObserver) Drifted()                               {}
 
 func (o *Options) defaults() {
 	if o.Workers <= 0 {
@@ -67,6 +81,9 @@ func (o *Options) defaults() {
 	}
 	if o.Tick == 0 {
 		o.Tick = 250 * time.Millisecond
+	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
 	}
 }
 

@@ -713,6 +713,11 @@ func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo st
 		return err
 	}
 	j.e.opt.Failpoint("state:" + state)
+	var took time.Duration
+	if j.run.StartedAt != nil {
+		took = now.Sub(*j.run.StartedAt)
+	}
+	j.e.opt.Observer.RunEnded(j.run.Trigger, status, took)
 	j.e.ended(j.run.ID)
 	return nil
 }

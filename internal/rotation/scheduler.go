@@ -100,6 +100,7 @@ func (e *Engine) fireDue(ctx context.Context) (int, error) {
 				}
 				if inserted { // otherwise the record's active run covers this occurrence
 					created = append(created, run.ID)
+					e.opt.Observer.Scheduled(now.Sub(*d.NextRunAt))
 				}
 			}
 			if s.Paused || !s.IsEnabled() {
@@ -372,8 +373,12 @@ func (e *Engine) drifted(ctx context.Context, j *job, acct connector.Account, no
 		return e.audit.Append(ctx, tx, j.run.TeamID, audit.Event{Type: audit.RotationDrift, Actor: "heartbeat",
 			RecordUID: j.run.RecordUID, Details: map[string]any{"reconcile": reconcile}})
 	})
-	if err != nil || !reconcile {
+	if err != nil {
 		return err
+	}
+	e.opt.Observer.Drifted()
+	if !reconcile {
+		return nil
 	}
 	_, _, err = e.Rotate(ctx, vault.Scope{TeamID: j.run.TeamID}, j.run.RecordUID, TriggerRecovery)
 	return err

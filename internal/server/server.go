@@ -16,6 +16,7 @@ import (
 	"github.com/keyturn/keyturn/internal/connector/opa"
 	"github.com/keyturn/keyturn/internal/connector/rest"
 	"github.com/keyturn/keyturn/internal/datadir"
+	"github.com/keyturn/keyturn/internal/metrics"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/vault"
@@ -36,6 +37,7 @@ type Server struct {
 	Auth    *auth.Service
 	Audit   *audit.Log
 	Engine  *rotation.Engine
+	Metrics *metrics.Metrics
 	Handler http.Handler
 }
 
@@ -55,14 +57,19 @@ func New(dv *datadir.Vault, o Options) *Server {
 	if o.Rotation.Logger == nil {
 		o.Rotation.Logger = o.Logger
 	}
+	m := metrics.New()
+	if o.Rotation.Observer == nil {
+		o.Rotation.Observer = m
+	}
 	s := &Server{
-		Vault: vault.New(dv.DB, dv.Keys),
-		Auth:  auth.New(dv.DB, dv.Keys, o.Auth),
-		Audit: audit.New(dv.DB, dv.Keys),
+		Metrics: m,
+		Vault:   vault.New(dv.DB, dv.Keys),
+		Auth:    auth.New(dv.DB, dv.Keys, o.Auth),
+		Audit:   audit.New(dv.DB, dv.Keys),
 	}
 	s.Engine = rotation.New(dv.DB, s.Vault, s.Audit, script.NewRunner(o.Scripts), o.Connectors, o.Rotation)
 	s.Handler = api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,
-		Ready: dv.DB.Ping, Logger: o.Logger})
+		Ready: dv.DB.Ping, Logger: o.Logger, Meter: m})
 	return s
 }
 

@@ -1,0 +1,81 @@
+// Package metrics exposes keyturn's Prometheus metrics: rotations by outcome, scheduling lag,
+// drift found by heartbeats, HTTP requests by route, and the Go runtime. Labels stay bounded:
+// trigger, status and route patterns, never record ids.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds keyturn's collectors in a registry of its own.
+type Metrics struct {
+	reg       *prometheus.Registry
+	rotations *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	lag       prometheus.Histogram
+	drift     prometheus.Counter
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+}
+
+// New returns the metrics with the Go and process collectors registered.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyturn_rotations_total", Help: "Rotation runs that ended, by trigger and status.",
+		}, []string{"trigger", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keyturn_rotation_duration_seconds", Help: "Time from a run's start to its end, by status.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 10),
+		}, []string{"status"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "keyturn_scheduler_lag_seconds", Help: "Time from a scheduled occurrence to its run being queued.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+		}),
+		drift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyturn_heartbeat_drift_total", Help: "Credentials a heartbeat found changed behind keyturn's back.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyturn_http_requests_total", Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keyturn_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"route"}),
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.rotations, m.duration, m.lag, m.drift, m.requests, m.latency)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// RunEnded counts a finished rotation run.
+func (m *Metrics) RunEnded(trigger, status string, took time.Duration) {
+	m.rotations.WithLabelValues(trigger, status).Inc()
+	if took > 0 {
+		m.duration.WithLabelValues(status).Observe(took.Seconds())
+	}
+}
+
+// Scheduled records how late the scheduler queued an occurrence.
+func (m *Metrics) Scheduled(lag time.Duration) { m.lag.Observe(max(lag, 0).Seconds()) }
+
+// Drifted counts a drift found by a heartbeat.
+func (m *Metrics) Drifted() { m.drift.Inc() }
+
+// Request records one HTTP request to a route pattern.
+func (m *Metrics) Request(route string, code int, took time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(route).Observe(took.Seconds())
+}
