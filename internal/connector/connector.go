@@ -23,7 +23,8 @@ type Target struct {
 	URL         string
 	AdminLogin  string
 	AdminSecret secret.Secret
-	Fields      map[string]string // fields and custom fields by label (or type): the pamUser's custom fields over the resource's
+	Fields      map[string]string        // fields and custom fields by label (or type): the pamUser's custom fields over the resource's
+	Secrets     map[string]secret.Secret // the resource's secret custom fields by label (e.g. an OAuth private key)
 }
 
 // Rotator changes an account's password from old to new.

@@ -439,6 +439,15 @@ func accountOf(user vault.Record, resource *vault.Record) connector.Account {
 		}
 		add(resource.Fields, false)
 		add(resource.Custom, false)
+		for _, f := range resource.Custom {
+			var v string
+			if slices.Contains(secretFieldTypes, f.Type) && f.Label != "" && len(f.Value) > 0 && json.Unmarshal(f.Value[0], &v) == nil && v != "" {
+				if acct.Target.Secrets == nil {
+					acct.Target.Secrets = map[string]secret.Secret{}
+				}
+				acct.Target.Secrets[f.Label] = secret.FromString(v)
+			}
+		}
 	}
 	add(user.Custom, true)
 	return acct

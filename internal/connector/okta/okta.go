@@ -34,8 +34,9 @@ type Connector struct {
 	now    func() time.Time
 
 	mu     sync.Mutex
-	limits map[string]*bucket // by org URL + endpoint class
-	ids    map[string]string  // user ids by org URL + login; an id never changes
+	limits map[string]*bucket    // by org URL + endpoint class
+	ids    map[string]string     // user ids by org URL + login; an id never changes
+	tokens map[string]oauthToken // OAuth access tokens by org, client and key
 }
 
 // Options configure a Connector.
@@ -52,7 +53,8 @@ func New(o Options) *Connector {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Connector{client: o.Client, now: o.Now, limits: map[string]*bucket{}, ids: map[string]string{}}
+	return &Connector{client: o.Client, now: o.Now, limits: map[string]*bucket{}, ids: map[string]string{},
+		tokens: map[string]oauthToken{}}
 }
 
 // apiError is Okta's error object.
@@ -190,8 +192,12 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if base == "" {
 		return 0, apiError{}, connector.Permanent("no_org_url", "the resource record has no Okta org URL (url field)", nil)
 	}
-	if a.Target.AdminSecret.IsZero() {
-		return 0, apiError{}, connector.Permanent("no_api_token", "the resource record has no Okta API token (password field)", nil)
+	auth := ""
+	if class != "authn" || !usesOAuth(a) { // Authn takes no token from an OAuth app: it is a public call
+		var err error
+		if auth, err = c.authorization(ctx, a, base); err != nil {
+			return 0, apiError{}, err
+		}
 	}
 	b := c.bucket(base + " " + class)
 	if err := b.wait(ctx, c.now); err != nil {
@@ -213,7 +219,9 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Authorization", "SSWS "+a.Target.AdminSecret.Reveal())
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -238,6 +246,20 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 		return resp.StatusCode, apiError{}, ce
 	}
 	b.update(resp.Header, c.now())
+	if resp.StatusCode == http.StatusUnauthorized && usesOAuth(a) && strings.HasPrefix(auth, "Bearer ") {
+		c.mu.Lock()
+		for k, t := range c.tokens { // the token died early: forget it, and let the retry mint another
+			if "Bearer "+t.bearer.Reveal() == auth {
+				delete(c.tokens, k)
+			}
+		}
+		c.mu.Unlock()
+		return resp.StatusCode, apiError{}, connector.Transient("okta_token_expired", "Okta refused the OAuth access token", nil)
+	}
+	if resp.StatusCode == http.StatusForbidden && strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+		return resp.StatusCode, apiError{}, connector.Permanent("okta_insufficient_scope",
+			"the Okta app's token lacks a scope rotation needs ("+oauthScopes+")", nil)
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if out != nil && len(raw) > 0 {
 			if err := json.Unmarshal(raw, out); err != nil {

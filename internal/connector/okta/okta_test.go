@@ -2,6 +2,12 @@ package okta_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net/http/httptest"
 	"testing"
@@ -120,5 +126,63 @@ func TestHonoursRateLimitHeaders(t *testing.T) {
 	}
 	if n := emu.Stats().Sent429; n != 0 {
 		t.Fatalf("the connector drew %d 429s", n)
+	}
+}
+
+func TestOAuthPrivateKeyJWT(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu, srv := org(t, emulator.Options{Users: 3})
+	emu.AddOAuthClient(emulator.OAuthClient{ClientID: "0oa-rotator", Keys: []emulator.OAuthKey{
+		{KID: "rsa-1", PublicKey: &rsaKey.PublicKey}, {KID: "ec-1", PublicKey: &ecKey.PublicKey}}})
+	emu.AddOAuthClient(emulator.OAuthClient{ClientID: "0oa-reader", Scopes: []string{"okta.users.read"},
+		Keys: []emulator.OAuthKey{{KID: "rsa-1", PublicKey: &rsaKey.PublicKey}}})
+	pemOf := func(key any) secret.Secret {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret.New(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	for i, tc := range []struct {
+		key any
+		kid string
+	}{{rsaKey, "rsa-1"}, {ecKey, "ec-1"}} {
+		login := emulator.SeedLogin(i + 1)
+		a := connector.Account{Login: login, Target: connector.Target{URL: srv.URL,
+			Fields:  map[string]string{okta.FieldClientID: "0oa-rotator", okta.FieldKeyID: tc.kid},
+			Secrets: map[string]secret.Secret{okta.FieldPrivateKey: pemOf(tc.key)}}}
+		next := secret.FromString("Zq9#oauth-Rotated-pw")
+		if err := c.Rotate(ctx, a, secret.FromString(emulator.SeedPassword(i+1)), next); err != nil {
+			t.Fatalf("%s: %v", tc.kid, err)
+		}
+		if pw, _ := emu.Password(login); pw != next.Reveal() {
+			t.Fatalf("%s: Okta holds %q", tc.kid, pw)
+		}
+		if err := c.Verify(ctx, a, next); err != nil {
+			t.Fatalf("%s: verify: %v", tc.kid, err)
+		}
+	}
+	// An app not granted okta.users.manage: Okta refuses the scopes rotation asks for.
+	a := connector.Account{Login: emulator.SeedLogin(3), Target: connector.Target{URL: srv.URL,
+		Fields:  map[string]string{okta.FieldClientID: "0oa-reader", okta.FieldKeyID: "rsa-1"},
+		Secrets: map[string]secret.Secret{okta.FieldPrivateKey: pemOf(rsaKey)}}}
+	err = c.Rotate(ctx, a, secret.FromString(emulator.SeedPassword(3)), secret.FromString("Zq9#oauth-Rotated-pw"))
+	var ce *connector.Error
+	if !errors.As(err, &ce) || ce.Transient || ce.Code != "okta_oauth_invalid_scope" {
+		t.Fatalf("missing scope: %v", err)
+	}
+	// An unknown client is refused at the token endpoint.
+	a.Target.Fields[okta.FieldClientID] = "0oa-unknown"
+	if err := c.Rotate(ctx, a, secret.FromString("x"), secret.FromString("y")); !errors.As(err, &ce) || ce.Transient {
+		t.Fatalf("unknown client: %v", err)
 	}
 }
