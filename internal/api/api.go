@@ -50,6 +50,7 @@ type route struct {
 	public bool
 	roles  []auth.Role
 	h      handler
+	doc    op // for the OpenAPI document
 }
 
 type server struct {
@@ -83,37 +84,38 @@ func (s *server) routes() []route {
 	pamOrSecurity := []auth.Role{auth.PAMAdmin, auth.SecurityAdmin}
 	security := []auth.Role{auth.SecurityAdmin}
 	return []route{
-		{method: "GET", path: "/healthz", public: true, h: s.healthz},
-		{method: "GET", path: "/readyz", public: true, h: s.readyz},
-		{method: "GET", path: "/metrics", public: true, h: s.metrics},
-		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, h: s.serviceToken},
+		{method: "GET", path: "/healthz", public: true, h: s.healthz, doc: op{summary: "Liveness: the process answers", status: 200}},
+		{method: "GET", path: "/readyz", public: true, h: s.readyz, doc: op{summary: "Readiness: the database answers", status: 200}},
+		{method: "GET", path: "/openapi.json", public: true, h: s.openapi, doc: op{summary: "This OpenAPI 3 document", status: 200}},
+		{method: "GET", path: "/metrics", public: true, h: s.metrics, doc: op{summary: "Prometheus metrics (text format)", status: 200, text: true}},
+		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, h: s.serviceToken, doc: op{summary: "Exchange an API key for a bearer token", in: "TokenRequest", out: "TokenResponse", status: 200}},
 
-		{method: "GET", path: "/v1/teams/{team}/service_users", roles: identityReaders, h: s.listServiceUsers},
-		{method: "POST", path: "/v1/teams/{team}/service_users", roles: resource, h: s.createServiceUser},
-		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}", roles: identityReaders, h: s.getServiceUser},
-		{method: "PUT", path: "/v1/teams/{team}/service_users/{user_name}", roles: resource, h: s.updateServiceUser},
-		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.listKeys},
-		{method: "POST", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.rotateKeys},
-		{method: "DELETE", path: "/v1/teams/{team}/service_users/{user_name}/keys/{key_id}", roles: resource, h: s.deleteKey},
+		{method: "GET", path: "/v1/teams/{team}/service_users", roles: identityReaders, h: s.listServiceUsers, doc: op{summary: "List service users", out: "ServiceUser", list: true, status: 200, query: []string{"contains", "starts_with", "status", "count", "offset"}}},
+		{method: "POST", path: "/v1/teams/{team}/service_users", roles: resource, h: s.createServiceUser, doc: op{summary: "Create a service user", in: "ServiceUserInput", out: "ServiceUser", status: 201}},
+		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}", roles: identityReaders, h: s.getServiceUser, doc: op{summary: "Get a service user", out: "ServiceUser", status: 200}},
+		{method: "PUT", path: "/v1/teams/{team}/service_users/{user_name}", roles: resource, h: s.updateServiceUser, doc: op{summary: "Change a service user's status, roles or folders", in: "ServiceUserInput", out: "ServiceUser", status: 200}},
+		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.listKeys, doc: op{summary: "List a service user's API keys (never their secrets)", out: "Key", list: true, status: 200}},
+		{method: "POST", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.rotateKeys, doc: op{summary: "Issue a new API key; older keys expire in 48 h", out: "NewKey", status: 200}},
+		{method: "DELETE", path: "/v1/teams/{team}/service_users/{user_name}/keys/{key_id}", roles: resource, h: s.deleteKey, doc: op{summary: "Delete an API key and every token minted from it", status: 204}},
 
-		{method: "POST", path: "/v1/teams/{team}/records", roles: pam, h: s.createRecord},
-		{method: "GET", path: "/v1/teams/{team}/records", roles: anyRole, h: s.listRecords},
-		{method: "GET", path: "/v1/teams/{team}/records/{uid}", roles: pamOrReader, h: s.getRecord},
-		{method: "PUT", path: "/v1/teams/{team}/records/{uid}", roles: pam, h: s.updateRecord},
-		{method: "DELETE", path: "/v1/teams/{team}/records/{uid}", roles: pam, h: s.deleteRecord},
-		{method: "GET", path: "/v1/teams/{team}/records/{uid}/versions", roles: pam, h: s.recordVersions},
-		{method: "GET", path: "/v1/teams/{team}/notation", roles: pamOrReader, h: s.notation},
+		{method: "POST", path: "/v1/teams/{team}/records", roles: pam, h: s.createRecord, doc: op{summary: "Create a record", in: "RecordInput", out: "Record", status: 201}},
+		{method: "GET", path: "/v1/teams/{team}/records", roles: anyRole, h: s.listRecords, doc: op{summary: "List records (metadata only)", out: "RecordSummary", list: true, status: 200, query: []string{"type", "folder", "title", "count", "offset"}}},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}", roles: pamOrReader, h: s.getRecord, doc: op{summary: "Get a record with its values (audited)", out: "Record", status: 200}},
+		{method: "PUT", path: "/v1/teams/{team}/records/{uid}", roles: pam, h: s.updateRecord, doc: op{summary: "Replace a record (revision required; 409 when stale)", in: "RecordInput", out: "Record", status: 200}},
+		{method: "DELETE", path: "/v1/teams/{team}/records/{uid}", roles: pam, h: s.deleteRecord, doc: op{summary: "Delete a record", status: 204}},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/versions", roles: pam, h: s.recordVersions, doc: op{summary: "List a record's password versions (values with reveal=true, audited)", out: "PasswordVersion", list: true, status: 200, query: []string{"reveal"}}},
+		{method: "GET", path: "/v1/teams/{team}/notation", roles: pamOrReader, h: s.notation, doc: op{summary: "Resolve Keeper notation (audited)", out: "NotationValue", status: 200, query: []string{"ref"}}},
 
-		{method: "POST", path: "/v1/teams/{team}/records/{uid}/scripts", roles: pam, h: s.addScript},
-		{method: "GET", path: "/v1/teams/{team}/records/{uid}/scripts", roles: pam, h: s.listScripts},
-		{method: "DELETE", path: "/v1/teams/{team}/records/{uid}/scripts/{script_id}", roles: pam, h: s.deleteScript},
-		{method: "GET", path: "/v1/teams/{team}/records/{uid}/script_params", roles: pam, h: s.scriptParams},
-		{method: "PUT", path: "/v1/teams/{team}/records/{uid}/rotation", roles: pam, h: s.putRotation},
-		{method: "GET", path: "/v1/teams/{team}/records/{uid}/rotation", roles: pamOrSecurity, h: s.getRotation},
-		{method: "POST", path: "/v1/teams/{team}/records/{uid}/rotate", roles: pam, h: s.rotate},
-		{method: "GET", path: "/v1/teams/{team}/rotations/{id}", roles: pamOrSecurity, h: s.getRun},
-		{method: "GET", path: "/v1/teams/{team}/rotations", roles: pamOrSecurity, h: s.listRuns},
-		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents},
+		{method: "POST", path: "/v1/teams/{team}/records/{uid}/scripts", roles: pam, h: s.addScript, doc: op{summary: "Attach a PAM script", in: "ScriptInput", out: "Script", status: 201}},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/scripts", roles: pam, h: s.listScripts, doc: op{summary: "List a record's PAM scripts in the order they run", out: "Script", list: true, status: 200}},
+		{method: "DELETE", path: "/v1/teams/{team}/records/{uid}/scripts/{script_id}", roles: pam, h: s.deleteScript, doc: op{summary: "Detach a PAM script", status: 204}},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/script_params", roles: pam, h: s.scriptParams, doc: op{summary: "The params a script would receive (secrets masked unless reveal=true)", out: "ScriptParams", status: 200, query: []string{"reveal"}}},
+		{method: "PUT", path: "/v1/teams/{team}/records/{uid}/rotation", roles: pam, h: s.putRotation, doc: op{summary: "Set a pamUser's rotation settings", in: "RotationSettings", out: "RotationSettings", status: 200}},
+		{method: "GET", path: "/v1/teams/{team}/records/{uid}/rotation", roles: pamOrSecurity, h: s.getRotation, doc: op{summary: "Rotation settings with state, next run and drift", out: "RotationInfo", status: 200}},
+		{method: "POST", path: "/v1/teams/{team}/records/{uid}/rotate", roles: pam, h: s.rotate, doc: op{summary: "Rotate now (202; 200 with the active run, or with the finished run when wait ends it)", out: "RotateAccepted", status: 202, query: []string{"wait"}}},
+		{method: "GET", path: "/v1/teams/{team}/rotations/{id}", roles: pamOrSecurity, h: s.getRun, doc: op{summary: "Get a rotation run with its (redacted) exec log", out: "Run", status: 200}},
+		{method: "GET", path: "/v1/teams/{team}/rotations", roles: pamOrSecurity, h: s.listRuns, doc: op{summary: "List rotation runs, newest first", out: "Run", list: true, status: 200, query: []string{"record_uid", "status", "count", "offset"}}},
+		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents, doc: op{summary: "Audit events after a sequence number", out: "AuditEvent", list: true, status: 200, query: []string{"after", "limit"}}},
 	}
 }
 

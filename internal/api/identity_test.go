@@ -62,6 +62,7 @@ var allowed = map[string][]string{
 	"GET /healthz":                        {"public"},
 	"GET /readyz":                         {"public"},
 	"GET /metrics":                        {"public"},
+	"GET /openapi.json":                   {"public"},
 	"POST /v1/teams/{team}/service_token": {"public"},
 
 	"GET /v1/teams/{team}/service_users":                              {"pam_admin", "resource_admin", "security_admin"},

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/api"
 	"github.com/keyturn/keyturn/internal/testenv"
 )
 
@@ -215,5 +217,40 @@ func TestMetrics(t *testing.T) {
 	}
 	if strings.Contains(body, rec.UID) {
 		t.Fatal("a record uid is a metric label")
+	}
+}
+
+// TestOpenAPIDocument: every route is in the document, with a summary, its roles, and only
+// schemas that exist.
+func TestOpenAPIDocument(t *testing.T) {
+	env := testenv.Start(t)
+	resp, raw := env.Raw(t, "GET", "/openapi.json", "", nil)
+	var doc struct {
+		OpenAPI    string                               `json:"openapi"`
+		Paths      map[string]map[string]map[string]any `json:"paths"`
+		Components struct {
+			Schemas map[string]any `json:"schemas"`
+		} `json:"components"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(raw, &doc) != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("/openapi.json: %d %.200s", resp.StatusCode, raw)
+	}
+	for _, rt := range api.Routes() {
+		operation, ok := doc.Paths[rt.Path][strings.ToLower(rt.Method)]
+		if !ok {
+			t.Errorf("%s %s is not in the document", rt.Method, rt.Path)
+			continue
+		}
+		if s, _ := operation["summary"].(string); s == "" {
+			t.Errorf("%s %s has no summary", rt.Method, rt.Path)
+		}
+		if _, hasRoles := operation["x-keyturn-roles"]; hasRoles == rt.Public {
+			t.Errorf("%s %s: roles documented %v, public %v", rt.Method, rt.Path, hasRoles, rt.Public)
+		}
+	}
+	for _, m := range regexp.MustCompile(`"#/components/schemas/([A-Za-z]+)"`).FindAllStringSubmatch(string(raw), -1) {
+		if _, ok := doc.Components.Schemas[m[1]]; !ok {
+			t.Errorf("the document refers to a missing schema %s", m[1])
+		}
 	}
 }
