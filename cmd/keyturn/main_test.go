@@ -4,8 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -464,5 +472,58 @@ func TestSandboxOnceJSON(t *testing.T) {
 		if s.Status != "succeeded" && !(s.Name == "okta-naive-script-refused" && strings.Contains(s.Detail, "E0000003")) {
 			t.Errorf("only the naive script may fail, and its refusal by Okta must show: %+v", s)
 		}
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key to dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "keyturn test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile
+}
+
+func TestServesTLS(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	creds := initVault(t, dir)
+	certFile, keyFile := selfSigned(t, t.TempDir())
+	srv := startServer(t, "--data", dir, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
+
+	// Plain http to the TLS port gets no API answer.
+	if resp, err := http.Get("http://" + srv.addr + "/healthz"); err == nil && resp.StatusCode == http.StatusOK {
+		t.Fatal("the TLS port answered plain http")
+	}
+	// The CLI trusts the certificate through KEYTURN_CA_FILE.
+	t.Setenv("KEYTURN_ADDR", "https://"+srv.addr)
+	t.Setenv("KEYTURN_TEAM", "acme")
+	t.Setenv("KEYTURN_KEY_ID", creds.KeyID)
+	t.Setenv("KEYTURN_KEY_SECRET", creds.KeySecret)
+	if code, _, errOut := keyturn(t, "record", "list"); code != 1 || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("without the CA: exit %d %q", code, errOut)
+	}
+	t.Setenv("KEYTURN_CA_FILE", certFile)
+	if code, out, errOut := keyturn(t, "record", "list"); code != 0 || !strings.Contains(out, "UID") {
+		t.Fatalf("with the CA: exit %d %q %q", code, out, errOut)
+	}
+	srv.stop(t)
+
+	// Without TLS, only a loopback address is accepted.
+	code, _, errOut := keyturn(t, "server", "--data", dir, "--listen", "0.0.0.0:0")
+	if code != 2 || !strings.Contains(errOut, "loopback") {
+		t.Fatalf("plain http on every address: exit %d %q", code, errOut)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,9 +69,20 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 		return err
 	}
 	defer svc.Stop(cfg.ShutdownTimeout)
+	var tlsConfig *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: cannot load the certificate and key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 	srv := &http.Server{
 		Handler:           svc.Handler,
@@ -79,7 +91,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "data", cfg.Data, "pid", os.Getpid())
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", cfg.Data, "pid", os.Getpid())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 

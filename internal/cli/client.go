@@ -3,12 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +33,7 @@ const (
 	EnvTeam      = "KEYTURN_TEAM"
 	EnvToken     = "KEYTURN_TOKEN"
 	EnvKeyID     = "KEYTURN_KEY_ID"
+	EnvCAFile    = "KEYTURN_CA_FILE" // PEM certificates to trust for an https KEYTURN_ADDR
 	EnvKeySecret = "KEYTURN_KEY_SECRET"
 )
 
@@ -46,6 +50,7 @@ type Config struct {
 	Token     string // a bearer token; when empty, KeyID and KeySecret are exchanged for one
 	KeyID     string
 	KeySecret string
+	RootCAs   *x509.CertPool // extra certificates to trust for https (KEYTURN_CA_FILE); nil: the system's
 }
 
 // ConfigFromEnv reads the client configuration through getenv. Missing or malformed settings
@@ -64,6 +69,20 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	c.Addr = u
+	if caFile := strings.TrimSpace(getenv(EnvCAFile)); caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return c, Usagef("%s: cannot read %s", EnvCAFile, caFile)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return c, Usagef("%s: %s holds no PEM certificate", EnvCAFile, caFile)
+		}
+		c.RootCAs = pool
+	}
 	c.Team = strings.TrimSpace(getenv(EnvTeam))
 	if c.Team == "" {
 		return c, Usagef("%s is not set: set it to your team's name", EnvTeam)
@@ -113,6 +132,11 @@ type Client struct {
 func NewClient(cfg Config, hc *http.Client) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Minute}
+		if cfg.RootCAs != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+			hc.Transport = tr
+		}
 	}
 	copied := *hc
 	copied.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -37,6 +37,10 @@ type Config struct {
 	ScheduleMinInterval time.Duration `koanf:"schedule_min_interval"` // shortest gap a schedule may have; 0: none
 	ScheduleCatchUp     string        `koanf:"schedule_catch_up"`     // run_once or skip: occurrences missed while down
 	HeartbeatInterval   time.Duration `koanf:"heartbeat_interval"`    // how often verifiable credentials are checked; 0: never
+
+	TLSCertFile   string `koanf:"tls_cert_file"`   // PEM certificate (chain) to serve https with
+	TLSKeyFile    string `koanf:"tls_key_file"`    // its PEM private key
+	InsecureNoTLS bool   `koanf:"insecure_no_tls"` // allow plain http on a non-loopback address (behind a TLS proxy)
 }
 
 // Defaults returns the configuration used when nothing else is set.
@@ -61,7 +65,7 @@ func Defaults() Config {
 // envKeys are the environment variables the server reads (KEYTURN_ + the upper-cased key).
 var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level",
 	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir",
-	"schedule_min_interval", "schedule_catch_up", "heartbeat_interval"}
+	"schedule_min_interval", "schedule_catch_up", "heartbeat_interval", "tls_cert_file", "tls_key_file", "insecure_no_tls"}
 
 // AddFlags defines the server's flags on fs, with the defaults as their values.
 func AddFlags(fs *pflag.FlagSet) {
@@ -81,6 +85,9 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Duration("schedule-min-interval", d.ScheduleMinInterval, "shortest gap a rotation schedule may have between runs")
 	fs.String("schedule-catch-up", d.ScheduleCatchUp, "occurrences missed while keyturn was down: run_once or skip")
 	fs.Duration("heartbeat-interval", d.HeartbeatInterval, "how often credentials that can be verified are checked (0: never)")
+	fs.String("tls-cert-file", "", "PEM certificate (chain) to serve https with")
+	fs.String("tls-key-file", "", "PEM private key of the certificate")
+	fs.Bool("insecure-no-tls", false, "allow plain http on a non-loopback address (only behind a TLS-terminating proxy)")
 }
 
 // Load layers defaults, the YAML file at path (if path is not empty), the KEYTURN_* environment
@@ -132,8 +139,14 @@ func (c Config) Validate() error {
 	if c.Data == "" {
 		errs = append(errs, errors.New("data: the data directory is required (--data or KEYTURN_DATA)"))
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen: %q is not host:port", c.Listen))
+	} else if c.TLSCertFile == "" && !c.InsecureNoTLS && !loopback(host) {
+		errs = append(errs, fmt.Errorf("listen: %q is not a loopback address, and secrets must not cross a network in clear: "+
+			"set tls_cert_file and tls_key_file, or insecure_no_tls when a TLS proxy fronts keyturn", c.Listen))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls_cert_file and tls_key_file: set both or neither"))
 	}
 	if c.Storage != "" {
 		errs = append(errs, fmt.Errorf("storage: %q is not supported yet; leave it empty for the SQLite database in the data directory", redactDSN(c.Storage)))
@@ -166,6 +179,15 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// loopback reports whether a listen host only accepts local connections.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Level returns the slog level named by LogLevel.
