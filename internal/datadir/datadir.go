@@ -160,6 +160,10 @@ func unseal(ctx context.Context, db *store.DB, dir string, u Unseal) (*keyring.K
 		return nil, errors.New("this vault is sealed with a passphrase: pass --passphrase-file")
 	default:
 		path := filepath.Join(dir, KeyFileName)
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("%s is readable by others (mode %04o): it unseals the vault; run chmod 600 %s",
+				path, st.Mode().Perm(), path)
+		}
 		content, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read the key file: %w", err)

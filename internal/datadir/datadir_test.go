@@ -469,3 +469,26 @@ func TestOpenUsable(t *testing.T) {
 		t.Fatal("team id 0")
 	}
 }
+
+func TestKeyFileReadableByOthersIsRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{}); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, datadir.KeyFileName)
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := datadir.Open(ctx, dir, datadir.Unseal{}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a world-readable key file: %v", err)
+	}
+	if err := os.Chmod(key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := datadir.Open(ctx, dir, datadir.Unseal{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+}
