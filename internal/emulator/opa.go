@@ -384,12 +384,8 @@ func (e *Emulator) handleGetServiceUser(w http.ResponseWriter, r *http.Request, 
 	s := &e.opa
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !allowed(w, c.opaTok, readRoles...) {
-		return
-	}
-	u := s.users[c.params["user_name"]]
+	u := s.pathUserLocked(w, c, false, readRoles...)
 	if u == nil {
-		writeOPAError(w, http.StatusNotFound, "Not Found", "not_found")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.render(u))
@@ -412,12 +408,8 @@ func (e *Emulator) handleUpdateServiceUser(w http.ResponseWriter, r *http.Reques
 	s := &e.opa
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !allowed(w, c.opaTok, RoleResourceAdmin) {
-		return
-	}
-	u := s.users[c.params["user_name"]]
+	u := s.pathUserLocked(w, c, false, RoleResourceAdmin)
 	if u == nil {
-		writeOPAError(w, http.StatusNotFound, "Not Found", "not_found")
 		return
 	}
 	if u.status == ServiceUserDeleted {
@@ -454,12 +446,8 @@ func (e *Emulator) handleListKeys(w http.ResponseWriter, r *http.Request, c *cal
 	s := &e.opa
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !allowed(w, c.opaTok, RoleResourceAdmin) {
-		return
-	}
-	u := s.users[c.params["user_name"]]
+	u := s.pathUserLocked(w, c, false, RoleResourceAdmin)
 	if u == nil {
-		writeOPAError(w, http.StatusNotFound, "Not Found", "not_found")
 		return
 	}
 	out := make([]keyJSON, len(u.keys))
@@ -474,18 +462,28 @@ func (e *Emulator) handleRotateKeys(w http.ResponseWriter, r *http.Request, c *c
 	now := e.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !allowed(w, c.opaTok, RoleResourceAdmin) {
-		return
-	}
-	u := s.users[c.params["user_name"]]
-	if u == nil || u.status == ServiceUserDeleted {
-		writeOPAError(w, http.StatusNotFound, "Not Found", "not_found")
+	u := s.pathUserLocked(w, c, true, RoleResourceAdmin)
+	if u == nil {
 		return
 	}
 	id, secret := s.rotateLocked(u, now)
 	k := renderKey(u.keys[len(u.keys)-1])
 	k.ID, k.Secret = id, secret
 	writeJSON(w, http.StatusOK, k)
+}
+
+// pathUserLocked checks the caller holds one of roles and returns the service user named in
+// the path, or writes the error and returns nil; live also refuses a DELETED user. s.mu held.
+func (s *opaState) pathUserLocked(w http.ResponseWriter, c *call, live bool, roles ...string) *svcUser {
+	if !allowed(w, c.opaTok, roles...) {
+		return nil
+	}
+	u := s.users[c.params["user_name"]]
+	if u == nil || (live && u.status == ServiceUserDeleted) {
+		writeOPAError(w, http.StatusNotFound, "Not Found", "not_found")
+		return nil
+	}
+	return u
 }
 
 // rotateLocked expires u's keys after the grace period and adds a new one; s.mu held.
@@ -503,12 +501,8 @@ func (e *Emulator) handleDeleteKey(w http.ResponseWriter, r *http.Request, c *ca
 	s := &e.opa
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !allowed(w, c.opaTok, RoleResourceAdmin) {
-		return
-	}
-	u := s.users[c.params["user_name"]]
+	u := s.pathUserLocked(w, c, false, RoleResourceAdmin)
 	if u == nil {
-		writeOPAError(w, http.StatusNotFound, "Not Found", "not_found")
 		return
 	}
 	i := slices.IndexFunc(u.keys, func(k *apiKey) bool { return k.id == c.params["key_id"] })
