@@ -32,15 +32,6 @@ func (r Reader) LastAuditHash(ctx context.Context) ([]byte, error) {
 	return h, err
 }
 
-// InsertAuditEvent appends an event; Seq is assigned by the database.
-func (t *Tx) InsertAuditEvent(ctx context.Context, e AuditEvent) error {
-	_, err := t.tx.ExecContext(ctx,
-		`INSERT INTO audit_events (team_id, type, actor, record_uid, details, created_at, prev_hash, hash)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		e.TeamID, e.Type, e.Actor, e.RecordUID, string(e.Details), nanos(e.CreatedAt), e.PrevHash, e.Hash)
-	return err
-}
-
 const auditColumns = `seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash`
 
 // auditChunk is how many events one INSERT statement writes.

@@ -40,24 +40,11 @@ func (v *Vault) AddPending(ctx context.Context, tx *store.Tx, teamID int64, uid 
 
 // VersionValue returns the value and state of one password version.
 func (v *Vault) VersionValue(ctx context.Context, r store.Reader, teamID int64, uid string, version int64) (secret.Secret, string, error) {
-	row, err := r.Record(ctx, teamID, uid)
+	dk, err := v.dataKey(ctx, r, teamID, uid)
 	if err != nil {
-		return secret.Secret{}, "", notFound(err, uid)
+		return secret.Secret{}, "", err
 	}
-	dk, err := v.keys.OpenDataKey(row.DataKey, keyAAD(uid))
-	if err != nil {
-		return secret.Secret{}, "", fmt.Errorf("record %s: data key: %w", uid, err)
-	}
-	pv, err := r.PasswordVersion(ctx, uid, version)
-	if err != nil {
-		return secret.Secret{}, "", fmt.Errorf("record %s: password version %d: %w", uid, version, err)
-	}
-	plain, err := dk.Open(pv.Value, versionAAD(uid, version))
-	if err != nil {
-		return secret.Secret{}, "", fmt.Errorf("record %s: password version %d: %w", uid, version, err)
-	}
-	defer clear(plain)
-	return secret.New(plain), pv.State, nil
+	return openVersion(ctx, r, dk, uid, version)
 }
 
 // VersionValues returns the values of several password versions of a record (an empty secret
@@ -72,18 +59,25 @@ func (v *Vault) VersionValues(ctx context.Context, r store.Reader, teamID int64,
 		if version == 0 {
 			continue
 		}
-		pv, err := r.PasswordVersion(ctx, uid, version)
-		if err != nil {
-			return nil, fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+		if out[i], _, err = openVersion(ctx, r, dk, uid, version); err != nil {
+			return nil, err
 		}
-		plain, err := dk.Open(pv.Value, versionAAD(uid, version))
-		if err != nil {
-			return nil, fmt.Errorf("record %s: password version %d: %w", uid, version, err)
-		}
-		out[i] = secret.New(plain)
-		clear(plain)
 	}
 	return out, nil
+}
+
+// openVersion reads and decrypts one password version with the record's data key.
+func openVersion(ctx context.Context, r store.Reader, dk *keyring.DataKey, uid string, version int64) (secret.Secret, string, error) {
+	pv, err := r.PasswordVersion(ctx, uid, version)
+	if err != nil {
+		return secret.Secret{}, "", fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+	}
+	plain, err := dk.Open(pv.Value, versionAAD(uid, version))
+	if err != nil {
+		return secret.Secret{}, "", fmt.Errorf("record %s: password version %d: %w", uid, version, err)
+	}
+	defer clear(plain)
+	return secret.New(plain), pv.State, nil
 }
 
 // CurrentVersion returns the number of the record's current password version (0 if none).
