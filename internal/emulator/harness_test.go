@@ -244,10 +244,11 @@ func publicJWK(key crypto.Signer) map[string]any {
 	case *rsa.PublicKey:
 		return map[string]any{"kty": "RSA", "n": b64url(k.N.Bytes()), "e": b64url(big.NewInt(int64(k.E)).Bytes())}
 	case *ecdsa.PublicKey:
-		x, y := make([]byte, 32), make([]byte, 32)
-		k.X.FillBytes(x)
-		k.Y.FillBytes(y)
-		return map[string]any{"kty": "EC", "crv": "P-256", "x": b64url(x), "y": b64url(y)}
+		b, err := k.Bytes() // 0x04 || X || Y
+		if err != nil {
+			return nil
+		}
+		return map[string]any{"kty": "EC", "crv": "P-256", "x": b64url(b[1:33]), "y": b64url(b[33:])}
 	}
 	return nil
 }
