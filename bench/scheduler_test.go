@@ -44,7 +44,10 @@ func benchServer(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	workers, _ := strconv.Atoi(os.Getenv("KEYTURN_BENCH_WORKERS"))
+	workers := 64 // the engine's worker pool; KEYTURN_BENCH_WORKERS overrides
+	if n, err := strconv.Atoi(os.Getenv("KEYTURN_BENCH_WORKERS")); err == nil {
+		workers = n
+	}
 	svc := server.New(dv, server.Options{Rotation: rotation.Options{Workers: workers, HeartbeatInterval: -1},
 		Connectors: map[string]connector.Connector{"rest": noopTarget{}}})
 	if err := svc.Start(ctx); err != nil {
@@ -75,7 +78,7 @@ func (noopTarget) Verify(context.Context, connector.Account, secret.Secret) erro
 // BenchmarkScheduler1M: 1,000,000 records with scheduled rotation on SQLite, 10,000 of which
 // fall due at the same instant against a no-op target (a connector that accepts everything). It reports
 // the server's peak RSS and the p50/p99 lag from due to queued (the scheduler) and from due to
-// started (a worker took the run). It runs once whatever -benchtime says; -short skips it.
+// started (a worker took the run), with a pool of 64 workers. It runs once whatever -benchtime says; -short skips it.
 func BenchmarkScheduler1M(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds a 1,000,000-record vault")

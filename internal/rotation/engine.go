@@ -98,10 +98,11 @@ type Engine struct {
 	opt        Options
 
 	mu       sync.Mutex
-	inflight map[string]bool
+	inflight map[string]bool          // queued or executing in this process
+	queue    []string                 // runs waiting for a worker, oldest first
 	waiters  map[string]chan struct{} // closed when that run ends
 
-	work     chan string
+	wake     chan struct{} // a run was queued
 	stopping chan struct{}
 	runCtx   context.Context
 	cancel   context.CancelFunc
@@ -114,7 +115,7 @@ type Engine struct {
 func New(db *store.DB, v *vault.Vault, log *audit.Log, runner *script.Runner, connectors map[string]connector.Connector, opt Options) *Engine {
 	opt.defaults()
 	return &Engine{db: db, vault: v, audit: log, runner: runner, connectors: connectors, opt: opt,
-		inflight: map[string]bool{}, waiters: map[string]chan struct{}{}, work: make(chan string, 4096),
+		inflight: map[string]bool{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1),
 		stopping: make(chan struct{})}
 }
 
@@ -179,17 +180,40 @@ func (e *Engine) sweep(ctx context.Context) error {
 	return nil
 }
 
+// dispatch queues a run for the workers unless this process already holds it.
 func (e *Engine) dispatch(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.inflight[id] {
 		return
 	}
+	e.inflight[id] = true
+	e.queue = append(e.queue, id)
+	e.signal()
+}
+
+// signal wakes one idle worker; the caller holds e.mu.
+func (e *Engine) signal() {
 	select {
-	case e.work <- id:
-		e.inflight[id] = true
-	default: // the queue is full: the next sweep picks it up
+	case e.wake <- struct{}{}:
+	default: // a wake-up is already pending
 	}
+}
+
+// next takes the oldest queued run, and passes the wake-up on when more are waiting.
+func (e *Engine) next() (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) == 0 {
+		return "", false
+	}
+	id := e.queue[0]
+	e.queue[0] = ""
+	e.queue = e.queue[1:]
+	if len(e.queue) > 0 {
+		e.signal()
+	}
+	return id, true
 }
 
 func (e *Engine) worker() {
@@ -197,14 +221,23 @@ func (e *Engine) worker() {
 		select {
 		case <-e.stopping:
 			return
-		case id := <-e.work:
-			if err := e.execute(e.runCtx, id); err != nil && e.runCtx.Err() == nil {
-				e.opt.Logger.Error("rotation run", "run", id, "err", err)
-			}
-			e.mu.Lock()
-			delete(e.inflight, id)
-			e.mu.Unlock()
+		default:
 		}
+		id, ok := e.next()
+		if !ok {
+			select {
+			case <-e.stopping:
+				return
+			case <-e.wake:
+				continue
+			}
+		}
+		if err := e.execute(e.runCtx, id); err != nil && e.runCtx.Err() == nil {
+			e.opt.Logger.Error("rotation run", "run", id, "err", err)
+		}
+		e.mu.Lock()
+		delete(e.inflight, id)
+		e.mu.Unlock()
 	}
 }
 

@@ -41,14 +41,14 @@ type Connector struct {
 
 // Options configure a Connector.
 type Options struct {
-	Client *http.Client     // default: a client with a 30 s timeout
+	Client *http.Client     // default: connector.NewHTTPClient()
 	Now    func() time.Time // default: time.Now
 }
 
 // New returns a Connector.
 func New(o Options) *Connector {
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 30 * time.Second}
+		o.Client = connector.NewHTTPClient()
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -43,10 +43,10 @@ type adminToken struct {
 	expires time.Time
 }
 
-// New returns a Connector; a nil client means one with a 30 s timeout.
+// New returns a Connector; a nil client means connector.NewHTTPClient().
 func New(client *http.Client) *Connector {
 	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+		client = connector.NewHTTPClient()
 	}
 	return &Connector{client: client, now: time.Now, tokens: map[string]adminToken{}}
 }

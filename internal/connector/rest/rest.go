@@ -98,10 +98,10 @@ type Connector struct {
 	client *http.Client
 }
 
-// New returns a Connector; a nil client means one with a 30 s timeout.
+// New returns a Connector; a nil client means connector.NewHTTPClient().
 func New(client *http.Client) *Connector {
 	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+		client = connector.NewHTTPClient()
 	}
 	return &Connector{client: client}
 }
