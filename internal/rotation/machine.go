@@ -154,19 +154,26 @@ func (j *job) saveCandidate(ctx context.Context) error {
 		code, msg := errorInfo(err, "invalid_complexity")
 		return j.fail(ctx, code, msg)
 	}
-	err = j.commit(ctx, func(tx *store.Tx) error {
-		old, err := j.e.vault.CurrentVersion(ctx, tx.Reader, j.user.UID)
-		if err != nil {
-			return err
+	// Seal the candidate outside the single writer; if a version is added in between (someone
+	// sets a password by hand), seal it again for the next number.
+	for try := 0; ; try++ {
+		var prepared vault.Pending
+		if prepared, err = j.e.vault.PreparePending(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, candidate); err != nil {
+			break
 		}
-		pending, err := j.e.vault.AddPending(ctx, tx, j.run.TeamID, j.user.UID, candidate)
-		if err != nil {
-			return err
+		err = j.commit(ctx, func(tx *store.Tx) error {
+			pending, old, err := j.e.vault.ApplyPending(ctx, tx, prepared)
+			if err != nil {
+				return err
+			}
+			j.run.OldVersion, j.run.PendingVersion, j.run.State = old, pending, StatePendingSaved
+			j.run.EffectStarted = j.verifier != nil
+			return nil
+		})
+		if fe, ok := fault.As(err); !ok || fe.Code != "stale_version" || try >= 5 {
+			break
 		}
-		j.run.OldVersion, j.run.PendingVersion, j.run.State = old, pending, StatePendingSaved
-		j.run.EffectStarted = j.verifier != nil
-		return nil
-	})
+	}
 	candidate.Clear()
 	if err != nil {
 		return err

@@ -26,21 +26,31 @@ import (
 // dueBatch bounds how many due records one pass takes.
 const dueBatch = 1000
 
-// scheduleLoop runs Tick until the engine stops.
+// scheduleLoop runs Tick until the engine stops: every Tick, and sooner when a scheduled
+// rotation falls due in between, so that it is queued at its instant.
 func (e *Engine) scheduleLoop() {
-	t := time.NewTicker(e.opt.Tick)
+	t := time.NewTimer(e.opt.Tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-e.stopping:
 			return
 		case <-t.C:
-			if err := e.Tick(e.runCtx); err != nil && e.runCtx.Err() == nil {
-				e.opt.Logger.Warn("scheduler", "err", err)
+			wait := e.opt.Tick
+			if err := e.Tick(e.runCtx); err != nil {
+				if e.runCtx.Err() == nil {
+					e.opt.Logger.Warn("scheduler", "err", err)
+				}
+			} else if next, err := e.db.NextDue(e.runCtx); err == nil && !next.IsZero() {
+				wait = min(wait, max(minWait, next.Sub(e.opt.Now())))
 			}
+			t.Reset(wait)
 		}
 	}
 }
+
+// minWait is the shortest pause between two scheduler passes.
+const minWait = 5 * time.Millisecond
 
 // Tick starts the scheduled rotations and heartbeats that are due now. The scheduler calls it
 // on its own; tests call it with a fake clock.

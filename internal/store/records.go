@@ -185,12 +185,13 @@ func (r Reader) PasswordVersions(ctx context.Context, uid string) ([]PasswordVer
 	return out, rows.Err()
 }
 
-// NextPasswordVersion returns the number the record's next password version gets.
-func (t *Tx) NextPasswordVersion(ctx context.Context, uid string) (int64, error) {
-	var n int64
-	err := t.tx.QueryRowContext(ctx,
-		`SELECT COALESCE(MAX(version), 0) + 1 FROM password_versions WHERE record_uid = $1`, uid).Scan(&n)
-	return n, err
+// VersionNumbers returns the number of a record's newest password version and of its current
+// one (0 when there is none), without reading their values.
+func (r Reader) VersionNumbers(ctx context.Context, uid string) (latest, current int64, err error) {
+	err = r.q.QueryRowContext(ctx,
+		`SELECT COALESCE(MAX(version), 0), COALESCE(MAX(CASE WHEN state = 'current' THEN version END), 0)
+		   FROM password_versions WHERE record_uid = $1`, uid).Scan(&latest, &current)
+	return latest, current, err
 }
 
 // InsertPasswordVersion adds a password version.

@@ -310,15 +310,19 @@ func TestPasswordVersions(t *testing.T) {
 	team := mustTeam(t, db, "acme")
 	mustInsert(t, db, testRecord(team.ID, "r1", "pamUser", "a", ""), testRecord(team.ID, "r2", "pamUser", "b", ""))
 
+	current := int64(0) // what VersionNumbers must say is current
 	next := func(uid string) int64 {
 		t.Helper()
-		var n int64
+		var latest, cur int64
 		mustTx(t, db, func(tx *Tx) error {
 			var err error
-			n, err = tx.NextPasswordVersion(ctx, uid)
+			latest, cur, err = tx.VersionNumbers(ctx, uid)
 			return err
 		})
-		return n
+		if uid == "r1" && cur != current {
+			t.Fatalf("VersionNumbers: current %d, want %d", cur, current)
+		}
+		return latest + 1
 	}
 	insert := func(uid string, v int64, state string) {
 		t.Helper()
@@ -345,12 +349,12 @@ func TestPasswordVersions(t *testing.T) {
 
 	for want := int64(1); want <= 3; want++ {
 		if n := next("r1"); n != want {
-			t.Fatalf("NextPasswordVersion = %d, want %d", n, want)
+			t.Fatalf("the next version = %d, want %d", n, want)
 		}
 		insert("r1", want, "previous")
 	}
 	if n := next("r2"); n != 1 {
-		t.Fatalf("NextPasswordVersion of another record = %d, want 1", n)
+		t.Fatalf("the next version of another record = %d, want 1", n)
 	}
 	err := db.Tx(ctx, func(tx *Tx) error {
 		return tx.InsertPasswordVersion(ctx, PasswordVersion{RecordUID: "r1", Version: 3, State: "current", Value: []byte("x")})
@@ -365,11 +369,12 @@ func TestPasswordVersions(t *testing.T) {
 	insert("r1", 12, "current")
 	insert("r1", 13, "failed")
 	insert("r1", 14, "pending")
+	current = 12
 	for v := int64(1); v <= 4; v++ {
 		insert("r2", v, "previous")
 	}
 	if n := next("r1"); n != 15 {
-		t.Fatalf("NextPasswordVersion = %d, want 15", n)
+		t.Fatalf("the next version = %d, want 15", n)
 	}
 
 	mustTx(t, db, func(tx *Tx) error { return tx.PrunePasswordVersions(ctx, "r1", 3, "previous", "failed") })
@@ -392,7 +397,7 @@ func TestPasswordVersions(t *testing.T) {
 		t.Fatalf("prune keeping more than exist: %s, want %s", got, want)
 	}
 	if n := next("r1"); n != 15 {
-		t.Fatalf("NextPasswordVersion after prune = %d, want 15", n)
+		t.Fatalf("the next version after prune = %d, want 15", n)
 	}
 
 	mustTx(t, db, func(tx *Tx) error {

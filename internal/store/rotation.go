@@ -151,23 +151,14 @@ func (r Reader) DueHeartbeats(ctx context.Context, now time.Time, limit int) ([]
 		WHERE next_heartbeat_at IS NOT NULL AND next_heartbeat_at <= $1 ORDER BY next_heartbeat_at LIMIT $2`, nanos(now), limit)
 }
 
-// NextWake returns the earliest next_run_at or next_heartbeat_at (zero when none).
-func (r Reader) NextWake(ctx context.Context) (time.Time, error) {
-	var a, b sql.NullInt64
-	err := r.q.QueryRowContext(ctx, `SELECT (SELECT MIN(next_run_at) FROM rotation_settings WHERE next_run_at IS NOT NULL),
-		(SELECT MIN(next_heartbeat_at) FROM rotation_settings WHERE next_heartbeat_at IS NOT NULL)`).Scan(&a, &b)
-	if err != nil {
+// NextDue returns the earliest next_run_at (zero when no rotation is scheduled).
+func (r Reader) NextDue(ctx context.Context) (time.Time, error) {
+	var next sql.NullInt64
+	err := r.q.QueryRowContext(ctx, `SELECT MIN(next_run_at) FROM rotation_settings WHERE next_run_at IS NOT NULL`).Scan(&next)
+	if err != nil || !next.Valid {
 		return time.Time{}, err
 	}
-	switch {
-	case a.Valid && b.Valid:
-		return fromNanos(min(a.Int64, b.Int64)), nil
-	case a.Valid:
-		return fromNanos(a.Int64), nil
-	case b.Valid:
-		return fromNanos(b.Int64), nil
-	}
-	return time.Time{}, nil
+	return fromNanos(next.Int64), nil
 }
 
 func (r Reader) settingsList(ctx context.Context, q string, args ...any) ([]RotationSettings, error) {

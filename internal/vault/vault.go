@@ -277,10 +277,11 @@ func (v *Vault) Versions(ctx context.Context, scope Scope, uid string) ([]Passwo
 }
 
 func (v *Vault) addVersion(ctx context.Context, tx *store.Tx, dk *keyring.DataKey, uid, state, pw string, now time.Time) error {
-	n, err := tx.NextPasswordVersion(ctx, uid)
+	latest, _, err := tx.VersionNumbers(ctx, uid)
 	if err != nil {
 		return err
 	}
+	n := latest + 1
 	return tx.InsertPasswordVersion(ctx, store.PasswordVersion{
 		RecordUID: uid, Version: n, State: state, Value: dk.Seal([]byte(pw), versionAAD(uid, n)),
 		CreatedAt: now, UpdatedAt: now,

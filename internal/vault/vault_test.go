@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/keyring"
+	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
 	"github.com/keyturn/keyturn/internal/vault"
 )
@@ -326,5 +328,54 @@ func TestNewUIDNeverStartsWithADash(t *testing.T) {
 		if len(uid) != 22 || uid[0] == '-' {
 			t.Fatalf("uid %q", uid)
 		}
+	}
+}
+
+// A pending version sealed outside the writer lands with the number it was sealed for, and
+// names the version current at that moment; if a password is set by hand in between, it is
+// refused (stale_version) and nothing is written.
+func TestPreparedPendingVersion(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	rec := f.create(t, login("alpha", "pw-1"))
+	apply := func(p vault.Pending) (version, current int64, err error) {
+		err = f.db.Tx(ctx, func(tx *store.Tx) error {
+			version, current, err = f.v.ApplyPending(ctx, tx, p)
+			return err
+		})
+		return version, current, err
+	}
+	p, err := f.v.PreparePending(ctx, f.db.Reader, f.scope.TeamID, rec.UID, secret.New([]byte("candidate-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, cur, err := apply(p); err != nil || n != 2 || cur != 1 {
+		t.Fatalf("ApplyPending = %d, %d, %v; want version 2, current 1", n, cur, err)
+	}
+
+	stale, err := f.v.PreparePending(ctx, f.db.Reader, f.scope.TeamID, rec.UID, secret.New([]byte("candidate-2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Fields[1].Value = []json.RawMessage{str("set-by-hand")}
+	if _, err := f.v.Update(ctx, f.scope, rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := apply(stale); func() bool {
+		fe, ok := fault.As(err)
+		return !ok || fe.Kind != fault.Conflict || fe.Code != "stale_version"
+	}() {
+		t.Fatalf("a version sealed for a number taken since: %v, want a stale_version conflict", err)
+	}
+	versions, err := f.v.Versions(ctx, f.scope, rec.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range versions {
+		got = append(got, fmt.Sprintf("%d:%s:%s", v.Version, v.State, v.Value.Reveal()))
+	}
+	if want := "3:current:set-by-hand 2:pending:candidate-1 1:previous:pw-1"; strings.Join(got, " ") != want {
+		t.Fatalf("versions %s, want %s", strings.Join(got, " "), want)
 	}
 }

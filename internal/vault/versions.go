@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
@@ -18,24 +19,57 @@ import (
 
 // AddPending seals pw as a new pending version of the record and returns its number.
 func (v *Vault) AddPending(ctx context.Context, tx *store.Tx, teamID int64, uid string, pw secret.Secret) (int64, error) {
-	row, err := tx.Record(ctx, teamID, uid)
-	if err != nil {
-		return 0, notFound(err, uid)
-	}
-	dk, err := v.keys.OpenDataKey(row.DataKey, keyAAD(uid))
-	if err != nil {
-		return 0, fmt.Errorf("record %s: data key: %w", uid, err)
-	}
-	n, err := tx.NextPasswordVersion(ctx, uid)
+	p, err := v.PreparePending(ctx, tx.Reader, teamID, uid, pw)
 	if err != nil {
 		return 0, err
 	}
+	n, _, err := v.ApplyPending(ctx, tx, p)
+	return n, err
+}
+
+// Pending is a new pending version sealed ahead of its transaction: the data key is opened and
+// the value sealed outside the single writer, which then only checks and writes.
+type Pending struct {
+	uid     string
+	version int64 // the number the value is sealed for
+	value   []byte
+}
+
+// PreparePending seals pw for the record's next version number, reading through r without
+// writing. ApplyPending fails with a Conflict when another version was added in between;
+// prepare again then.
+func (v *Vault) PreparePending(ctx context.Context, r store.Reader, teamID int64, uid string, pw secret.Secret) (Pending, error) {
+	dk, err := v.dataKey(ctx, r, teamID, uid)
+	if err != nil {
+		return Pending{}, err
+	}
+	latest, _, err := r.VersionNumbers(ctx, uid)
+	if err != nil {
+		return Pending{}, err
+	}
+	n := latest + 1
+	return Pending{uid: uid, version: n, value: dk.Seal(pw.Bytes(), versionAAD(uid, n))}, nil
+}
+
+// ApplyPending stores a prepared pending version. It returns the version's number and the
+// number of the version current at that moment (0 when none).
+func (v *Vault) ApplyPending(ctx context.Context, tx *store.Tx, p Pending) (version, current int64, err error) {
+	latest, current, err := tx.VersionNumbers(ctx, p.uid)
+	if err != nil {
+		return 0, 0, err
+	}
+	if latest+1 != p.version {
+		return 0, 0, &fault.Error{Kind: fault.Conflict, Code: "stale_version",
+			Message: fmt.Sprintf("record %s got password version %d while version %d was being sealed", p.uid, latest, p.version)}
+	}
 	now := v.now().UTC()
 	err = tx.InsertPasswordVersion(ctx, store.PasswordVersion{
-		RecordUID: uid, Version: n, State: StatePending, Value: dk.Seal(pw.Bytes(), versionAAD(uid, n)),
-		CreatedAt: now, UpdatedAt: now,
+		RecordUID: p.uid, Version: p.version, State: StatePending, Value: p.value, CreatedAt: now, UpdatedAt: now,
 	})
-	return n, err
+	if err != nil {
+		return 0, 0, err
+	}
+	return p.version, current, nil
 }
 
 // VersionValue returns the value and state of one password version.
@@ -82,16 +116,8 @@ func openVersion(ctx context.Context, r store.Reader, dk *keyring.DataKey, uid s
 
 // CurrentVersion returns the number of the record's current password version (0 if none).
 func (v *Vault) CurrentVersion(ctx context.Context, r store.Reader, uid string) (int64, error) {
-	versions, err := r.PasswordVersions(ctx, uid)
-	if err != nil {
-		return 0, err
-	}
-	for _, pv := range versions {
-		if pv.State == StateCurrent {
-			return pv.Version, nil
-		}
-	}
-	return 0, nil
+	_, current, err := r.VersionNumbers(ctx, uid)
+	return current, err
 }
 
 // SetVersionState changes one version's state (for example pending to failed).
