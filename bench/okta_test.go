@@ -87,7 +87,7 @@ func benchOkta(b *testing.B, method string, script []byte, want string) {
 	var next atomic.Int64
 	b.SetParallelism(callers / 2)
 	b.ResetTimer()
-	start := time.Now()
+	start, before := time.Now(), s.Services.DB.WriterStats()
 	b.RunParallel(func(pb *testing.PB) {
 		g := int(next.Add(1)-1) % callers
 		for k := 0; pb.Next(); k++ {
@@ -102,6 +102,8 @@ func benchOkta(b *testing.B, method string, script []byte, want string) {
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rotations/s")
+	elapsed, after := time.Since(start), s.Services.DB.WriterStats()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rotations/s")
+	reportWriter(b, after.Busy-before.Busy, elapsed, b.N)
 	b.ReportMetric(float64(s.Emulator.Stats().Sent429), "429s")
 }

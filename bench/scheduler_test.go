@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,8 +61,17 @@ func benchServer(dir string) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if path := os.Getenv("KEYTURN_BENCH_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil && trace.Start(f) == nil {
+			defer trace.Stop()
+		}
+	}
 	fmt.Println("ready")
+	start, before := time.Now(), dv.DB.WriterStats()
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	// The writer's share of the run, for the parent to report.
+	fmt.Println(int64(dv.DB.WriterStats().Busy-before.Busy), int64(time.Since(start)))
 	svc.Stop(10 * time.Second)
 	dv.Close()
 	return 0
@@ -185,7 +195,8 @@ func BenchmarkScheduler1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer child.Process.Kill()
-	if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "ready" {
+	out := bufio.NewReader(stdout)
+	if line, _ := out.ReadString('\n'); strings.TrimSpace(line) != "ready" {
 		b.Fatalf("the server did not start: %q", line)
 	}
 	deadline := time.Now().Add(5 * time.Minute)
@@ -202,6 +213,12 @@ func BenchmarkScheduler1M(b *testing.B) {
 	}
 	rss := peakRSS(b, child.Process.Pid)
 	stdin.Close()
+	var busy, elapsed time.Duration
+	if line, err := out.ReadString('\n'); err != nil {
+		b.Fatalf("the server's writer figures: %v", err)
+	} else if _, err := fmt.Sscan(line, &busy, &elapsed); err != nil {
+		b.Fatalf("the server's writer figures %q: %v", line, err)
+	}
 	_ = child.Wait()
 	b.StopTimer()
 
@@ -228,10 +245,18 @@ func BenchmarkScheduler1M(b *testing.B) {
 		b.Fatalf("%d scheduled runs, want %d", len(queued), due)
 	}
 	b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
+	reportWriter(b, busy, elapsed, due)
 	b.ReportMetric(percentile(queued, 0.50).Seconds()*1000, "p50-queued-ms")
 	b.ReportMetric(percentile(queued, 0.99).Seconds()*1000, "p99-queued-ms")
 	b.ReportMetric(percentile(started, 0.50).Seconds()*1000, "p50-started-ms")
 	b.ReportMetric(percentile(started, 0.99).Seconds()*1000, "p99-started-ms")
+}
+
+// reportWriter reports how much of the single database writer the runs took: its busy share
+// of the elapsed time (near 100 % it is the bottleneck) and its busy time per run.
+func reportWriter(b *testing.B, busy, elapsed time.Duration, runs int) {
+	b.ReportMetric(100*busy.Seconds()/elapsed.Seconds(), "writer-busy-%")
+	b.ReportMetric(float64(busy.Microseconds())/float64(runs), "writer-µs/run")
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {

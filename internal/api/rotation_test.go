@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +214,18 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// The writer's counters have counted the writes above (the record, its settings, the run).
+	for _, name := range []string{"keyturn_store_commits_total", "keyturn_store_transactions_total", "keyturn_store_writer_busy_seconds_total"} {
+		var value float64
+		for _, line := range strings.Split(body, "\n") {
+			if rest, ok := strings.CutPrefix(line, name+" "); ok {
+				value, _ = strconv.ParseFloat(rest, 64)
+			}
+		}
+		if value <= 0 {
+			t.Errorf("/metrics: %s is %v, want a positive count", name, value)
 		}
 	}
 	if strings.Contains(body, rec.UID) {

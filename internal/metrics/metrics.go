@@ -55,6 +55,21 @@ func New() *Metrics {
 	return m
 }
 
+// ObserveWriter exports the database writer's counters, read from stats at each scrape.
+func (m *Metrics) ObserveWriter(stats func() (batches, transactions int64, busy time.Duration)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyturn_store_commits_total", Help: "Group commits of the database writer (one fsync each).",
+		}, func() float64 { b, _, _ := stats(); return float64(b) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyturn_store_transactions_total", Help: "Write transactions the database writer ran.",
+		}, func() float64 { _, t, _ := stats(); return float64(t) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyturn_store_writer_busy_seconds_total", Help: "Time the single database writer spent writing; its rate near 1 means it is saturated.",
+		}, func() float64 { _, _, d := stats(); return d.Seconds() }),
+	)
+}
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

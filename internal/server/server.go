@@ -19,6 +19,7 @@ import (
 	"github.com/keyturn/keyturn/internal/metrics"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/store"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -33,6 +34,7 @@ type Options struct {
 
 // Server holds the services of one open vault.
 type Server struct {
+	DB      *store.DB
 	Vault   *vault.Vault
 	Auth    *auth.Service
 	Audit   *audit.Log
@@ -58,10 +60,15 @@ func New(dv *datadir.Vault, o Options) *Server {
 		o.Rotation.Logger = o.Logger
 	}
 	m := metrics.New()
+	m.ObserveWriter(func() (int64, int64, time.Duration) {
+		st := dv.DB.WriterStats()
+		return st.Batches, st.Transactions, st.Busy
+	})
 	if o.Rotation.Observer == nil {
 		o.Rotation.Observer = m
 	}
 	s := &Server{
+		DB:      dv.DB,
 		Metrics: m,
 		Vault:   vault.New(dv.DB, dv.Keys),
 		Auth:    auth.New(dv.DB, dv.Keys, o.Auth),

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // maxBatch bounds how many transactions share one commit.
@@ -40,6 +42,21 @@ type committer struct {
 	stopped chan struct{} // closed once loop has returned
 	wg      sync.WaitGroup
 	once    sync.Once
+
+	batches, txs, busy atomic.Int64 // for WriterStats
+}
+
+// WriterStats describes the single writer's work since the database was opened.
+type WriterStats struct {
+	Batches      int64         // commits, each one fsync
+	Transactions int64         // Tx calls run, committed or not
+	Busy         time.Duration // time spent running batches, commits included
+}
+
+// WriterStats reports the writer's work: Busy near the elapsed time means it is saturated.
+func (db *DB) WriterStats() WriterStats {
+	c := db.commits
+	return WriterStats{Batches: c.batches.Load(), Transactions: c.txs.Load(), Busy: time.Duration(c.busy.Load())}
 }
 
 func startCommitter(write *sql.DB, stmts *stmtCache) *committer {
@@ -125,6 +142,12 @@ func (c *committer) drain() {
 
 // run executes a batch in one transaction and delivers each request's outcome.
 func (c *committer) run(batch []*txRequest) {
+	start := time.Now()
+	defer func() {
+		c.busy.Add(int64(time.Since(start)))
+		c.batches.Add(1)
+		c.txs.Add(int64(len(batch)))
+	}()
 	errs := make([]error, len(batch))
 	var unprepared []string
 	defer func() {

@@ -67,7 +67,14 @@ func (p pool) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	return st.QueryContext(ctx, args...)
 }
 
+// QueryRowContext runs a single-row query. A cancellable ctx is honoured before the query
+// starts but not during it: for a query this short, the two goroutines that database/sql and
+// the driver would start to watch ctx cost more than the query.
 func (p pool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if ctx.Err() != nil {
+		return p.cache.db.QueryRowContext(ctx, query, args...) // fails with ctx's error at Scan
+	}
+	ctx = context.WithoutCancel(ctx)
 	st, err := p.cache.stmt(ctx, query)
 	if err != nil {
 		// Let the error surface from Scan, as database/sql does for a failed query.
