@@ -81,7 +81,7 @@ var schemas = obj{
 	"RotationSettings": props([]string{"method"}, obj{"method": obj{"type": "string", "enum": []string{"general", "scripts_only"}},
 		"connector": obj{"type": "string", "enum": []string{"okta", "opa", "rest"}}, "configuration_uid": str, "resource_uid": str,
 		"schedule": anyObj, "complexity": anyObj, "verify_with": str, "enabled": boolean, "window": str, "paused": boolean,
-		"catch_up": obj{"type": "string", "enum": []string{"run_once", "skip"}}, "next_run_at": stamp}),
+		"catch_up": obj{"type": "string", "enum": []string{"run_once", "skip"}}, "next_run_at": stamp, "revision": integer}),
 	"RotationInfo": obj{"allOf": []any{ref("RotationSettings"), props(nil, obj{"state": str, "last_rotation_id": str,
 		"next_run_at": stamp, "next_heartbeat_at": stamp, "drift": anyObj})}},
 	"RotateAccepted": props(nil, obj{"rotation_id": str, "status": str}),

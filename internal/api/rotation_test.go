@@ -146,6 +146,39 @@ func TestRotationSettingsValidation(t *testing.T) {
 		map[string]any{"name": "x", "content_base64": "not base64!"}, 400, "invalid_request")
 }
 
+// Rotation settings carry a revision: a PUT that names an old one gets 409 stale_revision and
+// changes nothing; one without a revision writes unconditionally.
+func TestRotationSettingsRevision(t *testing.T) {
+	env := testenv.Start(t)
+	rec := create(t, env, pamUser("u", "pw"))
+	path := "/v1/teams/acme/records/" + rec.UID + "/rotation"
+	type settings struct {
+		Method   string `json:"method"`
+		Window   string `json:"window"`
+		Revision int64  `json:"revision"`
+	}
+	wantError(t, env, "PUT", path, env.Token, map[string]any{"method": "scripts_only", "revision": 1}, 409, "stale_revision")
+	var first, second, info settings
+	env.Do(t, "PUT", path, map[string]any{"method": "scripts_only"}, &first)
+	if first.Revision != 1 {
+		t.Fatalf("first save: revision %d, want 1", first.Revision)
+	}
+	// Two admins read revision 1; the first to write wins, the second is told.
+	env.Do(t, "PUT", path, map[string]any{"method": "scripts_only", "window": "2h", "revision": 1}, &second)
+	if second.Revision != 2 || second.Window != "2h" {
+		t.Fatalf("second save: %+v, want revision 2 with window 2h", second)
+	}
+	wantError(t, env, "PUT", path, env.Token, map[string]any{"method": "scripts_only", "window": "30m", "revision": 1}, 409, "stale_revision")
+	env.Do(t, "GET", path, nil, &info)
+	if info.Revision != 2 || info.Window != "2h" {
+		t.Fatalf("after the refused write: %+v, want revision 2 with window 2h", info)
+	}
+	env.Do(t, "PUT", path, map[string]any{"method": "scripts_only", "window": "30m"}, &info)
+	if info.Revision != 3 || info.Window != "30m" {
+		t.Fatalf("unconditional write: %+v, want revision 3 with window 30m", info)
+	}
+}
+
 // TestAuditTrail: secret reads and changes are in the audit trail, with who did them, and no
 // secret in it.
 func TestAuditTrail(t *testing.T) {

@@ -257,25 +257,32 @@ func (ch rotationChange) apply(uid string, cur *RotationSettings) (RotationSetti
 }
 
 // updateRotation reads a record's rotation settings (none yet when the API answers 404),
-// changes them with apply and stores them whole, as PUT replaces them. It returns the settings
-// stored and the raw answer.
+// changes them with apply and stores them whole, as PUT replaces them; when they changed in
+// between (409 stale_revision), it reads and applies again. It returns the settings stored
+// and the raw answer.
 func updateRotation(ctx context.Context, c *Client, uid string,
 	apply func(cur *RotationSettings) (RotationSettings, error)) (RotationSettings, []byte, error) {
-	var cur *RotationSettings
-	info, _, err := c.RotationInfo(ctx, uid)
-	var apiErr *APIError
-	switch {
-	case err == nil:
-		cur = &info.Settings
-	case errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound:
-	default:
-		return RotationSettings{}, nil, err
+	for attempt := 1; ; attempt++ {
+		var cur *RotationSettings
+		info, _, err := c.RotationInfo(ctx, uid)
+		var apiErr *APIError
+		switch {
+		case err == nil:
+			cur = &info.Settings // with its revision: the server refuses the write if they changed since
+		case errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound:
+		default:
+			return RotationSettings{}, nil, err
+		}
+		s, err := apply(cur)
+		if err != nil {
+			return RotationSettings{}, nil, err
+		}
+		saved, raw, err := c.SetRotation(ctx, uid, s)
+		if errors.As(err, &apiErr) && apiErr.Code == "stale_revision" && attempt < 3 {
+			continue // someone changed them in between: apply the flags to what they hold now
+		}
+		return saved, raw, err
 	}
-	s, err := apply(cur)
-	if err != nil {
-		return RotationSettings{}, nil, err
-	}
-	return c.SetRotation(ctx, uid, s)
 }
 
 // scheduleJSON turns --schedule and --tz into the API's schedule object.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -871,5 +872,35 @@ func TestScheduleText(t *testing.T) {
 		if got := scheduleText(json.RawMessage(c.in)); got != c.want {
 			t.Errorf("scheduleText(%s) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// rotation set reads the settings, applies its flags and writes them whole. When someone else
+// changes them in between, the write is refused (stale revision) and the flags are applied
+// again to what they hold now: neither change is lost.
+func TestRotationSetKeepsAConcurrentChange(t *testing.T) {
+	h := newHarness(t)
+	uid := h.pamUser("Shared User", "", "pw-1")
+	h.ok("", "rotation", "set", "--method", "scripts_only", "--", uid)
+
+	var fired bool
+	h.setAfter(func(r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/v1/teams/acme/records/"+uid+"/rotation" || fired {
+			return
+		}
+		fired = true
+		h.ok("", "rotation", "set", "--window", "2h", "--", uid) // another admin, right after our read
+	})
+	h.ok("", "rotation", "set", "--complexity", "32,2,2,2,2", "--", uid)
+	h.setAfter(nil)
+	if !fired {
+		t.Fatal("the concurrent change did not run")
+	}
+	info := h.rotationInfo(uid)
+	if info.Window != "2h" || info.Complexity == nil || info.Complexity.Length != 32 {
+		t.Fatalf("settings %+v: want both the concurrent window 2h and our complexity 32", info.Settings)
+	}
+	if info.Revision != 3 { // the first set, the concurrent one, ours (the refused write saved nothing)
+		t.Fatalf("revision %d, want 3", info.Revision)
 	}
 }

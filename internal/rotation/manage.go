@@ -108,7 +108,8 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 	if override != nil && !override.After(now) {
 		return Settings{}, fault.Invalidf("next_run_at must be in the future")
 	}
-	s.NextRunAt = nil // an override is state, not a setting
+	expected := s.Revision
+	s.NextRunAt, s.Revision = nil, 0 // an override and the revision are state, not settings
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return Settings{}, err
@@ -122,6 +123,20 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		switch {
+		case expected == 0: // an unconditional write
+		case old == nil:
+			return fault.New(fault.Conflict, "stale_revision",
+				"record %s has no rotation settings, so not revision %d: read them again and reapply your change", uid, expected)
+		case old.Revision != expected:
+			return fault.New(fault.Conflict, "stale_revision",
+				"the rotation settings of record %s are at revision %d, not %d: read them again and reapply your change",
+				uid, old.Revision, expected)
+		}
+		s.Revision = 1
+		if old != nil {
+			s.Revision = old.Revision + 1
+		}
 		if !s.IsEnabled() {
 			event = audit.RotationDisabled
 		}
@@ -130,7 +145,7 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 			return err
 		}
 		if err := tx.SaveRotationSettings(ctx, store.RotationSettings{RecordUID: uid, TeamID: scope.TeamID,
-			Settings: raw, UpdatedAt: now}); err != nil {
+			Settings: raw, Revision: s.Revision, UpdatedAt: now}); err != nil {
 			return err
 		}
 		if err := tx.SetScheduleState(ctx, uid, st); err != nil {
@@ -179,6 +194,7 @@ func (e *Engine) Info(ctx context.Context, scope vault.Scope, uid string) (Info,
 	if err != nil {
 		return Info{}, err
 	}
+	s.Revision = row.Revision
 	info := Info{Settings: s, State: "never_rotated", NextRunAt: row.NextRunAt, NextHeartbeatAt: row.NextHeartbeatAt}
 	if row.Drift != "" || row.DriftMessage != "" {
 		info.Drift = &DriftInfo{State: row.Drift, At: row.DriftAt, Message: row.DriftMessage}

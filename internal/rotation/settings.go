@@ -44,6 +44,9 @@ type Settings struct {
 	// NextRunAt, when given to PUT, overrides when the next scheduled run happens; the
 	// schedule goes on from there. It is not stored in the settings.
 	NextRunAt *time.Time `json:"next_run_at,omitempty"`
+	// Revision counts the saves of the settings. Given to PUT, it must be the stored one (a
+	// 409 otherwise, and nothing changes), so that a read-modify-write loses no one's change.
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // IsEnabled reports whether rotation is enabled (the default).

@@ -15,6 +15,7 @@ type RotationSettings struct {
 	RecordUID string
 	TeamID    int64
 	Settings  []byte
+	Revision  int64 // 1 when first saved, then one more with each save
 	UpdatedAt time.Time
 
 	NextRunAt       *time.Time
@@ -85,16 +86,18 @@ type RunFilter struct {
 	Offset    int
 }
 
-// SaveRotationSettings inserts or replaces a record's rotation settings.
+// SaveRotationSettings inserts or replaces a record's rotation settings, with s.Revision as
+// their revision: the caller checks the stored one in the same transaction.
 func (t *Tx) SaveRotationSettings(ctx context.Context, s RotationSettings) error {
 	_, err := t.tx.ExecContext(ctx,
-		`INSERT INTO rotation_settings (record_uid, team_id, settings, updated_at) VALUES ($1, $2, $3, $4)
-		 ON CONFLICT (record_uid) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at`,
-		s.RecordUID, s.TeamID, string(s.Settings), nanos(s.UpdatedAt))
+		`INSERT INTO rotation_settings (record_uid, team_id, settings, revision, updated_at) VALUES ($1, $2, $3, $4, $5)
+		 ON CONFLICT (record_uid) DO UPDATE SET settings = excluded.settings, revision = excluded.revision,
+		   updated_at = excluded.updated_at`,
+		s.RecordUID, s.TeamID, string(s.Settings), max(s.Revision, 1), nanos(s.UpdatedAt))
 	return err
 }
 
-const settingsColumns = `record_uid, team_id, settings, updated_at, next_run_at, anchor_at, next_heartbeat_at,
+const settingsColumns = `record_uid, team_id, settings, revision, updated_at, next_run_at, anchor_at, next_heartbeat_at,
 	drift, drift_at, drift_message`
 
 func scanSettings(row interface{ Scan(...any) error }) (RotationSettings, error) {
@@ -104,7 +107,7 @@ func scanSettings(row interface{ Scan(...any) error }) (RotationSettings, error)
 		updated, anchor          int64
 		next, heartbeat, driftAt sql.NullInt64
 	)
-	err := row.Scan(&s.RecordUID, &s.TeamID, &settings, &updated, &next, &anchor, &heartbeat, &s.Drift, &driftAt, &s.DriftMessage)
+	err := row.Scan(&s.RecordUID, &s.TeamID, &settings, &s.Revision, &updated, &next, &anchor, &heartbeat, &s.Drift, &driftAt, &s.DriftMessage)
 	if errors.Is(err, sql.ErrNoRows) {
 		return RotationSettings{}, ErrNotFound
 	}
