@@ -217,16 +217,22 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request, _ *auth.Principa
 }
 
 // audit records what a caller did, after it was done; the actor is the service user and the
-// key it used. Details never hold a secret.
-func (s *server) audit(p *auth.Principal, typ, recordUID string, details map[string]any) {
+// key it used. Details never hold a secret. It fails while the audit trail cannot be written,
+// and a handler then answers 503 instead of revealing anything.
+func (s *server) audit(p *auth.Principal, typ, recordUID string, details map[string]any) error {
 	if s.Audit == nil {
-		return
+		return nil
 	}
 	if details == nil {
 		details = map[string]any{}
 	}
 	details["key_id"] = p.KeyID
-	s.Audit.Record(p.TeamID, audit.Event{Type: typ, Actor: p.UserName, RecordUID: recordUID, Details: details})
+	err := s.Audit.Record(p.TeamID, audit.Event{Type: typ, Actor: p.UserName, RecordUID: recordUID, Details: details})
+	if err != nil {
+		s.Logger.Error("audit event refused", "type", typ, "record", recordUID, "err", err)
+		return errAuditFailed
+	}
+	return nil
 }
 
 // statusRecorder remembers the status code for the access log.

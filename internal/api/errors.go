@@ -32,7 +32,11 @@ var (
 	errNoToken   = &fault.Error{Kind: fault.Unauthenticated, Code: "unauthorized", Message: "missing bearer token: send Authorization: Bearer <token> from POST /v1/teams/{team}/service_token"}
 	errWrongTeam = &fault.Error{Kind: fault.Unauthenticated, Code: "unauthorized", Message: "invalid or expired credentials"}
 	errNotReady  = &fault.Error{Kind: fault.Unavailable, Code: "not_ready", Message: "the service is not ready"}
-	errPanic     = errors.New("handler panicked")
+	// errAuditFailed: the audit trail cannot be written, so nothing the request would have
+	// revealed is; a change it made stands.
+	errAuditFailed = &fault.Error{Kind: fault.Unavailable, Code: "audit_unavailable",
+		Message: "the audit trail could not be written; nothing is revealed until it can be"}
+	errPanic = errors.New("handler panicked")
 )
 
 func forbidden(roles []auth.Role) error {

@@ -111,7 +111,9 @@ func (s *server) createServiceUser(w http.ResponseWriter, r *http.Request, p *au
 	if err != nil {
 		return err
 	}
-	s.audit(p, audit.ServiceUserCreated, "", map[string]any{"service_user": u.Name, "roles": u.Roles, "folders": u.Folders})
+	if err := s.audit(p, audit.ServiceUserCreated, "", map[string]any{"service_user": u.Name, "roles": u.Roles, "folders": u.Folders}); err != nil {
+		return err
+	}
 	w.Header().Set("Location", r.URL.Path+"/"+u.Name)
 	return writeJSON(w, http.StatusCreated, u)
 }
@@ -144,7 +146,9 @@ func (s *server) updateServiceUser(w http.ResponseWriter, r *http.Request, p *au
 	if err != nil {
 		return err
 	}
-	s.audit(p, audit.ServiceUserUpdated, "", map[string]any{"service_user": u.Name, "status": u.Status, "roles": u.Roles, "folders": u.Folders})
+	if err := s.audit(p, audit.ServiceUserUpdated, "", map[string]any{"service_user": u.Name, "status": u.Status, "roles": u.Roles, "folders": u.Folders}); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, u)
 }
 
@@ -166,7 +170,9 @@ func (s *server) rotateKeys(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if err != nil {
 		return err
 	}
-	s.audit(p, audit.APIKeyRotated, "", map[string]any{"service_user": r.PathValue("user_name"), "key_id": k.ID})
+	if err := s.audit(p, audit.APIKeyRotated, "", map[string]any{"service_user": r.PathValue("user_name"), "key_id": k.ID}); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, newKeyResponse{Key: k.Key, Secret: k.Secret.Reveal()})
 }
 
@@ -174,7 +180,9 @@ func (s *server) deleteKey(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err := s.Auth.DeleteKey(r.Context(), p, r.PathValue("user_name"), r.PathValue("key_id")); err != nil {
 		return err
 	}
-	s.audit(p, audit.APIKeyDeleted, "", map[string]any{"service_user": r.PathValue("user_name"), "key_id": r.PathValue("key_id")})
+	if err := s.audit(p, audit.APIKeyDeleted, "", map[string]any{"service_user": r.PathValue("user_name"), "key_id": r.PathValue("key_id")}); err != nil {
+		return err
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -70,7 +70,9 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err != nil {
 		return err
 	}
-	s.audit(p, audit.RecordCreated, rec.UID, map[string]any{"type": rec.Type, "revision": rec.Revision})
+	if err := s.audit(p, audit.RecordCreated, rec.UID, map[string]any{"type": rec.Type, "revision": rec.Revision}); err != nil {
+		return err
+	}
 	w.Header().Set("Location", r.URL.Path+"/"+rec.UID)
 	return writeJSON(w, http.StatusCreated, rec)
 }
@@ -80,7 +82,9 @@ func (s *server) getRecord(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err != nil {
 		return err
 	}
-	s.audit(p, audit.RecordSecretRead, rec.UID, map[string]any{"via": "get", "revision": rec.Revision})
+	if err := s.audit(p, audit.RecordSecretRead, rec.UID, map[string]any{"via": "get", "revision": rec.Revision}); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, rec)
 }
 
@@ -96,7 +100,9 @@ func (s *server) updateRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err != nil {
 		return err
 	}
-	s.audit(p, audit.RecordUpdated, rec.UID, map[string]any{"revision": rec.Revision})
+	if err := s.audit(p, audit.RecordUpdated, rec.UID, map[string]any{"revision": rec.Revision}); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, rec)
 }
 
@@ -104,7 +110,9 @@ func (s *server) deleteRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err := s.Vault.Delete(r.Context(), scope(p), r.PathValue("uid")); err != nil {
 		return err
 	}
-	s.audit(p, audit.RecordDeleted, r.PathValue("uid"), nil)
+	if err := s.audit(p, audit.RecordDeleted, r.PathValue("uid"), nil); err != nil {
+		return err
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -177,7 +185,9 @@ func (s *server) recordVersions(w http.ResponseWriter, r *http.Request, p *auth.
 		return err
 	}
 	if reveal {
-		s.audit(p, audit.RecordSecretRead, r.PathValue("uid"), map[string]any{"via": "versions"})
+		if err := s.audit(p, audit.RecordSecretRead, r.PathValue("uid"), map[string]any{"via": "versions"}); err != nil {
+			return err
+		}
 	}
 	out := make([]versionView, len(versions))
 	for i, v := range versions {
@@ -200,6 +210,8 @@ func (s *server) notation(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err != nil {
 		return err
 	}
-	s.audit(p, audit.RecordSecretRead, uid, map[string]any{"via": "notation", "ref": ref})
+	if err := s.audit(p, audit.RecordSecretRead, uid, map[string]any{"via": "notation", "ref": ref}); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, map[string]json.RawMessage{"value": val})
 }

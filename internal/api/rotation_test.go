@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyturn/keyturn/internal/api"
+	"github.com/keyturn/keyturn/internal/store"
 	"github.com/keyturn/keyturn/internal/testenv"
 )
 
@@ -176,6 +178,76 @@ func TestRotationSettingsRevision(t *testing.T) {
 	env.Do(t, "PUT", path, map[string]any{"method": "scripts_only", "window": "30m"}, &info)
 	if info.Revision != 3 || info.Window != "30m" {
 		t.Fatalf("unconditional write: %+v, want revision 3 with window 30m", info)
+	}
+}
+
+// While the audit trail cannot be written, no secret is revealed: reads answer 503
+// audit_unavailable without the value. Once it can be written again, reads work, and every
+// read that revealed the secret has its event: none is dropped while writing fails.
+func TestSecretsStayHiddenWhileAuditFails(t *testing.T) {
+	env := testenv.Start(t)
+	rec := create(t, env, pamUser("guarded", "guarded-secret-pw"))
+	raw, err := sql.Open("sqlite", "file:"+store.SQLitePath(env.Dir)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	notation := "/v1/teams/acme/notation?ref=keeper://" + rec.UID + "/field/password"
+	revealed := 0
+	read := func() int {
+		t.Helper()
+		resp, body := env.Raw(t, "GET", notation, env.Token, nil)
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			revealed++
+		case strings.Contains(string(body), "guarded-secret-pw"):
+			t.Fatalf("a refused read revealed the secret: %d %s", resp.StatusCode, body)
+		}
+		return resp.StatusCode
+	}
+	until := func(what string, want int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); read() != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("reads never answered %d %s", want, what)
+			}
+		}
+	}
+
+	if _, err := raw.Exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	// Reads queued before the writer meets the failure still answer; then they are refused.
+	until("while the audit trail cannot be written", http.StatusServiceUnavailable)
+	wantError(t, env, "GET", "/v1/teams/acme/records/"+rec.UID, env.Token, nil, 503, "audit_unavailable")
+	wantError(t, env, "GET", "/v1/teams/acme/records/"+rec.UID+"/versions?reveal=true", env.Token, nil, 503, "audit_unavailable")
+
+	if _, err := raw.Exec(`DROP TRIGGER refuse_audit`); err != nil {
+		t.Fatal(err)
+	}
+	until("after the audit trail recovered", http.StatusOK)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var events struct {
+			List []struct {
+				Type string `json:"type"`
+			} `json:"list"`
+		}
+		env.Do(t, "GET", "/v1/teams/acme/audit_events?limit=1000", nil, &events)
+		n := 0
+		for _, e := range events.List {
+			if e.Type == "record_secret_read" {
+				n++
+			}
+		}
+		if n == revealed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d secret-read events for %d reads that revealed the secret", n, revealed)
+		}
+	}
+	if err := env.Services.Audit.Verify(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -56,6 +56,9 @@ type Log struct {
 
 	queue   chan queued // events recorded after the fact, written in batches
 	stopped chan struct{}
+
+	mu      sync.Mutex
+	failing error // the last batch could not be written
 	once    sync.Once
 	wg      sync.WaitGroup
 }
@@ -82,12 +85,32 @@ func (l *Log) Append(ctx context.Context, tx *store.Tx, teamID int64, e Event) e
 
 // Record queues an event that follows an action rather than being part of it (a secret read,
 // an identity change), to be written within moments in a batch with others. It blocks only
-// when the queue is full, so that events are never dropped.
-func (l *Log) Record(teamID int64, e Event) {
+// when the queue is full, so that events are never dropped. While events cannot be written,
+// it returns ErrUnavailable instead, and the caller must not reveal what the event is about.
+func (l *Log) Record(teamID int64, e Event) error {
+	if err := l.failure(); err != nil {
+		return err
+	}
 	if e.CreatedAt.IsZero() {
 		e.CreatedAt = l.now().UTC()
 	}
 	l.queue <- queued{teamID, e}
+	return nil
+}
+
+// ErrUnavailable is returned by Record while the trail cannot be written.
+var ErrUnavailable = errors.New("audit: the trail cannot be written")
+
+func (l *Log) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failing
+}
+
+func (l *Log) setFailure(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failing = err
 }
 
 // Start starts writing recorded events.
@@ -136,13 +159,21 @@ gather:
 			break gather
 		}
 	}
+	// A batch that fails is tried again until it is written (or the log stops): events are
+	// never dropped. Meanwhile Record refuses new events.
 	ctx := context.Background()
 	for try := 0; ; try++ {
 		err := l.db.Tx(ctx, func(tx *store.Tx) error { return l.appendAll(ctx, tx, batch) })
-		if err == nil || try == 4 || errors.Is(err, store.ErrClosed) {
+		if err == nil {
+			l.setFailure(nil)
 			return
 		}
-		time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
+		l.setFailure(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		select {
+		case <-time.After(min(time.Duration(try+1)*100*time.Millisecond, 5*time.Second)):
+		case <-l.stopped:
+			return // stopping with the database failing: nothing more can be done
+		}
 	}
 }
 
