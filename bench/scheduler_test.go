@@ -105,7 +105,7 @@ func BenchmarkScheduler1M(b *testing.B) {
 	}
 	team, _ := dv.DB.TeamByName(ctx, "acme")
 	scope := vault.Scope{TeamID: team.ID}
-	v := vault.New(dv.DB, dv.Keys)
+	v := vault.New(dv.DB, dv.Keys, nil)
 	svc := server.New(dv, server.Options{Rotation: rotation.Options{Tick: -1, HeartbeatInterval: -1},
 		Connectors: map[string]connector.Connector{"rest": noopTarget{}}})
 	target, err := v.Create(ctx, scope, vault.Record{Type: "login", Title: "no-op target"})

@@ -223,11 +223,7 @@ func (s *server) audit(p *auth.Principal, typ, recordUID string, details map[str
 	if s.Audit == nil {
 		return nil
 	}
-	if details == nil {
-		details = map[string]any{}
-	}
-	details["key_id"] = p.KeyID
-	err := s.Audit.Record(p.TeamID, audit.Event{Type: typ, Actor: p.UserName, RecordUID: recordUID, Details: details})
+	err := s.Audit.Record(p.TeamID, scope(p).Event(typ, recordUID, details))
 	if err != nil {
 		s.Logger.Error("audit event refused", "type", typ, "record", recordUID, "err", err)
 		return errAuditFailed

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/secret"
@@ -111,9 +110,6 @@ func (s *server) createServiceUser(w http.ResponseWriter, r *http.Request, p *au
 	if err != nil {
 		return err
 	}
-	if err := s.audit(p, audit.ServiceUserCreated, "", map[string]any{"service_user": u.Name, "roles": u.Roles, "folders": u.Folders}); err != nil {
-		return err
-	}
 	w.Header().Set("Location", r.URL.Path+"/"+u.Name)
 	return writeJSON(w, http.StatusCreated, u)
 }
@@ -146,9 +142,6 @@ func (s *server) updateServiceUser(w http.ResponseWriter, r *http.Request, p *au
 	if err != nil {
 		return err
 	}
-	if err := s.audit(p, audit.ServiceUserUpdated, "", map[string]any{"service_user": u.Name, "status": u.Status, "roles": u.Roles, "folders": u.Folders}); err != nil {
-		return err
-	}
 	return writeJSON(w, http.StatusOK, u)
 }
 
@@ -170,17 +163,11 @@ func (s *server) rotateKeys(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if err != nil {
 		return err
 	}
-	if err := s.audit(p, audit.APIKeyRotated, "", map[string]any{"service_user": r.PathValue("user_name"), "key_id": k.ID}); err != nil {
-		return err
-	}
 	return writeJSON(w, http.StatusOK, newKeyResponse{Key: k.Key, Secret: k.Secret.Reveal()})
 }
 
 func (s *server) deleteKey(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	if err := s.Auth.DeleteKey(r.Context(), p, r.PathValue("user_name"), r.PathValue("key_id")); err != nil {
-		return err
-	}
-	if err := s.audit(p, audit.APIKeyDeleted, "", map[string]any{"service_user": r.PathValue("user_name"), "key_id": r.PathValue("key_id")}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

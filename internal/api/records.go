@@ -58,7 +58,7 @@ func (in recordInput) record(uid string) vault.Record {
 }
 
 func scope(p *auth.Principal) vault.Scope {
-	return vault.Scope{TeamID: p.TeamID, Folders: p.Folders}
+	return vault.Scope{TeamID: p.TeamID, Folders: p.Folders, Actor: p.UserName, KeyID: p.KeyID}
 }
 
 func (s *server) createRecord(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -68,9 +68,6 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	}
 	rec, err := s.Vault.Create(r.Context(), scope(p), in.record(""))
 	if err != nil {
-		return err
-	}
-	if err := s.audit(p, audit.RecordCreated, rec.UID, map[string]any{"type": rec.Type, "revision": rec.Revision}); err != nil {
 		return err
 	}
 	w.Header().Set("Location", r.URL.Path+"/"+rec.UID)
@@ -100,17 +97,11 @@ func (s *server) updateRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err != nil {
 		return err
 	}
-	if err := s.audit(p, audit.RecordUpdated, rec.UID, map[string]any{"revision": rec.Revision}); err != nil {
-		return err
-	}
 	return writeJSON(w, http.StatusOK, rec)
 }
 
 func (s *server) deleteRecord(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	if err := s.Vault.Delete(r.Context(), scope(p), r.PathValue("uid")); err != nil {
-		return err
-	}
-	if err := s.audit(p, audit.RecordDeleted, r.PathValue("uid"), nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/rotation"
@@ -148,6 +149,11 @@ func (s *server) scriptParams(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	params, err := s.Engine.ScriptParams(r.Context(), scope(p), r.PathValue("uid"), reveal)
 	if err != nil {
 		return err
+	}
+	if reveal {
+		if err := s.audit(p, audit.RecordSecretRead, r.PathValue("uid"), map[string]any{"via": "script_params"}); err != nil {
+			return err
+		}
 	}
 	return writeJSON(w, http.StatusOK, json.RawMessage(params))
 }

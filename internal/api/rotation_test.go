@@ -251,6 +251,42 @@ func TestSecretsStayHiddenWhileAuditFails(t *testing.T) {
 	}
 }
 
+// A change and its audit event are one transaction: when the event cannot be written, the
+// change is not made either.
+func TestChangesAndTheirEventsCommitTogether(t *testing.T) {
+	env := testenv.Start(t)
+	raw, err := sql.Open("sqlite", "file:"+store.SQLitePath(env.Dir)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	count := func(q string) (n int) {
+		t.Helper()
+		if err := raw.QueryRow(q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := raw.Exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, env, "POST", "/v1/teams/acme/records", env.Token, pamUser("unaudited", "pw"), 500, "internal")
+	wantError(t, env, "POST", "/v1/teams/acme/service_users", env.Token, map[string]any{"name": "unaudited-user"}, 500, "internal")
+	if n := count(`SELECT COUNT(*) FROM records`); n != 0 {
+		t.Fatalf("%d records stored although their audit events were not", n)
+	}
+	if n := count(`SELECT COUNT(*) FROM service_users WHERE name = 'unaudited-user'`); n != 0 {
+		t.Fatal("a service user was stored although its audit event was not")
+	}
+	if _, err := raw.Exec(`DROP TRIGGER refuse_audit`); err != nil {
+		t.Fatal(err)
+	}
+	rec := create(t, env, pamUser("audited", "pw"))
+	if n := count(`SELECT COUNT(*) FROM audit_events WHERE type = 'record_created' AND record_uid = '` + rec.UID + `'`); n != 1 {
+		t.Fatalf("%d record_created events in the same commit as the record, want 1", n)
+	}
+}
+
 // TestAuditTrail: secret reads and changes are in the audit trail, with who did them, and no
 // secret in it.
 func TestAuditTrail(t *testing.T) {
@@ -260,8 +296,21 @@ func TestAuditTrail(t *testing.T) {
 	env.Do(t, "GET", "/v1/teams/acme/notation?ref=keeper://"+rec.UID+"/field/password", nil, nil)
 	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/versions?reveal=true", nil, nil)
 	env.Do(t, "POST", "/v1/teams/acme/service_users", map[string]any{"name": "audited-user"}, nil)
+	// Scripts receive passwords: attaching, revealing their input and removing them are audited.
+	env.Do(t, "PUT", "/v1/teams/acme/records/"+rec.UID+"/rotation", map[string]any{"method": "scripts_only"}, nil)
+	var script struct {
+		ID string `json:"id"`
+	}
+	env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/scripts", map[string]any{
+		"name": "rotate.sh", "content_base64": base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\nexit 0\n"))}, &script)
+	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/script_params?reveal=true", nil, nil)
+	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/script_params", nil, nil) // masked: not a secret read
+	if st := env.Do(t, "DELETE", "/v1/teams/acme/records/"+rec.UID+"/scripts/"+script.ID, nil, nil); st != http.StatusNoContent {
+		t.Fatalf("delete script: %d", st)
+	}
 	env.Do(t, "DELETE", "/v1/teams/acme/records/"+rec.UID, nil, nil)
-	want := map[string]int{"record_created": 1, "record_secret_read": 3, "service_user_created": 1, "record_deleted": 1}
+	want := map[string]int{"record_created": 1, "record_secret_read": 4, "service_user_created": 1, "record_deleted": 1,
+		"record_rotation_created": 1, "record_rotation_script_added": 1, "record_rotation_script_deleted": 1}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, raw := env.Raw(t, "GET", "/v1/teams/acme/audit_events?limit=1000", env.Token, nil)

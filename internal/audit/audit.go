@@ -27,6 +27,8 @@ const (
 	RotationUpdated        = "record_rotation_updated"
 	RotationDisabled       = "record_rotation_disabled"
 	RotationDrift          = "record_rotation_drift"
+	ScriptAdded            = "record_rotation_script_added"
+	ScriptDeleted          = "record_rotation_script_deleted"
 
 	RecordCreated      = "record_created"
 	RecordUpdated      = "record_updated"

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/secret"
@@ -95,6 +96,12 @@ type Options struct {
 	FailureLimit  int              // failed token exchanges allowed per key id and per address (DefaultFailureLimit)
 	FailureWindow time.Duration    // the window those failures are counted in (DefaultFailureWindow)
 	Now           func() time.Time // the clock (time.Now)
+	Journal       Journal          // where identity changes are audited (nil: nowhere)
+}
+
+// Journal records an event in the transaction of the change it describes. audit.Log is one.
+type Journal interface {
+	Append(ctx context.Context, tx *store.Tx, teamID int64, e audit.Event) error
 }
 
 // Service issues and checks credentials.
@@ -104,6 +111,7 @@ type Service struct {
 	now      func() time.Time
 	tokenTTL time.Duration
 	failures *failureLimiter
+	events   Journal
 	dummy    []byte // compared against when a key id is unknown, to even out timing
 }
 
@@ -122,7 +130,7 @@ func New(db *store.DB, keys *keyring.Keyring, opt Options) *Service {
 		opt.Now = time.Now
 	}
 	return &Service{db: db, keys: keys, now: opt.Now, tokenTTL: opt.TokenTTL,
-		failures: newFailureLimiter(opt.FailureLimit, opt.FailureWindow), dummy: keys.Hash("api-key", nil)}
+		failures: newFailureLimiter(opt.FailureLimit, opt.FailureWindow), events: opt.Journal, dummy: keys.Hash("api-key", nil)}
 }
 
 // CreateTeam creates a team with an admin service user holding every role, and returns the

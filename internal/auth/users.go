@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
@@ -144,6 +145,15 @@ func (s *Service) ListUsers(ctx context.Context, p *Principal, f UserFilter) ([]
 	return out, more, nil
 }
 
+// journal records an identity change p made, in its transaction.
+func (s *Service) journal(ctx context.Context, tx *store.Tx, p *Principal, typ string, details map[string]any) error {
+	if s.events == nil {
+		return nil
+	}
+	details["key_id"] = p.KeyID
+	return s.events.Append(ctx, tx, p.TeamID, audit.Event{Type: typ, Actor: p.UserName, Details: details})
+}
+
 // CreateUser creates an ACTIVE service user without keys.
 func (s *Service) CreateUser(ctx context.Context, p *Principal, name string, roles []Role, folders []string) (User, error) {
 	if err := ValidateUserName(name); err != nil {
@@ -154,7 +164,12 @@ func (s *Service) CreateUser(ctx context.Context, p *Principal, name string, rol
 	}
 	u := store.ServiceUser{ID: uuid.NewString(), TeamID: p.TeamID, Name: name, Status: StatusActive,
 		Roles: roleStrings(roles), Folders: nonNilStrings(folders), CreatedAt: s.now().UTC()}
-	err := s.db.Tx(ctx, func(tx *store.Tx) error { return tx.CreateServiceUser(ctx, u) })
+	err := s.db.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateServiceUser(ctx, u); err != nil {
+			return err
+		}
+		return s.journal(ctx, tx, p, audit.ServiceUserCreated, map[string]any{"service_user": u.Name, "roles": u.Roles, "folders": u.Folders})
+	})
 	if errors.Is(err, store.ErrConflict) {
 		return User{}, fault.New(fault.Conflict, "service_user_exists", "a service user named %q already exists", name)
 	}
@@ -225,7 +240,11 @@ func (s *Service) UpdateUser(ctx context.Context, p *Principal, name string, c U
 			u.Folders = nonNilStrings(*c.Folders)
 		}
 		out = u
-		return tx.UpdateServiceUser(ctx, u)
+		if err := tx.UpdateServiceUser(ctx, u); err != nil {
+			return err
+		}
+		return s.journal(ctx, tx, p, audit.ServiceUserUpdated,
+			map[string]any{"service_user": u.Name, "status": u.Status, "roles": u.Roles, "folders": u.Folders})
 	})
 	if err != nil {
 		return User{}, fmt.Errorf("update service user %s: %w", name, err)
@@ -271,7 +290,7 @@ func (s *Service) RotateKeys(ctx context.Context, p *Principal, name string) (Ne
 			return err
 		}
 		out = NewKey{Key: keyView(key), Secret: creds.KeySecret}
-		return nil
+		return s.journal(ctx, tx, p, audit.APIKeyRotated, map[string]any{"service_user": name, "new_key_id": key.ID})
 	})
 	if err != nil {
 		return NewKey{}, fmt.Errorf("rotate keys of %s: %w", name, err)
@@ -291,7 +310,7 @@ func (s *Service) DeleteKey(ctx context.Context, p *Principal, name, keyID strin
 		} else if err != nil {
 			return err
 		}
-		return nil
+		return s.journal(ctx, tx, p, audit.APIKeyDeleted, map[string]any{"service_user": name, "deleted_key_id": keyID})
 	})
 	if err != nil {
 		return fmt.Errorf("delete key of %s: %w", name, err)

@@ -57,7 +57,7 @@ func crashChild() int {
 		return 3
 	}
 	want := os.Getenv("KEYTURN_FAILPOINT")
-	v := vault.New(dv.DB, dv.Keys)
+	v := vault.New(dv.DB, dv.Keys, nil)
 	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
 		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}},
 		rotation.Options{BackoffBase: time.Millisecond, Failpoint: func(name string) {

@@ -281,7 +281,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		o.accounts = map[string]string{"alice": "initial-Pw1!"}
 	}
 	f := &fixture{t: t, dv: dv, dir: dir, scope: vault.Scope{TeamID: team.ID}, target: newTarget(t, o.accounts)}
-	f.vault = vault.New(dv.DB, dv.Keys)
+	f.vault = vault.New(dv.DB, dv.Keys, nil)
 	if o.engine.BackoffBase == 0 {
 		o.engine.BackoffBase = time.Millisecond
 	}

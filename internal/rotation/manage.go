@@ -269,7 +269,12 @@ func (e *Engine) AddScript(ctx context.Context, scope vault.Scope, uid string, i
 			return err
 		}
 		row.Content = sealed
-		return tx.InsertScript(ctx, row)
+		if err := tx.InsertScript(ctx, row); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(in.Content)
+		return e.audit.Append(ctx, tx, scope.TeamID, scope.Event(audit.ScriptAdded, uid,
+			map[string]any{"script_id": row.ID, "name": row.Name, "sha256": hex.EncodeToString(sum[:])}))
 	})
 	if err != nil {
 		return ScriptInfo{}, fmt.Errorf("attach script to %s: %w", uid, err)
@@ -312,7 +317,12 @@ func (e *Engine) DeleteScript(ctx context.Context, scope vault.Scope, uid, id st
 	if _, err := e.vault.Meta(ctx, scope, uid); err != nil {
 		return err
 	}
-	err := e.db.Tx(ctx, func(tx *store.Tx) error { return tx.DeleteScript(ctx, uid, id) })
+	err := e.db.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteScript(ctx, uid, id); err != nil {
+			return err
+		}
+		return e.audit.Append(ctx, tx, scope.TeamID, scope.Event(audit.ScriptDeleted, uid, map[string]any{"script_id": id}))
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return fault.NotFoundf("record %s has no script %q", uid, id)
 	}

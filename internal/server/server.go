@@ -67,12 +67,14 @@ func New(dv *datadir.Vault, o Options) *Server {
 	if o.Rotation.Observer == nil {
 		o.Rotation.Observer = m
 	}
+	log := audit.New(dv.DB, dv.Keys)
+	o.Auth.Journal = log
 	s := &Server{
 		DB:      dv.DB,
 		Metrics: m,
-		Vault:   vault.New(dv.DB, dv.Keys),
+		Vault:   vault.New(dv.DB, dv.Keys, log),
 		Auth:    auth.New(dv.DB, dv.Keys, o.Auth),
-		Audit:   audit.New(dv.DB, dv.Keys),
+		Audit:   log,
 	}
 	s.Engine = rotation.New(dv.DB, s.Vault, s.Audit, script.NewRunner(o.Scripts), o.Connectors, o.Rotation)
 	s.Handler = api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/secret"
@@ -32,6 +33,38 @@ const DefaultHistory = 10
 type Scope struct {
 	TeamID  int64
 	Folders []string
+	Actor   string // who acts, for the audit trail ("system" when empty)
+	KeyID   string // the API key the actor used, if any
+}
+
+// Journal records an event in the transaction of the change it describes, so that the event
+// is written if, and only if, the change is. audit.Log is one.
+type Journal interface {
+	Append(ctx context.Context, tx *store.Tx, teamID int64, e audit.Event) error
+}
+
+// Event returns an audit event of something done in scope: the actor ("system" when the
+// scope names none) and the key it used are filled in.
+func (s Scope) Event(typ, recordUID string, details map[string]any) audit.Event {
+	actor := s.Actor
+	if actor == "" {
+		actor = "system"
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	if s.KeyID != "" {
+		details["key_id"] = s.KeyID
+	}
+	return audit.Event{Type: typ, Actor: actor, RecordUID: recordUID, Details: details}
+}
+
+// journal records a change made in scope; a Vault without a Journal records nothing.
+func (v *Vault) journal(ctx context.Context, tx *store.Tx, scope Scope, typ, uid string, details map[string]any) error {
+	if v.events == nil {
+		return nil
+	}
+	return v.events.Append(ctx, tx, scope.TeamID, scope.Event(typ, uid, details))
 }
 
 // PasswordVersion is one version of a record's password.
@@ -56,13 +89,15 @@ type ListOptions struct {
 type Vault struct {
 	db      *store.DB
 	keys    *keyring.Keyring
+	events  Journal // nil: changes are not audited
 	now     func() time.Time
 	history int
 }
 
-// New returns a Vault over an open database and an unsealed keyring.
-func New(db *store.DB, keys *keyring.Keyring) *Vault {
-	return &Vault{db: db, keys: keys, now: time.Now, history: DefaultHistory}
+// New returns a Vault over an open database and an unsealed keyring; it records its changes
+// in events (nil: nowhere).
+func New(db *store.DB, keys *keyring.Keyring, events Journal) *Vault {
+	return &Vault{db: db, keys: keys, events: events, now: time.Now, history: DefaultHistory}
 }
 
 // NewUID returns a fresh record uid: 16 random bytes, URL-safe base64 without padding, never
@@ -113,9 +148,11 @@ func (v *Vault) Create(ctx context.Context, scope Scope, in Record) (Record, err
 			return err
 		}
 		if pw, ok := rec.Password(); ok {
-			return v.addVersion(ctx, tx, dk, rec.UID, StateCurrent, pw, now)
+			if err := v.addVersion(ctx, tx, dk, rec.UID, StateCurrent, pw, now); err != nil {
+				return err
+			}
 		}
-		return nil
+		return v.journal(ctx, tx, scope, audit.RecordCreated, rec.UID, map[string]any{"type": rec.Type, "revision": rec.Revision})
 	})
 	if err != nil {
 		return Record{}, fmt.Errorf("create record: %w", err)
@@ -210,18 +247,20 @@ func (v *Vault) Update(ctx context.Context, scope Scope, in Record) (Record, err
 		}
 		oldPW, hadPW := old.Password()
 		newPW, hasPW := out.Password()
-		if hadPW == hasPW && oldPW == newPW {
-			return nil
-		}
-		if err := tx.SetPasswordVersionState(ctx, out.UID, StateCurrent, StatePrevious, now); err != nil {
-			return err
-		}
-		if hasPW {
-			if err := v.addVersion(ctx, tx, dk, out.UID, StateCurrent, newPW, now); err != nil {
+		if hadPW != hasPW || oldPW != newPW {
+			if err := tx.SetPasswordVersionState(ctx, out.UID, StateCurrent, StatePrevious, now); err != nil {
+				return err
+			}
+			if hasPW {
+				if err := v.addVersion(ctx, tx, dk, out.UID, StateCurrent, newPW, now); err != nil {
+					return err
+				}
+			}
+			if err := tx.PrunePasswordVersions(ctx, out.UID, v.history, StatePrevious, StateFailed); err != nil {
 				return err
 			}
 		}
-		return tx.PrunePasswordVersions(ctx, out.UID, v.history, StatePrevious, StateFailed)
+		return v.journal(ctx, tx, scope, audit.RecordUpdated, out.UID, map[string]any{"revision": out.Revision})
 	})
 	if err != nil {
 		return Record{}, fmt.Errorf("update record %s: %w", in.UID, err)
@@ -241,7 +280,10 @@ func (v *Vault) Delete(ctx context.Context, scope Scope, uid string) error {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		return tx.DeleteRecord(ctx, scope.TeamID, uid)
+		if err := tx.DeleteRecord(ctx, scope.TeamID, uid); err != nil {
+			return err
+		}
+		return v.journal(ctx, tx, scope, audit.RecordDeleted, uid, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("delete record %s: %w", uid, err)

@@ -53,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	return &fixture{v: vault.New(db, keys), db: db, raw: raw, scope: vault.Scope{TeamID: team.ID}}
+	return &fixture{v: vault.New(db, keys, nil), db: db, raw: raw, scope: vault.Scope{TeamID: team.ID}}
 }
 
 func str(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
