@@ -74,7 +74,7 @@ func benchOkta(b *testing.B, method string, script []byte, want string) {
 		} else {
 			settings.VerifyWith = "okta"
 		}
-		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), rec.UID, settings, "bench"); err != nil {
+		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), rec.UID, settings); err != nil {
 			b.Fatal(err)
 		}
 		if script != nil {

@@ -128,7 +128,7 @@ func BenchmarkScheduler1M(b *testing.B) {
 				if err == nil {
 					uids[i] = rec.UID
 					_, err = svc.Engine.SetSettings(ctx, scope, rec.UID, rotation.Settings{Method: rotation.MethodGeneral,
-						Connector: "rest", ResourceUID: target.UID, Schedule: daily, NextRunAt: &dueAt}, "bench")
+						Connector: "rest", ResourceUID: target.UID, Schedule: daily, NextRunAt: &dueAt})
 				}
 				if err != nil {
 					errs <- err

@@ -22,7 +22,7 @@ func (s *server) putRotation(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	out, err := s.Engine.SetSettings(r.Context(), scope(p), r.PathValue("uid"), in, p.UserName)
+	out, err := s.Engine.SetSettings(r.Context(), scope(p), r.PathValue("uid"), in)
 	if err != nil {
 		return err
 	}

@@ -304,13 +304,15 @@ func TestAuditTrail(t *testing.T) {
 	env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/scripts", map[string]any{
 		"name": "rotate.sh", "content_base64": base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\nexit 0\n"))}, &script)
 	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/script_params?reveal=true", nil, nil)
-	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/script_params", nil, nil) // masked: not a secret read
+	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/script_params", nil, nil)    // masked: not a secret read
+	env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate?wait=30s", nil, nil) // who asked is recorded
 	if st := env.Do(t, "DELETE", "/v1/teams/acme/records/"+rec.UID+"/scripts/"+script.ID, nil, nil); st != http.StatusNoContent {
 		t.Fatalf("delete script: %d", st)
 	}
 	env.Do(t, "DELETE", "/v1/teams/acme/records/"+rec.UID, nil, nil)
 	want := map[string]int{"record_created": 1, "record_secret_read": 4, "service_user_created": 1, "record_deleted": 1,
-		"record_rotation_created": 1, "record_rotation_script_added": 1, "record_rotation_script_deleted": 1}
+		"record_rotation_created": 1, "record_rotation_script_added": 1, "record_rotation_script_deleted": 1,
+		"record_rotation_requested": 1, "record_rotation_on_demand_ok": 1}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, raw := env.Raw(t, "GET", "/v1/teams/acme/audit_events?limit=1000", env.Token, nil)

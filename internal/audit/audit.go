@@ -18,6 +18,7 @@ import (
 
 // Event types (Keeper's names, plus keyturn's own).
 const (
+	RotationRequested      = "record_rotation_requested" // who asked for a rotation
 	RotationOnDemandOK     = "record_rotation_on_demand_ok"
 	RotationOnDemandFail   = "record_rotation_on_demand_fail"
 	RotationScheduledOK    = "record_rotation_scheduled_ok"

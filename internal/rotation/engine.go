@@ -293,7 +293,13 @@ func (e *Engine) Rotate(ctx context.Context, scope vault.Scope, uid, trigger str
 	now := e.opt.Now().UTC()
 	row := store.Run{ID: uuid.NewString(), TeamID: scope.TeamID, RecordUID: uid, Trigger: trigger,
 		Status: StatusQueued, State: StateQueued, CreatedAt: now, UpdatedAt: now}
-	err = e.db.Tx(ctx, func(tx *store.Tx) error { return tx.InsertRun(ctx, row) })
+	err = e.db.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.InsertRun(ctx, row); err != nil {
+			return err
+		}
+		return e.audit.Append(ctx, tx, scope.TeamID, scope.Event(audit.RotationRequested, uid,
+			map[string]any{"rotation_id": row.ID, "trigger": trigger}))
+	})
 	if errors.Is(err, store.ErrConflict) {
 		active, err := e.db.ActiveRun(ctx, uid)
 		if errors.Is(err, store.ErrNotFound) { // it ended in between: try again

@@ -343,7 +343,7 @@ func (f *fixture) settingsFor(uid string, s rotation.Settings) {
 	if s.ConfigurationUID == "" {
 		s.ConfigurationUID = f.config
 	}
-	if _, err := f.engine.SetSettings(context.Background(), f.scope, uid, s, "test"); err != nil {
+	if _, err := f.engine.SetSettings(context.Background(), f.scope, uid, s); err != nil {
 		f.t.Fatal(err)
 	}
 }

@@ -75,7 +75,7 @@ func (e *Engine) settingsRow(ctx context.Context, r store.Reader, teamID int64, 
 }
 
 // SetSettings validates and stores a pamUser record's rotation settings.
-func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string, s Settings, actor string) (Settings, error) {
+func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string, s Settings) (Settings, error) {
 	if err := s.validate(); err != nil {
 		return Settings{}, err
 	}
@@ -151,9 +151,9 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 		if err := tx.SetScheduleState(ctx, uid, st); err != nil {
 			return err
 		}
-		return e.audit.Append(ctx, tx, scope.TeamID, audit.Event{Type: event, Actor: actor, RecordUID: uid,
-			Details: map[string]any{"method": s.Method, "connector": s.Connector, "verify_with": s.VerifyWith,
-				"schedule": json.RawMessage(s.Schedule), "paused": s.Paused}})
+		return e.audit.Append(ctx, tx, scope.TeamID, scope.Event(event, uid, map[string]any{"method": s.Method,
+			"connector": s.Connector, "verify_with": s.VerifyWith, "schedule": json.RawMessage(s.Schedule), "paused": s.Paused,
+			"revision": s.Revision}))
 	})
 	if err != nil {
 		return Settings{}, fmt.Errorf("save rotation settings of %s: %w", uid, err)

@@ -345,7 +345,7 @@ func TestRunOnceThatFiredDoesNotBlockLaterSaves(t *testing.T) {
 	clock.Set(berlin(t, "2027-05-11 12:00:00"))
 	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, Schedule: once, Paused: true})
 	if _, err := f.engine.SetSettings(ctx, f.scope, f.user, rotation.Settings{Method: rotation.MethodScriptsOnly,
-		Schedule: json.RawMessage(`{"type":"RUN_ONCE","time":"2027-05-10T04:00:00","tz":"Europe/Berlin"}`)}, "test"); err == nil {
+		Schedule: json.RawMessage(`{"type":"RUN_ONCE","time":"2027-05-10T04:00:00","tz":"Europe/Berlin"}`)}); err == nil {
 		t.Fatal("a new RUN_ONCE in the past was accepted")
 	}
 }

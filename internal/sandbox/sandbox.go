@@ -103,7 +103,7 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.scope = vault.Scope{TeamID: team.ID}
+	s.scope = vault.Scope{TeamID: team.ID, Actor: "sandbox"}
 	ro := o.Rotation
 	if ro.BackoffBase == 0 {
 		ro.BackoffBase = 100 * time.Millisecond
@@ -307,7 +307,7 @@ func (s *Sandbox) Seed(ctx context.Context) error {
 		}})
 	}
 	add := func(sc *scenario, settings rotation.Settings, scriptName string, script []byte, creds ...string) error {
-		if _, err := e.SetSettings(ctx, s.scope, sc.user, settings, "sandbox"); err != nil {
+		if _, err := e.SetSettings(ctx, s.scope, sc.user, settings); err != nil {
 			return fmt.Errorf("%s: %w", sc.Name, err)
 		}
 		if script != nil {

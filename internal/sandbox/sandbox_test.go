@@ -113,7 +113,7 @@ func TestSeedBashScriptIsCaught(t *testing.T) {
 		i := map[bool]int{false: 5, true: 6}[tc.succeed]
 		uid, api := oktaUser(t, s, i, emulator.SeedPassword(i))
 		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), uid, rotation.Settings{
-			Method: rotation.MethodScriptsOnly, VerifyWith: "okta", ResourceUID: api}, "test"); err != nil {
+			Method: rotation.MethodScriptsOnly, VerifyWith: "okta", ResourceUID: api}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Services.Engine.AddScript(ctx, s.Scope(), uid, rotation.ScriptInput{
@@ -154,7 +154,7 @@ func TestOktaWrongOldPassword(t *testing.T) {
 		}
 		uid, api := oktaUser(t, s, i, "Not-the-okta-pw-1", custom...)
 		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), uid, rotation.Settings{
-			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}, "test"); err != nil {
+			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}); err != nil {
 			t.Fatal(err)
 		}
 		run := rotate(t, s, uid)
@@ -191,7 +191,7 @@ func TestNativeOktaAtScale(t *testing.T) {
 		}
 		uids[i] = rec.UID
 		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), rec.UID, rotation.Settings{
-			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}, "test"); err != nil {
+			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -285,7 +285,7 @@ func TestOPAKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), user.UID, rotation.Settings{
-		Method: rotation.MethodGeneral, Connector: "opa", ResourceUID: res.UID}, "test"); err != nil {
+		Method: rotation.MethodGeneral, Connector: "opa", ResourceUID: res.UID}); err != nil {
 		t.Fatal(err)
 	}
 	if run := rotate(t, s, user.UID); run.Status != rotation.StatusSucceeded {
@@ -325,7 +325,7 @@ func TestHeartbeatFindsDriftAndReconciles(t *testing.T) {
 		}
 		uid, api := oktaUser(t, s, i, emulator.SeedPassword(i), custom...)
 		if _, err := s.Services.Engine.SetSettings(ctx, s.Scope(), uid, rotation.Settings{
-			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}, "test"); err != nil {
+			Method: rotation.MethodGeneral, Connector: "okta", ResourceUID: api}); err != nil {
 			t.Fatal(err)
 		}
 		login := emulator.SeedLogin(i)
