@@ -361,7 +361,6 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt != nil {
 		endpoint, bucket = rt.endpoint, rt.bucket
 	}
-	e.stats.update(func(s *Stats) { s.Requests[endpoint]++ })
 
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
@@ -370,6 +369,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 
 	limit, remaining, reset, within := e.limiter.take(bucket, now)
+	e.stats.update(func(s *Stats) {
+		s.Requests[endpoint]++
+		s.WindowPeak[bucket] = max(s.WindowPeak[bucket], limit-remaining)
+	})
 	if !opa {
 		h.Set("X-Rate-Limit-Limit", strconv.Itoa(limit))
 		h.Set("X-Rate-Limit-Remaining", strconv.Itoa(remaining))

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -154,6 +155,9 @@ type Stats struct {
 	RateLimited map[string]int64
 	// Sent429 is the total of RateLimited.
 	Sent429 int64
+	// WindowPeak is, by bucket, the most requests one rate-limit window counted, up to the
+	// limit: a peak at or near the limit means a caller ran into it.
+	WindowPeak map[string]int
 	// Faults counts injected faults by kind (Fault500, FaultTimeout, Fault429, FaultReset).
 	Faults map[string]int64
 	// PasswordChanges counts passwords changed through the API (change_password and admin set).
@@ -168,7 +172,7 @@ type statsState struct {
 }
 
 func newStats() Stats {
-	return Stats{Requests: map[string]int64{}, RateLimited: map[string]int64{}, Faults: map[string]int64{}}
+	return Stats{Requests: map[string]int64{}, RateLimited: map[string]int64{}, Faults: map[string]int64{}, WindowPeak: map[string]int{}}
 }
 
 func (st *statsState) update(f func(s *Stats)) {
@@ -190,6 +194,7 @@ func (st *statsState) snapshot() Stats {
 	for k, v := range st.s.Faults {
 		c.Faults[k] = v
 	}
+	maps.Copy(c.WindowPeak, st.s.WindowPeak)
 	c.Sent429, c.PasswordChanges, c.AuthnFailures = st.s.Sent429, st.s.PasswordChanges, st.s.AuthnFailures
 	return c
 }

@@ -172,13 +172,14 @@ func TestOktaWrongOldPassword(t *testing.T) {
 }
 
 // TestNativeOktaAtScale rotates 1,000 users with the native connector against an org whose
-// rate limits are small enough to bind: every password must verify and 429s stay under 1 %.
+// rate limits small enough to bind (400 calls per bucket every 5 s, against 1,000 calls per
+// bucket): every password must verify, 429s stay under 1 %, and the limit must be reached.
 func TestNativeOktaAtScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("rotates 1,000 users")
 	}
 	const users = 1000
-	s := start(t, sandbox.Options{Emulator: emulator.Options{Users: users, RateWindow: time.Second,
+	s := start(t, sandbox.Options{Emulator: emulator.Options{Users: users, RateWindow: 5 * time.Second,
 		RateLimits: map[string]int{emulator.BucketUsersGet: 400, emulator.BucketUsersCredentials: 400, emulator.BucketAuthn: 400}}})
 	ctx := context.Background()
 	_, api := oktaUser(t, s, 1, emulator.SeedPassword(1))
@@ -224,10 +225,15 @@ func TestNativeOktaAtScale(t *testing.T) {
 	for _, n := range stats.Requests {
 		calls += n
 	}
-	t.Logf("%d rotations in %v (%.0f/s); %d calls, %d answered 429 (%.2f%%)", users, elapsed.Round(time.Millisecond),
-		users/elapsed.Seconds(), calls, stats.Sent429, 100*float64(stats.Sent429)/float64(calls))
+	t.Logf("%d rotations in %v (%.0f/s); %d calls, %d answered 429 (%.2f%%); window peaks %v", users, elapsed.Round(time.Millisecond),
+		users/elapsed.Seconds(), calls, stats.Sent429, 100*float64(stats.Sent429)/float64(calls), stats.WindowPeak)
 	if float64(stats.Sent429) >= 0.01*float64(calls) {
-		t.Fatalf("%d of %d calls drew a 429", stats.Sent429, calls)
+		t.Fatalf("%d of %d calls drew a 429 (%v)", stats.Sent429, calls, stats.RateLimited)
+	}
+	// The limits bound: 1,000 calls cannot fit in one window of 400, and the connector went
+	// close to the limit (it holds back the calls it has in flight) without passing it.
+	if peak := stats.WindowPeak[emulator.BucketUsersCredentials]; peak < 400*9/10 {
+		t.Fatalf("change_password peaked at %d calls in a window of 400: the rate limit never bound", peak)
 	}
 }
 

@@ -203,6 +203,12 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if err := b.wait(ctx, c.now); err != nil {
 		return 0, apiError{}, err
 	}
+	answered := false // the bucket learns from the answer's headers; a call with none just ends
+	defer func() {
+		if !answered {
+			b.done(nil, time.Time{})
+		}
+	}()
 	var rd io.Reader
 	if body != nil {
 		js, err := json.Marshal(body)
@@ -237,6 +243,8 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if resp.StatusCode == http.StatusTooManyRequests {
 		// A 429 may come from another limit than the bucket's (per user for authn, or the
 		// concurrency limit): wait for its own reset, and leave the bucket as it was.
+		answered = true
+		b.done(nil, time.Time{})
 		ce := connector.Transient("rate_limited", "Okta's rate limit was reached", nil)
 		if _, reset, ok := rateHeaders(resp.Header, c.now()); ok {
 			ce.RetryAt = reset
@@ -245,7 +253,8 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 		}
 		return resp.StatusCode, apiError{}, ce
 	}
-	b.update(resp.Header, c.now())
+	answered = true
+	b.done(resp.Header, c.now())
 	if resp.StatusCode == http.StatusUnauthorized && usesOAuth(a) && strings.HasPrefix(auth, "Bearer ") {
 		c.mu.Lock()
 		for k, t := range c.tokens { // the token died early: forget it, and let the retry mint another
@@ -327,14 +336,17 @@ func (c *Connector) bucket(key string) *bucket {
 }
 
 // bucket tracks one Okta rate-limit bucket from its X-Rate-Limit-* headers and holds calls back
-// when it is spent, counting calls in flight so that concurrent callers do not overshoot.
+// when it is spent. It counts its calls in flight: Okta counts them as they arrive, so an
+// answer's Remaining does not yet know of the calls sent after it was written.
 type bucket struct {
 	mu        sync.Mutex
 	known     bool
 	remaining int
 	reset     time.Time
+	inflight  int
 }
 
+// wait returns when a call may be sent, and counts it as in flight until done.
 func (b *bucket) wait(ctx context.Context, now func() time.Time) error {
 	for {
 		b.mu.Lock()
@@ -344,6 +356,7 @@ func (b *bucket) wait(ctx context.Context, now func() time.Time) error {
 				b.known = false // a new window: learn it from the next answer
 			}
 			b.remaining--
+			b.inflight++
 			b.mu.Unlock()
 			return nil
 		}
@@ -373,14 +386,17 @@ func rateHeaders(h http.Header, now time.Time) (remaining int, reset time.Time, 
 	return rem, reset, true
 }
 
-// update learns the bucket's state from a successful answer's headers.
-func (b *bucket) update(h http.Header, now time.Time) {
+// done ends a call that wait let through, learning the bucket's state from the answer's
+// headers when h has them (nil: no answer, or one that says nothing of this bucket).
+func (b *bucket) done(h http.Header, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.inflight--
 	rem, resetAt, ok := rateHeaders(h, now)
 	if !ok {
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	rem -= b.inflight // the calls still out may have reached Okta after this answer left
 	if !b.known || resetAt.After(b.reset) {
 		b.known, b.remaining, b.reset = true, rem, resetAt
 		return

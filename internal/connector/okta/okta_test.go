@@ -9,7 +9,10 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,6 +129,67 @@ func TestHonoursRateLimitHeaders(t *testing.T) {
 	}
 	if n := emu.Stats().Sent429; n != 0 {
 		t.Fatalf("the connector drew %d 429s", n)
+	}
+}
+
+// TestCallsInFlightCountAgainstTheLimit: an answer's Remaining was counted when its request
+// arrived, so calls still in flight must come off it. Three calls go out at once against a
+// limit of 3; the first answer says 2 remain while the other two are still out. Two more calls
+// made then must wait for the window to reset, not reach Okta and draw 429s.
+func TestCallsInFlightCountAgainstTheLimit(t *testing.T) {
+	const limit = 3
+	var mu sync.Mutex
+	arrived := 0
+	allIn, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived++
+		n := arrived
+		if n == limit {
+			close(allIn)
+		}
+		mu.Unlock()
+		now := time.Now()
+		h := w.Header()
+		h.Set("Date", now.UTC().Format(http.TimeFormat))
+		h.Set("X-Rate-Limit-Limit", strconv.Itoa(limit))
+		h.Set("X-Rate-Limit-Remaining", strconv.Itoa(max(limit-n, 0)))
+		h.Set("X-Rate-Limit-Reset", strconv.FormatInt(now.Add(time.Minute).Unix(), 10))
+		if n > limit {
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"errorCode":"E0000047"}`))
+			return
+		}
+		<-allIn
+		if n > 1 {
+			<-release // the first answer goes back alone
+		}
+		_, _ = w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := okta.New(okta.Options{})
+	a := connector.Account{Login: "u@example.com", Target: connector.Target{URL: srv.URL, AdminSecret: secret.FromString("token")}}
+	pw := secret.FromString("Password-1")
+	first := make(chan error, limit)
+	for range limit {
+		go func() { first <- c.Verify(context.Background(), a, pw) }()
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("the first call: %v", err)
+	}
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		err := c.Verify(ctx, a, pw)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d while the window's last calls are in flight: %v, want it held back", i+1, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if arrived != limit {
+		t.Fatalf("%d calls reached Okta, limit %d", arrived, limit)
 	}
 }
 
