@@ -49,7 +49,8 @@ func benchServer(dir string) int {
 	if n, err := strconv.Atoi(os.Getenv("KEYTURN_BENCH_WORKERS")); err == nil {
 		workers = n
 	}
-	svc := server.New(dv, server.Options{Rotation: rotation.Options{Workers: workers, HeartbeatInterval: -1},
+	// The no-op target has no capacity to protect: no per-target rate limit.
+	svc := server.New(dv, server.Options{Rotation: rotation.Options{Workers: workers, HeartbeatInterval: -1, TargetRate: -1},
 		Connectors: map[string]connector.Connector{"rest": noopTarget{}}})
 	if err := svc.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -61,6 +61,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 		Auth: auth.Options{TokenTTL: cfg.TokenTTL},
 		Rotation: rotation.Options{Workers: cfg.RotationWorkers, Attempts: cfg.RotationAttempts,
 			BackoffBase: cfg.RotationBackoff, BackoffMax: cfg.RotationBackoffMax,
+			TargetRate: unlimitedIfZero(cfg.TargetRate), TargetBurst: cfg.TargetBurst,
 			MinInterval: orNever(cfg.ScheduleMinInterval), CatchUp: cfg.ScheduleCatchUp, HeartbeatInterval: orNever(cfg.HeartbeatInterval)},
 		Scripts: script.Options{TempDir: cfg.ScriptDir},
 		Logger:  log,
@@ -111,6 +112,14 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// unlimitedIfZero maps the configuration's 0 ("unlimited") to the engine's negative value.
+func unlimitedIfZero(perSecond float64) float64 {
+	if perSecond == 0 {
+		return -1
+	}
+	return perSecond
 }
 
 // orNever maps the configuration's 0 ("none") to the engine's negative value (its 0 means

@@ -33,6 +33,8 @@ type Config struct {
 	RotationBackoff    time.Duration `koanf:"rotation_backoff"`     // first retry delay, doubling
 	RotationBackoffMax time.Duration `koanf:"rotation_backoff_max"` // cap of the retry delay
 	ScriptDir          string        `koanf:"script_dir"`           // where scripts' private directories go (a tmpfs is best)
+	TargetRate         float64       `koanf:"target_rate"`          // connector operations a second to one target; 0: unlimited
+	TargetBurst        int           `koanf:"target_burst"`         // operations at once before target_rate applies; 0: the rate
 
 	ScheduleMinInterval time.Duration `koanf:"schedule_min_interval"` // shortest gap a schedule may have; 0: none
 	ScheduleCatchUp     string        `koanf:"schedule_catch_up"`     // run_once or skip: occurrences missed while down
@@ -55,6 +57,7 @@ func Defaults() Config {
 		RotationAttempts:   5,
 		RotationBackoff:    time.Second,
 		RotationBackoffMax: 5 * time.Minute,
+		TargetRate:         20,
 
 		ScheduleMinInterval: time.Hour,
 		ScheduleCatchUp:     "run_once",
@@ -64,7 +67,7 @@ func Defaults() Config {
 
 // envKeys are the environment variables the server reads (KEYTURN_ + the upper-cased key).
 var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level",
-	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir",
+	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir", "target_rate", "target_burst",
 	"schedule_min_interval", "schedule_catch_up", "heartbeat_interval", "tls_cert_file", "tls_key_file", "insecure_no_tls"}
 
 // AddFlags defines the server's flags on fs, with the defaults as their values.
@@ -81,6 +84,8 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Int("rotation-attempts", d.RotationAttempts, "tries of a transient failure before a rotation gives up")
 	fs.Duration("rotation-backoff", d.RotationBackoff, "first retry delay of a transient failure (doubles each time)")
 	fs.Duration("rotation-backoff-max", d.RotationBackoffMax, "cap of the retry delay")
+	fs.Float64("target-rate", d.TargetRate, "connector operations a second to one target (an Okta org, a REST host); 0: unlimited")
+	fs.Int("target-burst", d.TargetBurst, "operations one target may take at once before target-rate applies (0: the rate)")
 	fs.String("script-dir", "", "directory for scripts' private working directories (default: the system temp dir; a tmpfs is best)")
 	fs.Duration("schedule-min-interval", d.ScheduleMinInterval, "shortest gap a rotation schedule may have between runs")
 	fs.String("schedule-catch-up", d.ScheduleCatchUp, "occurrences missed while keyturn was down: run_once or skip")
@@ -165,6 +170,9 @@ func (c Config) Validate() error {
 	}
 	if c.RotationBackoff <= 0 || c.RotationBackoffMax < c.RotationBackoff {
 		errs = append(errs, fmt.Errorf("rotation_backoff: %s must be positive and at most rotation_backoff_max (%s)", c.RotationBackoff, c.RotationBackoffMax))
+	}
+	if c.TargetRate < 0 || c.TargetBurst < 0 {
+		errs = append(errs, fmt.Errorf("target_rate: %g and target_burst: %d must not be negative (0: unlimited, and the rate)", c.TargetRate, c.TargetBurst))
 	}
 	if c.ScheduleMinInterval < 0 {
 		errs = append(errs, fmt.Errorf("schedule_min_interval: %s must not be negative", c.ScheduleMinInterval))

@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if !reflect.DeepEqual(config.Defaults(), config.Config{Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", RotationWorkers: 16, RotationAttempts: 5,
-		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute,
+		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute, TargetRate: 20,
 		ScheduleMinInterval: time.Hour, ScheduleCatchUp: "run_once", HeartbeatInterval: 24 * time.Hour}) {
 		t.Fatalf("Defaults = %+v", config.Defaults())
 	}
@@ -332,6 +332,7 @@ func withDefaults(c config.Config) config.Config {
 	d := config.Defaults()
 	c.RotationWorkers, c.RotationAttempts, c.RotationBackoff, c.RotationBackoffMax =
 		d.RotationWorkers, d.RotationAttempts, d.RotationBackoff, d.RotationBackoffMax
+	c.TargetRate, c.TargetBurst = d.TargetRate, d.TargetBurst
 	c.ScheduleMinInterval, c.ScheduleCatchUp, c.HeartbeatInterval = d.ScheduleMinInterval, d.ScheduleCatchUp, d.HeartbeatInterval
 	return c
 }
@@ -350,6 +351,26 @@ func TestRotationSettings(t *testing.T) {
 		{"--rotation-workers", "0"}, {"--rotation-attempts", "0"}, {"--rotation-backoff", "10m"},
 	} {
 		if _, err := config.Load("", serverFlags(t, append([]string{"--data", "/d"}, bad...)...)); err == nil || !strings.Contains(err.Error(), "rotation_") {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+}
+
+func TestTargetRate(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("KEYTURN_TARGET_RATE", "2.5")
+	got, err := config.Load("", serverFlags(t, "--data", "/d", "--target-burst", "4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TargetRate != 2.5 || got.TargetBurst != 4 {
+		t.Fatalf("Load = %+v", got)
+	}
+	if got, err = config.Load("", serverFlags(t, "--data", "/d", "--target-rate", "0")); err != nil || got.TargetRate != 0 {
+		t.Fatalf("--target-rate 0 (unlimited): %+v %v", got, err)
+	}
+	for _, bad := range [][]string{{"--target-rate", "-1"}, {"--target-burst", "-2"}} {
+		if _, err := config.Load("", serverFlags(t, append([]string{"--data", "/d"}, bad...)...)); err == nil || !strings.Contains(err.Error(), "target_rate") {
 			t.Errorf("%v: %v", bad, err)
 		}
 	}

@@ -32,6 +32,8 @@ type Options struct {
 	CatchUp           string        // what to do with occurrences missed while down: run_once (default) or skip
 	HeartbeatInterval time.Duration // how often a credential that can be verified is checked (24 h); < 0: never
 	Tick              time.Duration // how often the scheduler looks for due work (250 ms); < 0: only when Tick is called
+	TargetRate        float64       // connector operations a second to one target (20); < 0: unlimited
+	TargetBurst       int           // operations one target may take at once before the rate applies (the rate, at least 1)
 	Observer          Observer      // told about runs and scheduling, for metrics (default: nobody)
 }
 
@@ -85,6 +87,9 @@ func (o *Options) defaults() {
 	if o.Observer == nil {
 		o.Observer = noObserver{}
 	}
+	if o.TargetRate == 0 {
+		o.TargetRate = 20
+	}
 }
 
 // Engine runs rotations: it queues them, executes each through the state machine, and on
@@ -95,6 +100,7 @@ type Engine struct {
 	audit      *audit.Log
 	runner     *script.Runner
 	connectors map[string]connector.Connector
+	targets    *targets
 	opt        Options
 
 	mu       sync.Mutex
@@ -115,6 +121,7 @@ type Engine struct {
 func New(db *store.DB, v *vault.Vault, log *audit.Log, runner *script.Runner, connectors map[string]connector.Connector, opt Options) *Engine {
 	opt.defaults()
 	return &Engine{db: db, vault: v, audit: log, runner: runner, connectors: connectors, opt: opt,
+		targets:  newTargets(opt.TargetRate, opt.TargetBurst),
 		inflight: map[string]bool{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1),
 		stopping: make(chan struct{})}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -292,5 +294,48 @@ func TestSeedRESTScript(t *testing.T) {
 	}
 	if js, _ := json.Marshal(run.ExecLog); strings.Contains(string(js), gotPassword) || strings.Contains(string(js), "service-access-token-42") {
 		t.Fatalf("exec log leaks a secret: %s", js)
+	}
+}
+
+// TestTargetRateLimit: many rotations due at once against one target reach it no faster than
+// the engine's per-target rate, and every one of them still succeeds.
+func TestTargetRateLimit(t *testing.T) {
+	const users, perSecond = 6, 10
+	accounts := map[string]string{}
+	for i := range users {
+		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
+	}
+	f := newFixture(t, fixtureOptions{accounts: accounts,
+		engine: rotation.Options{Workers: users, TargetRate: perSecond, TargetBurst: 1}})
+	ctx := context.Background()
+	var ids []string
+	for i := range users {
+		uid := f.create(vault.Record{Type: "pamUser", Title: fmt.Sprintf("user%d", i), Fields: []vault.Field{
+			field("login", fmt.Sprintf("user%d", i)), field("password", "initial-Pw1!")}})
+		f.settingsFor(uid, rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+		run, _, err := f.engine.Rotate(ctx, f.scope, uid, rotation.TriggerOnDemand)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, run.ID)
+	}
+	for _, id := range ids {
+		run, err := f.engine.Wait(ctx, f.scope, id)
+		if err != nil || run.Status != rotation.StatusSucceeded {
+			t.Fatalf("run %s: %+v %v", id, run, err)
+		}
+	}
+	f.target.mu.Lock()
+	hits := slices.Clone(f.target.hits)
+	f.target.mu.Unlock()
+	if len(hits) != 2*users { // a change and a check each
+		t.Fatalf("%d calls reached the target, want %d", len(hits), 2*users)
+	}
+	slices.SortFunc(hits, time.Time.Compare)
+	// With a burst of 1, call i may start no sooner than i tenths of a second after the first.
+	for i, h := range hits {
+		if early := time.Duration(i)*time.Second/perSecond - h.Sub(hits[0]); early > 20*time.Millisecond {
+			t.Fatalf("call %d reached the target %v early for %d a second", i, early, perSecond)
+		}
 	}
 }

@@ -28,7 +28,8 @@ type target struct {
 	passwords map[string]string
 	keys      map[string]map[string]string // API keys: login → key id → secret
 	changes   int
-	failNext  int // the next n /change calls answer 503 without changing anything
+	failNext  int         // the next n /change calls answer 503 without changing anything
+	hits      []time.Time // when each request arrived
 	srv       *httptest.Server
 }
 
@@ -97,7 +98,12 @@ func newTarget(t testing.TB, accounts map[string]string) *target {
 			http.Error(w, "refused", http.StatusUnauthorized)
 		}
 	})
-	tg.srv = httptest.NewServer(mux)
+	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tg.mu.Lock()
+		tg.hits = append(tg.hits, time.Now())
+		tg.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(tg.srv.Close)
 	return tg
 }

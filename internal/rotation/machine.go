@@ -42,6 +42,7 @@ type job struct {
 	issuer    connector.Issuer    // general, when the target makes the credential itself
 	finalizer connector.Finalizer // general, when the target retires old credentials
 	verifier  connector.Verifier  // nil when nothing can check a password
+	connName  string              // the connector that rotator and verifier are, for its target's rate limit
 	account   connector.Account
 	scripts   []attached // in Keeper's order: user, resource, configuration
 	execLog   []script.Result
@@ -615,7 +616,7 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 func (j *job) retry(ctx context.Context, op func() error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		if err = op(); err == nil || !connector.IsTransient(err) || attempt >= j.e.opt.Attempts {
+		if err = j.call(ctx, op); err == nil || !connector.IsTransient(err) || attempt >= j.e.opt.Attempts {
 			return err
 		}
 		delay := min(j.e.opt.BackoffBase<<(attempt-1), j.e.opt.BackoffMax)
@@ -634,6 +635,14 @@ func (j *job) retry(ctx context.Context, op func() error) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// call runs one connector operation once its target's rate limit allows it.
+func (j *job) call(ctx context.Context, op func() error) error {
+	if err := j.e.targets.wait(ctx, targetKey(j.connName, j.account.Target.URL, j.settings.ResourceUID)); err != nil {
+		return err
+	}
+	return op()
 }
 
 // passwords returns the candidate and the old password of the run, read once.

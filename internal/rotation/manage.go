@@ -388,7 +388,7 @@ func (j *job) load(ctx context.Context) error {
 		if j.resource == nil {
 			return fault.New(fault.Invalid, "rotation_misconfigured", "method general needs a resource record")
 		}
-		j.rotator, j.verifier = conn, conn
+		j.rotator, j.verifier, j.connName = conn, conn, j.settings.Connector
 		j.issuer, _ = conn.(connector.Issuer)
 		j.finalizer, _ = conn.(connector.Finalizer)
 	} else if j.settings.VerifyWith != "" {
@@ -396,7 +396,7 @@ func (j *job) load(ctx context.Context) error {
 		if !ok {
 			return fault.New(fault.Invalid, "connector_unavailable", "the %s connector named by verify_with is not available", j.settings.VerifyWith)
 		}
-		j.verifier = conn
+		j.verifier, j.connName = conn, j.settings.VerifyWith
 	}
 	j.account = accountOf(j.user, j.resource)
 	if t, ok := j.verifier.(connector.VerifyToggle); ok && !t.CanVerify(j.account) {

@@ -345,9 +345,10 @@ func (e *Engine) heartbeat(ctx context.Context, d store.RotationSettings) error 
 	if fields := j.currentFields(); len(fields) > 0 {
 		acct = withFields(acct, fields)
 	}
-	verdict := j.verifier.Verify(ctx, acct, current)
+	verify := func() error { return j.verifier.Verify(ctx, acct, current) }
+	verdict := j.call(ctx, verify)
 	if connector.IsTransient(verdict) { // once more, before deciding anything
-		verdict = j.verifier.Verify(ctx, acct, current)
+		verdict = j.call(ctx, verify)
 	}
 	switch {
 	case verdict == nil:

@@ -179,7 +179,8 @@ func TestNativeOktaAtScale(t *testing.T) {
 		t.Skip("rotates 1,000 users")
 	}
 	const users = 1000
-	s := start(t, sandbox.Options{Emulator: emulator.Options{Users: users, RateWindow: 5 * time.Second,
+	// The org's own limits pace the connector here, not the engine's per-target limit.
+	s := start(t, sandbox.Options{Rotation: rotation.Options{TargetRate: -1}, Emulator: emulator.Options{Users: users, RateWindow: 5 * time.Second,
 		RateLimits: map[string]int{emulator.BucketUsersGet: 400, emulator.BucketUsersCredentials: 400, emulator.BucketAuthn: 400}}})
 	ctx := context.Background()
 	_, api := oktaUser(t, s, 1, emulator.SeedPassword(1))

@@ -1,0 +1,74 @@
+package rotation
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// One target's operations are spaced by its rate once its burst is spent, and another
+// target's are not held back by them.
+func TestTargetsSpaceOperationsPerTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := newTargets(2, 1) // 2 a second, 1 at once
+		ctx := context.Background()
+		start := time.Now()
+		for range 5 {
+			if err := tg.wait(ctx, "rest https://a.example.com"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if took := time.Since(start); took != 2*time.Second {
+			t.Fatalf("5 operations at 2/s with a burst of 1 took %v, want 2s", took)
+		}
+		before := time.Now()
+		if err := tg.wait(ctx, "rest https://b.example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(before); waited != 0 {
+			t.Fatalf("another target waited %v", waited)
+		}
+		// A caller that stops waiting gets its context's error, and no operation.
+		cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if err := tg.wait(cctx, "rest https://a.example.com"); err == nil {
+			t.Fatal("a wait longer than the context allowed returned nil")
+		}
+	})
+}
+
+func TestTargetsUnlimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := newTargets(-1, 0)
+		start := time.Now()
+		for range 1000 {
+			if err := tg.wait(context.Background(), "rest https://a.example.com"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if took := time.Since(start); took != 0 {
+			t.Fatalf("an unlimited target waited %v", took)
+		}
+		if len(tg.by) != 0 {
+			t.Fatalf("an unlimited engine kept %d limiters", len(tg.by))
+		}
+	})
+}
+
+func TestTargetKey(t *testing.T) {
+	for _, tc := range []struct {
+		conn, url, resource, want string
+	}{
+		{"okta", "https://Acme.okta.com/", "r1", "okta https://acme.okta.com"},
+		{"okta", "https://acme.okta.com/api/v1", "r2", "okta https://acme.okta.com"}, // one org, whichever record
+		{"rest", "https://acme.okta.com", "r1", "rest https://acme.okta.com"},        // another connector's own budget
+		{"rest", "http://10.0.0.5:8080/change", "r1", "rest http://10.0.0.5:8080"},
+		{"rest", "", "r3", "rest record:r3"},
+		{"rest", "not a url", "r4", "rest record:r4"},
+	} {
+		if got := targetKey(tc.conn, tc.url, tc.resource); got != tc.want {
+			t.Errorf("targetKey(%q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.resource, got, tc.want)
+		}
+	}
+}
