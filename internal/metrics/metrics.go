@@ -1,5 +1,6 @@
 // Package metrics exposes keyturn's Prometheus metrics: rotations by outcome, scheduling lag,
-// drift found by heartbeats, HTTP requests by route, and the Go runtime. Labels stay bounded:
+// drift found by heartbeats, waits for targets' rate limits, HTTP requests by route, and the
+// Go runtime. Labels stay bounded:
 // trigger, status and route patterns, never record ids.
 package metrics
 
@@ -22,6 +23,8 @@ type Metrics struct {
 	drift     prometheus.Counter
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	throttled *prometheus.CounterVec
+	throttle  *prometheus.CounterVec
 }
 
 // New returns the metrics with the Go and process collectors registered.
@@ -49,9 +52,15 @@ func New() *Metrics {
 			Name: "keyturn_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"route"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyturn_target_throttled_total", Help: "Connector operations that waited for their target's rate limit, by connector.",
+		}, []string{"connector"}),
+		throttle: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyturn_target_throttle_seconds_total", Help: "Time connector operations waited for their target's rate limit, by connector.",
+		}, []string{"connector"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.rotations, m.duration, m.lag, m.drift, m.requests, m.latency)
+		m.rotations, m.duration, m.lag, m.drift, m.requests, m.latency, m.throttled, m.throttle)
 	return m
 }
 
@@ -88,6 +97,12 @@ func (m *Metrics) Scheduled(lag time.Duration) { m.lag.Observe(max(lag, 0).Secon
 
 // Drifted counts a drift found by a heartbeat.
 func (m *Metrics) Drifted() { m.drift.Inc() }
+
+// Throttled records a connector operation held back by its target's rate limit.
+func (m *Metrics) Throttled(connector string, wait time.Duration) {
+	m.throttled.WithLabelValues(connector).Inc()
+	m.throttle.WithLabelValues(connector).Add(wait.Seconds())
+}
 
 // Request records one HTTP request to a route pattern.
 func (m *Metrics) Request(route string, code int, took time.Duration) {

@@ -42,6 +42,7 @@ type Observer interface {
 	RunEnded(trigger, status string, took time.Duration)
 	Scheduled(lag time.Duration)
 	Drifted()
+	Throttled(connector string, wait time.Duration) // a connector operation waited for its target's rate limit
 }
 
 type noObserver struct{}
@@ -49,6 +50,7 @@ type noObserver struct{}
 func (noObserver) RunEnded(string, string, time.Duration) {}
 func (noObserver) Scheduled(time.Duration)                {}
 func (noObserver) Drifted()                               {}
+func (noObserver) Throttled(string, time.Duration)        {}
 
 func (o *Options) defaults() {
 	if o.Workers <= 0 {

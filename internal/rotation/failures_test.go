@@ -305,8 +305,9 @@ func TestTargetRateLimit(t *testing.T) {
 	for i := range users {
 		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
 	}
+	seen := &throttles{}
 	f := newFixture(t, fixtureOptions{accounts: accounts,
-		engine: rotation.Options{Workers: users, TargetRate: perSecond, TargetBurst: 1}})
+		engine: rotation.Options{Workers: users, TargetRate: perSecond, TargetBurst: 1, Observer: seen}})
 	ctx := context.Background()
 	var ids []string
 	for i := range users {
@@ -338,4 +339,31 @@ func TestTargetRateLimit(t *testing.T) {
 			t.Fatalf("call %d reached the target %v early for %d a second", i, early, perSecond)
 		}
 	}
+	// The waits are told, by connector: the first changes, asked for within milliseconds of
+	// each other, cannot all have had a token at once.
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	if seen.n["rest"] < users-1 || seen.wait["rest"] <= 0 {
+		t.Fatalf("throttles told: %v waits, %v in all", seen.n, seen.wait)
+	}
+}
+
+// throttles is an Observer that keeps the rate-limit waits it is told of.
+type throttles struct {
+	mu   sync.Mutex
+	n    map[string]int
+	wait map[string]time.Duration
+}
+
+func (o *throttles) RunEnded(string, string, time.Duration) {}
+func (o *throttles) Scheduled(time.Duration)                {}
+func (o *throttles) Drifted()                               {}
+func (o *throttles) Throttled(conn string, wait time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n, o.wait = map[string]int{}, map[string]time.Duration{}
+	}
+	o.n[conn]++
+	o.wait[conn] += wait
 }

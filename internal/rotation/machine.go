@@ -639,7 +639,11 @@ func (j *job) retry(ctx context.Context, op func() error) error {
 
 // call runs one connector operation once its target's rate limit allows it.
 func (j *job) call(ctx context.Context, op func() error) error {
-	if err := j.e.targets.wait(ctx, targetKey(j.connName, j.account.Target.URL, j.settings.ResourceUID)); err != nil {
+	waited, err := j.e.targets.wait(ctx, targetKey(j.connName, j.account.Target.URL, j.settings.ResourceUID))
+	if waited > 0 {
+		j.e.opt.Observer.Throttled(j.connName, waited)
+	}
+	if err != nil {
 		return err
 	}
 	return op()

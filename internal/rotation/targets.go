@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -32,10 +33,11 @@ func newTargets(perSecond float64, burst int) *targets {
 	return &targets{limit: limit, burst: burst, by: map[string]*rate.Limiter{}}
 }
 
-// wait blocks until key's target may take one more operation, or ctx ends.
-func (t *targets) wait(ctx context.Context, key string) error {
+// wait blocks until key's target may take one more operation, or ctx ends, and says how long
+// it waited.
+func (t *targets) wait(ctx context.Context, key string) (time.Duration, error) {
 	if t.limit == rate.Inf {
-		return nil
+		return 0, nil
 	}
 	t.mu.Lock()
 	l, ok := t.by[key]
@@ -44,7 +46,20 @@ func (t *targets) wait(ctx context.Context, key string) error {
 		t.by[key] = l
 	}
 	t.mu.Unlock()
-	return l.Wait(ctx)
+	r := l.Reserve()
+	delay := r.Delay()
+	if delay == 0 {
+		return 0, nil
+	}
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return delay, nil
+	case <-ctx.Done():
+		r.Cancel() // give the token back to the callers behind
+		return 0, ctx.Err()
+	}
 }
 
 // targetKey names the system a connector reaches: the connector and the host of the target's

@@ -15,7 +15,7 @@ func TestTargetsSpaceOperationsPerTarget(t *testing.T) {
 		ctx := context.Background()
 		start := time.Now()
 		for range 5 {
-			if err := tg.wait(ctx, "rest https://a.example.com"); err != nil {
+			if _, err := tg.wait(ctx, "rest https://a.example.com"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -23,17 +23,28 @@ func TestTargetsSpaceOperationsPerTarget(t *testing.T) {
 			t.Fatalf("5 operations at 2/s with a burst of 1 took %v, want 2s", took)
 		}
 		before := time.Now()
-		if err := tg.wait(ctx, "rest https://b.example.com"); err != nil {
-			t.Fatal(err)
+		if waited, err := tg.wait(ctx, "rest https://b.example.com"); err != nil || waited != 0 {
+			t.Fatalf("another target: waited %v, %v", waited, err)
 		}
 		if waited := time.Since(before); waited != 0 {
 			t.Fatalf("another target waited %v", waited)
 		}
+		if waited, err := tg.wait(ctx, "rest https://a.example.com"); err != nil || waited != 500*time.Millisecond {
+			t.Fatalf("the next operation on the first target: waited %v, %v; want 500ms", waited, err)
+		}
 		// A caller that stops waiting gets its context's error, and no operation.
 		cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
-		if err := tg.wait(cctx, "rest https://a.example.com"); err == nil {
+		if _, err := tg.wait(cctx, "rest https://a.example.com"); err == nil {
 			t.Fatal("a wait longer than the context allowed returned nil")
+		}
+		// Its token went back: the caller after it waits no longer than if it had never come.
+		after := time.Now()
+		if _, err := tg.wait(ctx, "rest https://a.example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(after); took != 400*time.Millisecond { // 500 ms after the last, of which 100 passed
+			t.Fatalf("after a cancelled wait the next took %v, want 400ms", took)
 		}
 	})
 }
@@ -43,7 +54,7 @@ func TestTargetsUnlimited(t *testing.T) {
 		tg := newTargets(-1, 0)
 		start := time.Now()
 		for range 1000 {
-			if err := tg.wait(context.Background(), "rest https://a.example.com"); err != nil {
+			if _, err := tg.wait(context.Background(), "rest https://a.example.com"); err != nil {
 				t.Fatal(err)
 			}
 		}
