@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,12 +14,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyturn/keyturn/internal/audit"
+	"github.com/keyturn/keyturn/internal/audit/sink"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/cli"
 	"github.com/keyturn/keyturn/internal/config"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/secret"
 	services "github.com/keyturn/keyturn/internal/server"
 )
 
@@ -57,8 +61,13 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	}
 	defer v.Close()
 
+	sinks, err := openSinks(cfg.AuditSinks)
+	if err != nil {
+		return err
+	}
 	svc := services.New(v, services.Options{
-		Auth: auth.Options{TokenTTL: cfg.TokenTTL},
+		Auth:       auth.Options{TokenTTL: cfg.TokenTTL},
+		AuditSinks: sinks,
 		Rotation: rotation.Options{Workers: cfg.RotationWorkers, Attempts: cfg.RotationAttempts,
 			BackoffBase: cfg.RotationBackoff, BackoffMax: cfg.RotationBackoffMax,
 			TargetRate: unlimitedIfZero(cfg.TargetRate), TargetBurst: cfg.TargetBurst,
@@ -112,6 +121,44 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openSinks opens the audit sinks the configuration names.
+func openSinks(cfgs []config.AuditSink) (map[string]audit.Sink, error) {
+	sinks := map[string]audit.Sink{}
+	for _, c := range cfgs {
+		var roots *x509.CertPool
+		if c.CAFile != "" {
+			var err error
+			if roots, err = sink.ReadCAFile(c.CAFile); err != nil {
+				return nil, fmt.Errorf("audit sink %s: %w", c.Name, err)
+			}
+		}
+		tlsConfig := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		var s audit.Sink
+		var err error
+		switch c.Type {
+		case "jsonl":
+			s, err = sink.NewJSONL(c.Path)
+		case "webhook":
+			var key secret.Secret
+			if key, err = sink.ReadKeyFile(c.SecretFile); err == nil {
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				tr.TLSClientConfig = tlsConfig
+				s, err = sink.NewWebhook(c.URL, key, &http.Client{Timeout: 10 * time.Second, Transport: tr})
+			}
+		case "syslog":
+			s, err = sink.NewSyslog(c.Network, c.Address, tlsConfig)
+		}
+		if err != nil {
+			for _, opened := range sinks {
+				opened.Close()
+			}
+			return nil, fmt.Errorf("audit sink %s: %w", c.Name, err)
+		}
+		sinks[c.Name] = s
+	}
+	return sinks, nil
 }
 
 // unlimitedIfZero maps the configuration's 0 ("unlimited") to the engine's negative value.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -43,6 +45,56 @@ type Config struct {
 	TLSCertFile   string `koanf:"tls_cert_file"`   // PEM certificate (chain) to serve https with
 	TLSKeyFile    string `koanf:"tls_key_file"`    // its PEM private key
 	InsecureNoTLS bool   `koanf:"insecure_no_tls"` // allow plain http on a non-loopback address (behind a TLS proxy)
+
+	AuditSinks []AuditSink `koanf:"audit_sinks"` // where the audit trail is exported (the YAML file only)
+}
+
+// AuditSink is one destination the audit trail is exported to, at least once and in order.
+type AuditSink struct {
+	Name       string `koanf:"name"`        // its position in the trail is kept under this name
+	Type       string `koanf:"type"`        // jsonl, webhook or syslog
+	Path       string `koanf:"path"`        // jsonl: the file to append to
+	URL        string `koanf:"url"`         // webhook: where batches are POSTed
+	SecretFile string `koanf:"secret_file"` // webhook: the file holding the signing key
+	Network    string `koanf:"network"`     // syslog: udp, tcp or tls
+	Address    string `koanf:"address"`     // syslog: host:port
+	CAFile     string `koanf:"ca_file"`     // webhook, syslog over tls: PEM certificates to trust
+}
+
+var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// validate says what is wrong with the sink's settings.
+func (s AuditSink) validate() error {
+	if !sinkName.MatchString(s.Name) {
+		return fmt.Errorf("name %q is not 1 to 63 of a-z, 0-9, _ and - (starting with a letter or digit)", s.Name)
+	}
+	switch s.Type {
+	case "jsonl":
+		if s.Path == "" {
+			return errors.New("type jsonl needs a path")
+		}
+	case "webhook":
+		u, err := url.Parse(s.URL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return errors.New("type webhook needs an http(s) url")
+		}
+		if u.Scheme == "http" && !loopback(u.Hostname()) {
+			return errors.New("the webhook url must be https: audit events must not cross a network in clear")
+		}
+		if s.SecretFile == "" {
+			return errors.New("type webhook needs a secret_file holding the signing key")
+		}
+	case "syslog":
+		if s.Network != "udp" && s.Network != "tcp" && s.Network != "tls" {
+			return fmt.Errorf("network %q is not udp, tcp or tls", s.Network)
+		}
+		if _, _, err := net.SplitHostPort(s.Address); err != nil {
+			return fmt.Errorf("address %q is not host:port", s.Address)
+		}
+	default:
+		return fmt.Errorf("type %q is not jsonl, webhook or syslog", s.Type)
+	}
+	return nil
 }
 
 // Defaults returns the configuration used when nothing else is set.
@@ -185,6 +237,15 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.Level(); err != nil {
 		errs = append(errs, err)
+	}
+	names := map[string]bool{}
+	for i, s := range c.AuditSinks {
+		if err := s.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("audit_sinks[%d]: %w", i, err))
+		} else if names[s.Name] {
+			errs = append(errs, fmt.Errorf("audit_sinks[%d]: the name %q is used twice", i, s.Name))
+		}
+		names[s.Name] = true
 	}
 	return errors.Join(errs...)
 }

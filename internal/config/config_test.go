@@ -53,7 +53,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := withDefaults(config.Config{Data: "/d", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info"})
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load = %+v, want %+v", got, want)
 	}
 	if !reflect.DeepEqual(config.Defaults(), config.Config{Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
@@ -95,7 +95,7 @@ func TestLayering(t *testing.T) {
 		ShutdownTimeout: 10 * time.Second, // file over the default
 		LogLevel:        "debug",          // file < env
 	})
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
 	}
 
@@ -105,7 +105,7 @@ func TestLayering(t *testing.T) {
 		t.Fatal(err)
 	}
 	want.Listen, want.TokenTTL = "127.0.0.1:1002", 3*time.Hour
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load without flags\n got %+v\nwant %+v", got, want)
 	}
 	clearEnv(t)
@@ -115,7 +115,7 @@ func TestLayering(t *testing.T) {
 	}
 	want = withDefaults(config.Config{Data: "/file/data", Listen: "127.0.0.1:1001", PassphraseFile: "/file/pass",
 		TokenTTL: 2 * time.Hour, ShutdownTimeout: 10 * time.Second, LogLevel: "warn"})
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load of the file alone\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -134,7 +134,7 @@ func TestUnchangedFlagsDoNotOverride(t *testing.T) {
 	}
 	want := withDefaults(config.Config{Data: "/flag/data", Listen: "127.0.0.1:1001", TokenTTL: 2 * time.Hour,
 		ShutdownTimeout: 5 * time.Second, LogLevel: "warn"})
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
 	}
 
@@ -144,7 +144,7 @@ func TestUnchangedFlagsDoNotOverride(t *testing.T) {
 	}
 	want = withDefaults(config.Config{Data: "/file/data", Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
 		ShutdownTimeout: 5 * time.Second, LogLevel: "info"})
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("flags set to their defaults\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -163,7 +163,7 @@ func TestClientVariablesIgnored(t *testing.T) {
 	}
 	want := config.Defaults()
 	want.Data = "/env/data"
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -373,5 +373,57 @@ func TestTargetRate(t *testing.T) {
 		if _, err := config.Load("", serverFlags(t, append([]string{"--data", "/d"}, bad...)...)); err == nil || !strings.Contains(err.Error(), "target_rate") {
 			t.Errorf("%v: %v", bad, err)
 		}
+	}
+}
+
+func TestAuditSinks(t *testing.T) {
+	clearEnv(t)
+	path := writeYAML(t, `
+data: /d
+audit_sinks:
+  - name: archive
+    type: jsonl
+    path: /var/log/keyturn/audit.jsonl
+  - name: siem
+    type: webhook
+    url: https://siem.example.com/keyturn
+    secret_file: /etc/keyturn/webhook.key
+  - name: syslog
+    type: syslog
+    network: tls
+    address: logs.example.com:6514
+    ca_file: /etc/keyturn/logs-ca.pem
+`)
+	got, err := config.Load(path, serverFlags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []config.AuditSink{
+		{Name: "archive", Type: "jsonl", Path: "/var/log/keyturn/audit.jsonl"},
+		{Name: "siem", Type: "webhook", URL: "https://siem.example.com/keyturn", SecretFile: "/etc/keyturn/webhook.key"},
+		{Name: "syslog", Type: "syslog", Network: "tls", Address: "logs.example.com:6514", CAFile: "/etc/keyturn/logs-ca.pem"},
+	}
+	if !reflect.DeepEqual(got.AuditSinks, want) {
+		t.Fatalf("AuditSinks = %+v", got.AuditSinks)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"- {name: a, type: jsonl}", "needs a path"},
+		{"- {name: A, type: jsonl, path: /x}", "is not 1 to 63"},
+		{"- {name: a, type: kafka}", `type "kafka"`},
+		{"- {name: a, type: webhook, url: 'http://siem.example.com/', secret_file: /k}", "must be https"},
+		{"- {name: a, type: webhook, url: 'https://siem.example.com/'}", "secret_file"},
+		{"- {name: a, type: syslog, network: smtp, address: 'h:1'}", `network "smtp"`},
+		{"- {name: a, type: syslog, network: tcp, address: h}", "host:port"},
+		{"- {name: a, type: jsonl, path: /x}\n  - {name: a, type: jsonl, path: /y}", "used twice"},
+	} {
+		path := writeYAML(t, "data: /d\naudit_sinks:\n  "+tc.yaml+"\n")
+		if _, err := config.Load(path, serverFlags(t)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	// A webhook on loopback may be plain http (a local collector).
+	path = writeYAML(t, "data: /d\naudit_sinks:\n  - {name: a, type: webhook, url: 'http://127.0.0.1:9000/', secret_file: /k}\n")
+	if _, err := config.Load(path, serverFlags(t)); err != nil {
+		t.Errorf("a loopback webhook: %v", err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package metrics exposes keyturn's Prometheus metrics: rotations by outcome, scheduling lag,
-// drift found by heartbeats, waits for targets' rate limits, HTTP requests by route, and the
-// Go runtime. Labels stay bounded:
-// trigger, status and route patterns, never record ids.
+// drift found by heartbeats, waits for targets' rate limits, audit export by sink, HTTP
+// requests by route, and the Go runtime. Labels stay bounded: trigger, status, connector and
+// sink names and route patterns, never record ids.
 package metrics
 
 import (
@@ -25,6 +25,8 @@ type Metrics struct {
 	latency   *prometheus.HistogramVec
 	throttled *prometheus.CounterVec
 	throttle  *prometheus.CounterVec
+	exported  *prometheus.CounterVec
+	sinkFails *prometheus.CounterVec
 }
 
 // New returns the metrics with the Go and process collectors registered.
@@ -58,9 +60,15 @@ func New() *Metrics {
 		throttle: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyturn_target_throttle_seconds_total", Help: "Time connector operations waited for their target's rate limit, by connector.",
 		}, []string{"connector"}),
+		exported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyturn_audit_sink_events_total", Help: "Audit events an audit sink acknowledged, by sink.",
+		}, []string{"sink"}),
+		sinkFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyturn_audit_sink_failures_total", Help: "Failed sends to an audit sink (sent again later), by sink.",
+		}, []string{"sink"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.rotations, m.duration, m.lag, m.drift, m.requests, m.latency, m.throttled, m.throttle)
+		m.rotations, m.duration, m.lag, m.drift, m.requests, m.latency, m.throttled, m.throttle, m.exported, m.sinkFails)
 	return m
 }
 
@@ -103,6 +111,14 @@ func (m *Metrics) Throttled(connector string, wait time.Duration) {
 	m.throttled.WithLabelValues(connector).Inc()
 	m.throttle.WithLabelValues(connector).Add(wait.Seconds())
 }
+
+// Delivered counts events an audit sink acknowledged.
+func (m *Metrics) Delivered(sink string, events int) {
+	m.exported.WithLabelValues(sink).Add(float64(events))
+}
+
+// SinkFailed counts a failed send to an audit sink.
+func (m *Metrics) SinkFailed(sink string) { m.sinkFails.WithLabelValues(sink).Inc() }
 
 // Request records one HTTP request to a route pattern.
 func (m *Metrics) Request(route string, code int, took time.Duration) {

@@ -29,6 +29,7 @@ type Options struct {
 	Rotation   rotation.Options
 	Scripts    script.Options
 	Connectors map[string]connector.Connector // default: DefaultConnectors()
+	AuditSinks map[string]audit.Sink          // where the audit trail is exported, by name
 	Logger     *slog.Logger
 }
 
@@ -41,6 +42,8 @@ type Server struct {
 	Engine  *rotation.Engine
 	Metrics *metrics.Metrics
 	Handler http.Handler
+
+	forwarder *audit.Forwarder // nil without sinks
 }
 
 // DefaultConnectors returns the connectors keyturn ships, by the names settings use.
@@ -76,16 +79,22 @@ func New(dv *datadir.Vault, o Options) *Server {
 		Auth:    auth.New(dv.DB, dv.Keys, o.Auth),
 		Audit:   log,
 	}
+	if len(o.AuditSinks) > 0 {
+		s.forwarder = audit.NewForwarder(dv.DB, o.AuditSinks, audit.ForwarderOptions{Logger: o.Logger, Observer: m})
+	}
 	s.Engine = rotation.New(dv.DB, s.Vault, s.Audit, script.NewRunner(o.Scripts), o.Connectors, o.Rotation)
 	s.Handler = api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,
 		Ready: dv.DB.Ping, Logger: o.Logger, Meter: m})
 	return s
 }
 
-// Start starts the audit writer and the rotation engine, which first resumes the runs a crash
-// left unfinished.
+// Start starts the audit writer, the export to the audit sinks, and the rotation engine, which
+// first resumes the runs a crash left unfinished.
 func (s *Server) Start(ctx context.Context) error {
 	s.Audit.Start()
+	if s.forwarder != nil {
+		s.forwarder.Start()
+	}
 	return s.Engine.Start(ctx)
 }
 
@@ -96,4 +105,7 @@ func (s *Server) Stop(grace time.Duration) {
 	defer cancel()
 	s.Engine.Stop(ctx)
 	s.Audit.Stop()
+	if s.forwarder != nil {
+		s.forwarder.Stop()
+	}
 }

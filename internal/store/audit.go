@@ -90,3 +90,40 @@ func (r Reader) auditEvents(ctx context.Context, q string, args ...any) ([]Audit
 	}
 	return out, rows.Err()
 }
+
+// AuditSinkCursor returns the sequence number of the last event a sink acknowledged (0 when
+// it has none yet).
+func (r Reader) AuditSinkCursor(ctx context.Context, name string) (int64, error) {
+	var seq int64
+	err := r.q.QueryRowContext(ctx, `SELECT seq FROM audit_sink_cursors WHERE name = $1`, name).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return seq, err
+}
+
+// SetAuditSinkCursor records that a sink acknowledged every event up to seq.
+func (t *Tx) SetAuditSinkCursor(ctx context.Context, name string, seq int64, now time.Time) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO audit_sink_cursors (name, seq, updated_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at`, name, seq, nanos(now))
+	return err
+}
+
+// TeamNames returns every team's name by id.
+func (r Reader) TeamNames(ctx context.Context) (map[int64]string, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT id, name FROM teams`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, err
+		}
+		out[id] = name
+	}
+	return out, rows.Err()
+}
