@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"math/big"
 	"net"
@@ -322,4 +323,36 @@ func selfSigned(t *testing.T) tls.Certificate {
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+func TestKeyAndCAFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if k, err := sink.ReadKeyFile(write("key", "signing-key\n", 0o600)); err != nil || k.Reveal() != "signing-key" {
+		t.Fatalf("a key file: %v", err)
+	}
+	if _, err := sink.ReadKeyFile(write("empty", "\n", 0o600)); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("an empty key file: %v", err)
+	}
+	if _, err := sink.ReadKeyFile(write("open", "k", 0o640)); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a group-readable key file: %v", err)
+	}
+	if _, err := sink.ReadCAFile(write("ca", "not a certificate", 0o644)); err == nil || !strings.Contains(err.Error(), "no PEM") {
+		t.Errorf("a CA file without PEM: %v", err)
+	}
+	cert := selfSigned(t)
+	pemCA := write("ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})), 0o644)
+	pool, err := sink.ReadCAFile(pemCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+		t.Fatalf("the pool does not trust its certificate: %v", err)
+	}
 }
