@@ -42,7 +42,8 @@ type job struct {
 	issuer    connector.Issuer    // general, when the target makes the credential itself
 	finalizer connector.Finalizer // general, when the target retires old credentials
 	verifier  connector.Verifier  // nil when nothing can check a password
-	connName  string              // the connector that rotator and verifier are, for its target's rate limit
+	connName  string              // the connector that rotator and verifier are
+	target    string              // the system they reach, for its rate limit (targetKey)
 	account   connector.Account
 	scripts   []attached // in Keeper's order: user, resource, configuration
 	execLog   []script.Result
@@ -639,7 +640,7 @@ func (j *job) retry(ctx context.Context, op func() error) error {
 
 // call runs one connector operation once its target's rate limit allows it.
 func (j *job) call(ctx context.Context, op func() error) error {
-	waited, err := j.e.targets.wait(ctx, targetKey(j.connName, j.account.Target.URL, j.settings.ResourceUID))
+	waited, err := j.e.targets.wait(ctx, j.target)
 	if waited > 0 {
 		j.e.opt.Observer.Throttled(j.connName, waited)
 	}

@@ -399,6 +399,7 @@ func (j *job) load(ctx context.Context) error {
 		j.verifier, j.connName = conn, j.settings.VerifyWith
 	}
 	j.account = accountOf(j.user, j.resource)
+	j.target = targetKey(j.connName, j.account.Target.URL, j.settings.ResourceUID)
 	if t, ok := j.verifier.(connector.VerifyToggle); ok && !t.CanVerify(j.account) {
 		j.verifier = nil
 	}
