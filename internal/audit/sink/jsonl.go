@@ -15,6 +15,7 @@ import (
 
 // JSONL appends events to a file, one JSON object a line, and syncs the file before it
 // acknowledges a batch. After a crash a batch may be written twice: readers drop repeated seqs.
+// A file moved away (logrotate) is noticed at the next batch, which goes to a new file at path.
 type JSONL struct {
 	mu   sync.Mutex
 	f    *os.File
@@ -23,6 +24,14 @@ type JSONL struct {
 
 // NewJSONL opens (creating, mode 0600) the file at path for appending.
 func NewJSONL(path string) (*JSONL, error) {
+	f, err := openAppend(path)
+	if err != nil {
+		return nil, err
+	}
+	return &JSONL{f: f, path: path}, nil
+}
+
+func openAppend(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit file: %w", err)
@@ -31,7 +40,22 @@ func NewJSONL(path string) (*JSONL, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit file %s can be read by others (mode %v): chmod 600 it", path, st.Mode().Perm())
 	}
-	return &JSONL{f: f, path: path}, nil
+	return f, nil
+}
+
+// reopen opens path again when the open file is no longer the one there.
+func (s *JSONL) reopen() error {
+	there, err := os.Stat(s.path)
+	if open, err2 := s.f.Stat(); err == nil && err2 == nil && os.SameFile(there, open) {
+		return nil
+	}
+	f, err := openAppend(s.path)
+	if err != nil {
+		return err
+	}
+	s.f.Close()
+	s.f = f
+	return nil
 }
 
 // Send appends the events and syncs the file.
@@ -46,6 +70,9 @@ func (s *JSONL) Send(_ context.Context, events []audit.Exported) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.reopen(); err != nil {
+		return err
+	}
 	if _, err := s.f.Write(buf); err != nil {
 		return fmt.Errorf("audit file %s: %w", s.path, err)
 	}

@@ -77,6 +77,28 @@ func TestJSONL(t *testing.T) {
 	if data, _ := os.ReadFile(path); strings.Count(string(data), "\n") != 4 {
 		t.Fatalf("after reopening: %q", data)
 	}
+	// Moved away (logrotate), the file is followed by a new one at the same path.
+	s, err = sink.NewJSONL(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Send(ctx, events(5, 1, audit.RecordDeleted))
+	if err := os.Rename(path, path+".2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(ctx, events(6, 1, audit.RecordDeleted)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if moved, _ := os.ReadFile(path + ".2"); strings.Count(string(moved), "\n") != 5 || !strings.Contains(string(moved), `"seq":5`) {
+		t.Fatalf("the moved file: %q", moved)
+	}
+	if fresh, _ := os.ReadFile(path); strings.Count(string(fresh), "\n") != 1 || !strings.Contains(string(fresh), `"seq":6`) {
+		t.Fatalf("the new file: %q", fresh)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("the new file's mode %v", st.Mode().Perm())
+	}
 	// A file others can read is refused, not written to.
 	open := filepath.Join(t.TempDir(), "open.jsonl")
 	_ = os.WriteFile(open, nil, 0o644)
