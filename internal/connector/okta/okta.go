@@ -37,6 +37,9 @@ type Connector struct {
 	limits map[string]*bucket    // by org URL + endpoint class
 	ids    map[string]string     // user ids by org URL + login; an id never changes
 	tokens map[string]oauthToken // OAuth access tokens by org, client and key
+	// dpopNonces marks the OAuth apps (same key as tokens) that require DPoP, with the token
+	// endpoint's last nonce.
+	dpopNonces map[string]string
 }
 
 // Options configure a Connector.
@@ -54,7 +57,7 @@ func New(o Options) *Connector {
 		o.Now = time.Now
 	}
 	return &Connector{client: o.Client, now: o.Now, limits: map[string]*bucket{}, ids: map[string]string{},
-		tokens: map[string]oauthToken{}}
+		tokens: map[string]oauthToken{}, dpopNonces: map[string]string{}}
 }
 
 // apiError is Okta's error object.
@@ -192,10 +195,10 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if base == "" {
 		return 0, apiError{}, connector.Permanent("no_org_url", "the resource record has no Okta org URL (url field)", nil)
 	}
-	auth := ""
+	var cred credential
 	if class != "authn" || !usesOAuth(a) { // Authn takes no token from an OAuth app: it is a public call
 		var err error
-		if auth, err = c.authorization(ctx, a, base); err != nil {
+		if cred, err = c.authorization(ctx, a, base); err != nil {
 			return 0, apiError{}, err
 		}
 	}
@@ -225,8 +228,15 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	if cred.header != "" {
+		req.Header.Set("Authorization", cred.header)
+	}
+	if cred.dpop != nil {
+		proof, err := dpopProof(cred.dpop, method, base+path, "", cred.token, c.now())
+		if err != nil {
+			return 0, apiError{}, err
+		}
+		req.Header.Set("DPoP", proof)
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -255,14 +265,8 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	}
 	answered = true
 	b.done(resp.Header, c.now())
-	if resp.StatusCode == http.StatusUnauthorized && usesOAuth(a) && strings.HasPrefix(auth, "Bearer ") {
-		c.mu.Lock()
-		for k, t := range c.tokens { // the token died early: forget it, and let the retry mint another
-			if "Bearer "+t.bearer.Reveal() == auth {
-				delete(c.tokens, k)
-			}
-		}
-		c.mu.Unlock()
+	if resp.StatusCode == http.StatusUnauthorized && !cred.token.IsZero() {
+		c.forgetToken(cred.token) // the token died early: the retry mints another
 		return resp.StatusCode, apiError{}, connector.Transient("okta_token_expired", "Okta refused the OAuth access token", nil)
 	}
 	if resp.StatusCode == http.StatusForbidden && strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {

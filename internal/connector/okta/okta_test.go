@@ -250,3 +250,49 @@ func TestOAuthPrivateKeyJWT(t *testing.T) {
 		t.Fatalf("unknown client: %v", err)
 	}
 }
+
+// TestOAuthDPoP: an app that requires DPoP (Okta's default for new API Services apps) gets
+// DPoP-bound tokens: the connector answers the token endpoint's invalid_dpop_proof and
+// use_dpop_nonce, signs a proof for every API call, and asks for later tokens with a proof and
+// the nonce at once.
+func TestOAuthDPoP(t *testing.T) {
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Tokens live 30 s: less than the minute before expiry at which the connector renews, so
+	// every operation mints a new one.
+	emu, srv := org(t, emulator.Options{Users: 2, AccessTokenTTL: 30 * time.Second})
+	emu.AddOAuthClient(emulator.OAuthClient{ClientID: "0oa-dpop", RequireDPoP: true,
+		Keys: []emulator.OAuthKey{{KID: "ec-1", PublicKey: &ecKey.PublicKey}}})
+	der, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	a := connector.Account{Login: emulator.SeedLogin(1), Target: connector.Target{URL: srv.URL,
+		Fields:  map[string]string{okta.FieldClientID: "0oa-dpop", okta.FieldKeyID: "ec-1"},
+		Secrets: map[string]secret.Secret{okta.FieldPrivateKey: secret.New(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}}}
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	next := secret.FromString("Zq9#dpop-Rotated-pw")
+	if err := c.Rotate(ctx, a, secret.FromString(emulator.SeedPassword(1)), next); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if pw, _ := emu.Password(a.Login); pw != next.Reveal() {
+		t.Fatalf("Okta holds %q", pw)
+	}
+	tokenCalls := func() int64 { return emu.Stats().Requests[emulator.EndpointOAuthToken] }
+	// The first token took three requests (no proof, no nonce, then both); Rotate made two
+	// API calls (get the user, change the password), each with a token of its own.
+	first := tokenCalls()
+	if first != 3+1 {
+		t.Fatalf("%d token requests for the first two calls, want 4", first)
+	}
+	a.Login = emulator.SeedLogin(2)
+	if err := c.Rotate(ctx, a, secret.FromString(emulator.SeedPassword(2)), next); err != nil {
+		t.Fatalf("rotate another user: %v", err)
+	}
+	if got := tokenCalls() - first; got != 2 {
+		t.Fatalf("%d token requests for two more calls, want 2: later tokens carry proof and nonce at once", got)
+	}
+	if n := emu.Stats().RateLimited[emulator.EndpointOAuthToken]; n != 0 {
+		t.Fatalf("%d token requests rate limited", n)
+	}
+}
