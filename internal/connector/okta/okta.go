@@ -206,12 +206,8 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if err := b.wait(ctx, c.now); err != nil {
 		return 0, apiError{}, err
 	}
-	answered := false // the bucket learns from the answer's headers; a call with none just ends
-	defer func() {
-		if !answered {
-			b.done(nil, time.Time{})
-		}
-	}()
+	var learned http.Header // an answer's headers, for the bucket (none without an answer, or for a 429)
+	defer func() { b.done(learned, c.now()) }()
 	var rd io.Reader
 	if body != nil {
 		js, err := json.Marshal(body)
@@ -253,8 +249,6 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if resp.StatusCode == http.StatusTooManyRequests {
 		// A 429 may come from another limit than the bucket's (per user for authn, or the
 		// concurrency limit): wait for its own reset, and leave the bucket as it was.
-		answered = true
-		b.done(nil, time.Time{})
 		ce := connector.Transient("rate_limited", "Okta's rate limit was reached", nil)
 		if _, reset, ok := rateHeaders(resp.Header, c.now()); ok {
 			ce.RetryAt = reset
@@ -263,8 +257,7 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 		}
 		return resp.StatusCode, apiError{}, ce
 	}
-	answered = true
-	b.done(resp.Header, c.now())
+	learned = resp.Header
 	if resp.StatusCode == http.StatusUnauthorized && !cred.token.IsZero() {
 		c.forgetToken(cred.token) // the token died early: the retry mints another
 		return resp.StatusCode, apiError{}, connector.Transient("okta_token_expired", "Okta refused the OAuth access token", nil)
