@@ -201,6 +201,14 @@ func (e *Engine) dispatch(id string) {
 	e.signal()
 }
 
+// requeue queues again a run this process holds (one its target put off).
+func (e *Engine) requeue(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.queue = append(e.queue, id)
+	e.signal()
+}
+
 // signal wakes one idle worker; the caller holds e.mu.
 func (e *Engine) signal() {
 	select {
@@ -241,7 +249,11 @@ func (e *Engine) worker() {
 				continue
 			}
 		}
-		if err := e.execute(e.runCtx, id); err != nil && e.runCtx.Err() == nil {
+		err := e.execute(e.runCtx, id)
+		if errors.Is(err, errDeferred) {
+			continue // still held: its target hands it back (requeue)
+		}
+		if err != nil && e.runCtx.Err() == nil {
 			e.opt.Logger.Error("rotation run", "run", id, "err", err)
 		}
 		e.mu.Lock()

@@ -28,6 +28,10 @@ const (
 // errStopped means the engine is stopping: the run stays in its last committed state.
 var errStopped = errors.New("rotation: engine stopping")
 
+// errDeferred means the run's target has no room yet: the run waits on the target's list
+// (still held by this process) and is queued again in its turn.
+var errDeferred = errors.New("rotation: deferred until its target has room")
+
 // job is one execution of a run: the run row and everything it needs, loaded once.
 type job struct {
 	e         *Engine
@@ -44,6 +48,7 @@ type job struct {
 	verifier  connector.Verifier  // nil when nothing can check a password
 	connName  string              // the connector that rotator and verifier are
 	target    string              // the system they reach, for its rate limit (targetKey)
+	paid      int                 // connector operations whose tokens were taken when the run was admitted
 	account   connector.Account
 	scripts   []attached // in Keeper's order: user, resource, configuration
 	execLog   []script.Result
@@ -89,6 +94,13 @@ func (e *Engine) execute(ctx context.Context, id string) error {
 			return j.needsAttention(ctx, code, msg+"; the target may hold the candidate password, which is kept as pending")
 		}
 		return j.fail(ctx, code, msg)
+	}
+	if run.State == StateQueued && j.connName != "" {
+		ok, paid := e.targets.admit(j.target, run.ID, e.requeue)
+		if !ok {
+			return errDeferred
+		}
+		j.paid = paid
 	}
 	err = j.step(ctx)
 	if err != nil && ctx.Err() != nil {
@@ -638,8 +650,13 @@ func (j *job) retry(ctx context.Context, op func() error) error {
 	}
 }
 
-// call runs one connector operation once its target's rate limit allows it.
+// call runs one connector operation once its target's rate limit allows it (at once for those
+// paid for when the run was admitted).
 func (j *job) call(ctx context.Context, op func() error) error {
+	if j.paid > 0 {
+		j.paid--
+		return op()
+	}
 	waited, err := j.e.targets.wait(ctx, j.target)
 	if waited > 0 {
 		j.e.opt.Observer.Throttled(j.connName, waited)

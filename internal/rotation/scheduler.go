@@ -345,10 +345,14 @@ func (e *Engine) heartbeat(ctx context.Context, d store.RotationSettings) error 
 	if fields := j.currentFields(); len(fields) > 0 {
 		acct = withFields(acct, fields)
 	}
-	verify := func() error { return j.verifier.Verify(ctx, acct, current) }
-	verdict := j.call(ctx, verify)
-	if connector.IsTransient(verdict) { // once more, before deciding anything
-		verdict = j.call(ctx, verify)
+	// A heartbeat gives way to rotations: when its target has no token now, it comes back later.
+	if !e.targets.allow(j.target) {
+		later := now.Add(time.Minute)
+		return set(&later, keep)
+	}
+	verdict := j.verifier.Verify(ctx, acct, current)
+	if connector.IsTransient(verdict) && e.targets.allow(j.target) { // once more, before deciding anything
+		verdict = j.verifier.Verify(ctx, acct, current)
 	}
 	switch {
 	case verdict == nil:

@@ -14,12 +14,25 @@ import (
 // targets holds one rate limiter per connector target, so that many runs falling due at once
 // (or heartbeats) cannot flood one Okta org, OPA team or REST endpoint. Every connector
 // operation (a change, a check, an issue, a retirement) takes one token of its target's.
+//
+// A run that has not started yet is admitted only once its target has the tokens of a typical
+// run (a change and a check) to spare, which it takes at once; until then it waits on the
+// target's list, holding no worker, and is handed back in turn with its tokens taken. So a
+// burst against one target does not hold up the runs of the others.
 type targets struct {
-	limit rate.Limit // rate.Inf: unlimited
-	burst int
+	limit  rate.Limit // rate.Inf: unlimited
+	burst  int
+	perRun int // tokens a run takes when it is admitted: min(2, burst)
 
 	mu sync.Mutex
-	by map[string]*rate.Limiter // one per target; targets are few (resource records)
+	by map[string]*target // targets are few (resource records); none is dropped
+}
+
+type target struct {
+	lim     *rate.Limiter
+	waiting []string        // runs put off until the target has room, oldest first
+	passes  map[string]bool // runs handed back from waiting, their tokens taken
+	timer   *time.Timer     // the next hand-back, while runs wait
 }
 
 func newTargets(perSecond float64, burst int) *targets {
@@ -30,7 +43,17 @@ func newTargets(perSecond float64, burst int) *targets {
 	if burst <= 0 {
 		burst = max(1, int(math.Ceil(perSecond)))
 	}
-	return &targets{limit: limit, burst: burst, by: map[string]*rate.Limiter{}}
+	return &targets{limit: limit, burst: burst, perRun: min(2, burst), by: map[string]*target{}}
+}
+
+// get returns key's target; the caller holds t.mu.
+func (t *targets) get(key string) *target {
+	tg, ok := t.by[key]
+	if !ok {
+		tg = &target{lim: rate.NewLimiter(t.limit, t.burst), passes: map[string]bool{}}
+		t.by[key] = tg
+	}
+	return tg
 }
 
 // wait blocks until key's target may take one more operation, or ctx ends, and says how long
@@ -40,13 +63,8 @@ func (t *targets) wait(ctx context.Context, key string) (time.Duration, error) {
 		return 0, nil
 	}
 	t.mu.Lock()
-	l, ok := t.by[key]
-	if !ok {
-		l = rate.NewLimiter(t.limit, t.burst)
-		t.by[key] = l
-	}
+	r := t.get(key).lim.Reserve()
 	t.mu.Unlock()
-	r := l.Reserve()
 	delay := r.Delay()
 	if delay == 0 {
 		return 0, nil
@@ -59,6 +77,69 @@ func (t *targets) wait(ctx context.Context, key string) (time.Duration, error) {
 	case <-ctx.Done():
 		r.Cancel() // give the token back to the callers behind
 		return 0, ctx.Err()
+	}
+}
+
+// allow takes one of key's tokens if one is there now; it never waits.
+func (t *targets) allow(key string) bool {
+	if t.limit == rate.Inf {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.get(key).lim.Allow()
+}
+
+// admit reports whether run may start against key now, and how many of its operations are
+// paid for. When the target has not the tokens to spare (or other runs wait for it), run joins
+// its waiting list and is given to release once its turn comes, its tokens taken; release must
+// queue it again, and admit then lets it through.
+func (t *targets) admit(key, run string, release func(run string)) (ok bool, paid int) {
+	if t.limit == rate.Inf {
+		return true, 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tg := t.get(key)
+	if tg.passes[run] {
+		delete(tg.passes, run)
+		return true, t.perRun
+	}
+	if len(tg.waiting) == 0 && tg.lim.AllowN(time.Now(), t.perRun) {
+		return true, t.perRun
+	}
+	tg.waiting = append(tg.waiting, run)
+	if tg.timer == nil {
+		t.schedule(key, tg, release)
+	}
+	return false, 0
+}
+
+// schedule arms the next hand-back of key's waiting runs for when a run's tokens are there;
+// the caller holds t.mu.
+func (t *targets) schedule(key string, tg *target, release func(string)) {
+	short := float64(t.perRun) - tg.lim.Tokens() // counting the reservations of runs under way
+	delay := time.Duration(max(short, 0) / float64(t.limit) * float64(time.Second))
+	tg.timer = time.AfterFunc(delay, func() { t.handBack(key, release) })
+}
+
+// handBack gives the oldest waiting run of key back, with its tokens taken, and arms the next.
+func (t *targets) handBack(key string, release func(string)) {
+	t.mu.Lock()
+	tg := t.by[key]
+	var run string
+	if len(tg.waiting) > 0 && tg.lim.AllowN(time.Now(), t.perRun) {
+		run, tg.waiting[0] = tg.waiting[0], ""
+		tg.waiting = tg.waiting[1:]
+		tg.passes[run] = true
+	}
+	tg.timer = nil
+	if len(tg.waiting) > 0 {
+		t.schedule(key, tg, release)
+	}
+	t.mu.Unlock()
+	if run != "" {
+		release(run)
 	}
 }
 

@@ -2,6 +2,8 @@ package rotation
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -82,4 +84,59 @@ func TestTargetKey(t *testing.T) {
 			t.Errorf("targetKey(%q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.resource, got, tc.want)
 		}
 	}
+}
+
+// A run is admitted with a typical run's tokens taken; runs that find none wait on the
+// target's list and are handed back in their order, each once its tokens are there.
+func TestTargetsAdmitInTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := newTargets(2, 2) // 2 a second; a run takes 2 tokens
+		var mu sync.Mutex
+		var released []string
+		release := func(run string) {
+			mu.Lock()
+			defer mu.Unlock()
+			released = append(released, run)
+		}
+		got := func() []string {
+			synctest.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(released)
+		}
+		const a = "rest https://a.example.com"
+		if ok, paid := tg.admit(a, "r1", release); !ok || paid != 2 {
+			t.Fatalf("the first run: %v %d", ok, paid)
+		}
+		for _, run := range []string{"r2", "r3"} {
+			if ok, _ := tg.admit(a, run, release); ok {
+				t.Fatalf("%s was admitted with the tokens spent", run)
+			}
+		}
+		if ok, paid := tg.admit("rest https://b.example.com", "x1", release); !ok || paid != 2 {
+			t.Fatal("another target's run was held back")
+		}
+		if r := got(); len(r) != 0 {
+			t.Fatalf("handed back at once: %v", r)
+		}
+		time.Sleep(time.Second) // 2 tokens
+		if r := got(); !slices.Equal(r, []string{"r2"}) {
+			t.Fatalf("after 1 s: %v, want r2", r)
+		}
+		// A new run does not jump the list; the one handed back passes without a second look.
+		if ok, _ := tg.admit(a, "r4", release); ok {
+			t.Fatal("r4 jumped the waiting list")
+		}
+		if ok, paid := tg.admit(a, "r2", release); !ok || paid != 2 {
+			t.Fatalf("r2 handed back was refused: %v %d", ok, paid)
+		}
+		time.Sleep(2 * time.Second)
+		if r := got(); !slices.Equal(r, []string{"r2", "r3", "r4"}) {
+			t.Fatalf("after 3 s: %v", r)
+		}
+		// The hand-backs took their tokens: nothing is left for an operation now.
+		if tg.allow(a) {
+			t.Fatal("a token was left over after the hand-backs")
+		}
+	})
 }
