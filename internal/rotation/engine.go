@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,6 +112,7 @@ type Engine struct {
 	waiters  map[string]chan struct{} // closed when that run ends
 
 	wake     chan struct{} // a run was queued
+	beating  atomic.Bool   // a batch of heartbeats is under way
 	stopping chan struct{}
 	runCtx   context.Context
 	cancel   context.CancelFunc

@@ -459,3 +459,39 @@ func TestHeartbeatGivesWayToABusyTarget(t *testing.T) {
 		t.Fatalf("a heartbeat that gave way marked the record %+v", info.Drift)
 	}
 }
+
+// TestSlowHeartbeatDoesNotDelaySchedules: heartbeats run beside the scheduler, so a check that
+// hangs on its target does not make another record's scheduled rotation late.
+func TestSlowHeartbeatDoesNotDelaySchedules(t *testing.T) {
+	f := newFixture(t, fixtureOptions{accounts: map[string]string{"alice": "initial-Pw1!", "bob": "initial-Pw1!"},
+		engine: rotation.Options{HeartbeatInterval: 50 * time.Millisecond, Tick: 10 * time.Millisecond, TargetRate: -1}})
+	f.target.mu.Lock()
+	f.target.slow = map[string]time.Duration{"alice": 3 * time.Second}
+	f.target.mu.Unlock()
+	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"}) // alice: heartbeats hang
+	time.Sleep(200 * time.Millisecond)                                               // alice's first check is under way
+
+	bob := f.create(vault.Record{Type: "pamUser", Title: "bob", Fields: []vault.Field{
+		field("login", "bob"), field("password", "initial-Pw1!")}})
+	due := time.Now().Add(300 * time.Millisecond)
+	f.settingsFor(bob, rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest",
+		Schedule: json.RawMessage(`{"type":"DAILY","time":"03:00","tz":"Etc/UTC"}`), NextRunAt: &due})
+	ctx := context.Background()
+	deadline := time.Now().Add(2500 * time.Millisecond) // before alice's check answers
+	for {
+		runs, _, err := f.engine.List(ctx, f.scope, rotation.RunFilter{RecordUID: bob})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) > 0 {
+			if lag := runs[0].CreatedAt.Sub(due); lag > time.Second {
+				t.Fatalf("bob's scheduled run was queued %v late", lag)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bob's scheduled run was not queued while alice's heartbeat hung")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

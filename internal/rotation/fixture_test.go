@@ -28,8 +28,9 @@ type target struct {
 	passwords map[string]string
 	keys      map[string]map[string]string // API keys: login → key id → secret
 	changes   int
-	failNext  int         // the next n /change calls answer 503 without changing anything
-	hits      []time.Time // when each request arrived
+	failNext  int                      // the next n /change calls answer 503 without changing anything
+	hits      []time.Time              // when each request arrived
+	slow      map[string]time.Duration // /verify of these logins answers this late
 	srv       *httptest.Server
 }
 
@@ -90,6 +91,14 @@ func newTarget(t testing.TB, accounts map[string]string) *target {
 		var in struct{ Login, Password string }
 		if json.NewDecoder(r.Body).Decode(&in) != nil {
 			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		tg.mu.Lock()
+		delay := tg.slow[in.Login]
+		tg.mu.Unlock()
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
 			return
 		}
 		tg.mu.Lock()

@@ -37,12 +37,22 @@ func (e *Engine) scheduleLoop() {
 			return
 		case <-t.C:
 			wait := e.opt.Tick
-			if err := e.Tick(e.runCtx); err != nil {
+			if err := e.fireAllDue(e.runCtx); err != nil {
 				if e.runCtx.Err() == nil {
 					e.opt.Logger.Warn("scheduler", "err", err)
 				}
 			} else if next, err := e.db.NextDue(e.runCtx); err == nil && !next.IsZero() {
 				wait = min(wait, max(minWait, next.Sub(e.opt.Now())))
+			}
+			// Heartbeats run beside the scheduler, one batch at a time: a slow target's checks
+			// must not make scheduled rotations late.
+			if e.beating.CompareAndSwap(false, true) {
+				e.workers.Go(func() {
+					defer e.beating.Store(false)
+					if err := e.startHeartbeats(e.runCtx); err != nil && e.runCtx.Err() == nil {
+						e.opt.Logger.Warn("heartbeats", "err", err)
+					}
+				})
 			}
 			t.Reset(wait)
 		}
@@ -55,16 +65,20 @@ const minWait = 5 * time.Millisecond
 // Tick starts the scheduled rotations and heartbeats that are due now. The scheduler calls it
 // on its own; tests call it with a fake clock.
 func (e *Engine) Tick(ctx context.Context) error {
-	for {
-		n, err := e.fireDue(ctx)
-		if err != nil {
-			return err
-		}
-		if n < dueBatch {
-			break
-		}
+	if err := e.fireAllDue(ctx); err != nil {
+		return err
 	}
 	return e.startHeartbeats(ctx)
+}
+
+// fireAllDue queues a run for every record whose scheduled rotation is due, a batch at a time.
+func (e *Engine) fireAllDue(ctx context.Context) error {
+	for {
+		n, err := e.fireDue(ctx)
+		if err != nil || n < dueBatch {
+			return err
+		}
+	}
 }
 
 // fireDue queues a run for each record whose next_run_at has come, and moves next_run_at to
@@ -278,8 +292,9 @@ func inUTC(raw json.RawMessage) json.RawMessage {
 	return out
 }
 
-// startHeartbeats checks, in the background, the credentials whose heartbeat is due. Each is
-// moved a few minutes ahead first, so that a slow check is not started twice.
+// startHeartbeats checks the credentials whose heartbeat is due, 8 at a time, and returns when
+// they are done. Each is moved a few minutes ahead first, so that a slow check is not started
+// twice.
 func (e *Engine) startHeartbeats(ctx context.Context) error {
 	if e.opt.HeartbeatInterval < 0 {
 		return nil
