@@ -73,7 +73,14 @@ func (s *JSONL) Send(_ context.Context, events []audit.Exported) error {
 	if err := s.reopen(); err != nil {
 		return err
 	}
+	st, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit file %s: %w", s.path, err)
+	}
 	if _, err := s.f.Write(buf); err != nil {
+		// A batch half written (the disk full) is cut off, so that its retry does not start
+		// in the middle of a line.
+		_ = s.f.Truncate(st.Size())
 		return fmt.Errorf("audit file %s: %w", s.path, err)
 	}
 	if err := s.f.Sync(); err != nil {
