@@ -495,3 +495,60 @@ func TestSlowHeartbeatDoesNotDelaySchedules(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestOnDemandGoesAheadOfScheduled: against a target busy with a scheduled batch, a rotation
+// asked for by hand waits for the next tokens, not for the batch.
+func TestOnDemandGoesAheadOfScheduled(t *testing.T) {
+	const batch = 8
+	accounts := map[string]string{"urgent": "initial-Pw1!"}
+	for i := range batch {
+		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
+	}
+	f := newFixture(t, fixtureOptions{accounts: accounts,
+		engine: rotation.Options{Workers: 2, TargetRate: 4, TargetBurst: 2, Tick: 10 * time.Millisecond, HeartbeatInterval: -1}})
+	ctx := context.Background()
+	due := time.Now().Add(200 * time.Millisecond)
+	var scheduled []string
+	for i := range batch {
+		uid := f.create(vault.Record{Type: "pamUser", Title: fmt.Sprintf("user%d", i), Fields: []vault.Field{
+			field("login", fmt.Sprintf("user%d", i)), field("password", "initial-Pw1!")}})
+		f.settingsFor(uid, rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest",
+			Schedule: json.RawMessage(`{"type":"DAILY","time":"03:00","tz":"Etc/UTC"}`), NextRunAt: &due})
+		scheduled = append(scheduled, uid)
+	}
+	urgent := f.create(vault.Record{Type: "pamUser", Title: "urgent", Fields: []vault.Field{
+		field("login", "urgent"), field("password", "initial-Pw1!")}})
+	f.settingsFor(urgent, rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+	var runs []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(runs) < batch { // the whole batch is queued
+		runs = runs[:0]
+		for _, uid := range scheduled {
+			if list, _, err := f.engine.List(ctx, f.scope, rotation.RunFilter{RecordUID: uid}); err == nil && len(list) > 0 {
+				runs = append(runs, list[0].ID)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d scheduled runs queued", len(runs), batch)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	done := f.rotateUID(urgent)
+	if done.Status != rotation.StatusSucceeded || done.FinishedAt == nil {
+		t.Fatalf("the urgent run: %+v", done)
+	}
+	after := 0
+	for _, id := range runs {
+		run, err := f.engine.Wait(ctx, f.scope, id)
+		if err != nil || run.Status != rotation.StatusSucceeded {
+			t.Fatalf("scheduled run %s: %+v %v", id, run, err)
+		}
+		if run.FinishedAt.After(*done.FinishedAt) {
+			after++
+		}
+	}
+	// 8 scheduled runs of 2 operations at 4 a second take about 3.5 s.
+	if after < batch/2 {
+		t.Fatalf("the on-demand run ended after %d of %d scheduled runs, want before most", batch-after, batch)
+	}
+}

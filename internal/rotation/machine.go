@@ -96,7 +96,7 @@ func (e *Engine) execute(ctx context.Context, id string) error {
 		return j.fail(ctx, code, msg)
 	}
 	if run.State == StateQueued && j.connName != "" {
-		ok, paid := e.targets.admit(j.target, run.ID, e.requeue)
+		ok, paid := e.targets.admit(j.target, run.ID, run.Trigger != TriggerScheduled, e.requeue)
 		if !ok {
 			return errDeferred
 		}

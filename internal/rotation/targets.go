@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,9 +31,15 @@ type targets struct {
 
 type target struct {
 	lim     *rate.Limiter
-	waiting []string        // runs put off until the target has room, oldest first
+	waiting []waiter        // runs put off until the target has room, urgent ones first, then oldest first
 	passes  map[string]bool // runs handed back from waiting, their tokens taken
 	timer   *time.Timer     // the next hand-back, while runs wait
+}
+
+// waiter is a run on a target's waiting list.
+type waiter struct {
+	run    string
+	urgent bool // asked for by someone (on demand, a reconcile), not by the schedule
 }
 
 func newTargets(perSecond float64, burst int) *targets {
@@ -93,8 +100,10 @@ func (t *targets) allow(key string) bool {
 // admit reports whether run may start against key now, and how many of its operations are
 // paid for. When the target has not the tokens to spare (or other runs wait for it), run joins
 // its waiting list and is given to release once its turn comes, its tokens taken; release must
-// queue it again, and admit then lets it through.
-func (t *targets) admit(key, run string, release func(run string)) (ok bool, paid int) {
+// queue it again, and admit then lets it through. An urgent run goes ahead of every run the
+// schedule put on the list: a credential rotated by hand (after a leak, say) does not wait
+// behind a night's scheduled batch.
+func (t *targets) admit(key, run string, urgent bool, release func(run string)) (ok bool, paid int) {
 	if t.limit == rate.Inf {
 		return true, 0
 	}
@@ -108,7 +117,14 @@ func (t *targets) admit(key, run string, release func(run string)) (ok bool, pai
 	if len(tg.waiting) == 0 && tg.lim.AllowN(time.Now(), t.perRun) {
 		return true, t.perRun
 	}
-	tg.waiting = append(tg.waiting, run)
+	at := len(tg.waiting)
+	if urgent {
+		at = 0
+		for at < len(tg.waiting) && tg.waiting[at].urgent {
+			at++
+		}
+	}
+	tg.waiting = slices.Insert(tg.waiting, at, waiter{run: run, urgent: urgent})
 	if tg.timer == nil {
 		t.schedule(key, tg, release)
 	}
@@ -129,8 +145,8 @@ func (t *targets) handBack(key string, release func(string)) {
 	tg := t.by[key]
 	var run string
 	if len(tg.waiting) > 0 && tg.lim.AllowN(time.Now(), t.perRun) {
-		run, tg.waiting[0] = tg.waiting[0], ""
-		tg.waiting = tg.waiting[1:]
+		run = tg.waiting[0].run
+		tg.waiting = slices.Delete(tg.waiting, 0, 1)
 		tg.passes[run] = true
 	}
 	tg.timer = nil

@@ -105,15 +105,15 @@ func TestTargetsAdmitInTurn(t *testing.T) {
 			return slices.Clone(released)
 		}
 		const a = "rest https://a.example.com"
-		if ok, paid := tg.admit(a, "r1", release); !ok || paid != 2 {
+		if ok, paid := tg.admit(a, "r1", false, release); !ok || paid != 2 {
 			t.Fatalf("the first run: %v %d", ok, paid)
 		}
 		for _, run := range []string{"r2", "r3"} {
-			if ok, _ := tg.admit(a, run, release); ok {
+			if ok, _ := tg.admit(a, run, false, release); ok {
 				t.Fatalf("%s was admitted with the tokens spent", run)
 			}
 		}
-		if ok, paid := tg.admit("rest https://b.example.com", "x1", release); !ok || paid != 2 {
+		if ok, paid := tg.admit("rest https://b.example.com", "x1", false, release); !ok || paid != 2 {
 			t.Fatal("another target's run was held back")
 		}
 		if r := got(); len(r) != 0 {
@@ -124,15 +124,21 @@ func TestTargetsAdmitInTurn(t *testing.T) {
 			t.Fatalf("after 1 s: %v, want r2", r)
 		}
 		// A new run does not jump the list; the one handed back passes without a second look.
-		if ok, _ := tg.admit(a, "r4", release); ok {
+		if ok, _ := tg.admit(a, "r4", false, release); ok {
 			t.Fatal("r4 jumped the waiting list")
 		}
-		if ok, paid := tg.admit(a, "r2", release); !ok || paid != 2 {
+		if ok, paid := tg.admit(a, "r2", false, release); !ok || paid != 2 {
 			t.Fatalf("r2 handed back was refused: %v %d", ok, paid)
 		}
-		time.Sleep(2 * time.Second)
-		if r := got(); !slices.Equal(r, []string{"r2", "r3", "r4"}) {
-			t.Fatalf("after 3 s: %v", r)
+		// A run asked for by hand goes ahead of the scheduled ones, behind earlier urgent ones.
+		for _, run := range []string{"u1", "u2"} {
+			if ok, _ := tg.admit(a, run, true, release); ok {
+				t.Fatalf("%s was admitted with the tokens spent", run)
+			}
+		}
+		time.Sleep(4 * time.Second)
+		if r := got(); !slices.Equal(r, []string{"r2", "u1", "u2", "r3", "r4"}) {
+			t.Fatalf("after 5 s: %v", r)
 		}
 		// The hand-backs took their tokens: nothing is left for an operation now.
 		if tg.allow(a) {
