@@ -37,6 +37,7 @@ type job struct {
 	e         *Engine
 	run       store.Run
 	user      vault.Record
+	userKey   vault.Key // the user record's data key, opened once
 	resource  *vault.Record
 	config    *vault.Record
 	settings  Settings
@@ -172,7 +173,7 @@ func (j *job) saveCandidate(ctx context.Context) error {
 	// sets a password by hand), seal it again for the next number.
 	for try := 0; ; try++ {
 		var prepared vault.Pending
-		if prepared, err = j.e.vault.PreparePending(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, candidate); err != nil {
+		if prepared, err = j.e.vault.PreparePending(ctx, j.e.db.Reader, j.userKey, candidate); err != nil {
 			break
 		}
 		err = j.commit(ctx, func(tx *store.Tx) error {
@@ -672,7 +673,7 @@ func (j *job) passwords(ctx context.Context) (newPW, oldPW secret.Secret, err er
 	if j.pwFor == [2]int64{j.run.PendingVersion, j.run.OldVersion} && !j.newPW.IsZero() {
 		return j.newPW, j.oldPW, nil
 	}
-	values, err := j.e.vault.VersionValues(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.run.OldVersion)
+	values, err := j.e.vault.VersionValues(ctx, j.e.db.Reader, j.userKey, j.run.PendingVersion, j.run.OldVersion)
 	if err != nil {
 		return secret.Secret{}, secret.Secret{}, err
 	}

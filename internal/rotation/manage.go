@@ -357,7 +357,7 @@ func (e *Engine) ScriptParams(ctx context.Context, scope vault.Scope, uid string
 func (j *job) load(ctx context.Context) error {
 	e, teamID := j.e, j.run.TeamID
 	var err error
-	if j.user, err = e.vault.GetIn(ctx, e.db.Reader, teamID, j.run.RecordUID); err != nil {
+	if j.user, j.userKey, err = e.vault.GetWithKey(ctx, e.db.Reader, teamID, j.run.RecordUID); err != nil {
 		return err
 	}
 	if j.settings, j.state, err = e.settingsRow(ctx, e.db.Reader, teamID, j.run.RecordUID); err != nil {

@@ -345,7 +345,11 @@ func TestPreparedPendingVersion(t *testing.T) {
 		})
 		return version, current, err
 	}
-	p, err := f.v.PreparePending(ctx, f.db.Reader, f.scope.TeamID, rec.UID, secret.New([]byte("candidate-1")))
+	k, err := f.v.KeyOf(ctx, f.db.Reader, f.scope.TeamID, rec.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.v.PreparePending(ctx, f.db.Reader, k, secret.New([]byte("candidate-1")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +357,7 @@ func TestPreparedPendingVersion(t *testing.T) {
 		t.Fatalf("ApplyPending = %d, %d, %v; want version 2, current 1", n, cur, err)
 	}
 
-	stale, err := f.v.PreparePending(ctx, f.db.Reader, f.scope.TeamID, rec.UID, secret.New([]byte("candidate-2")))
+	stale, err := f.v.PreparePending(ctx, f.db.Reader, k, secret.New([]byte("candidate-2")))
 	if err != nil {
 		t.Fatal(err)
 	}

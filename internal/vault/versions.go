@@ -19,7 +19,11 @@ import (
 
 // AddPending seals pw as a new pending version of the record and returns its number.
 func (v *Vault) AddPending(ctx context.Context, tx *store.Tx, teamID int64, uid string, pw secret.Secret) (int64, error) {
-	p, err := v.PreparePending(ctx, tx.Reader, teamID, uid, pw)
+	k, err := v.KeyOf(ctx, tx.Reader, teamID, uid)
+	if err != nil {
+		return 0, err
+	}
+	p, err := v.PreparePending(ctx, tx.Reader, k, pw)
 	if err != nil {
 		return 0, err
 	}
@@ -35,20 +39,45 @@ type Pending struct {
 	value   []byte
 }
 
+// Key is a record's opened data key: it seals and opens the record's password versions without
+// reading the record again (a record's data key never changes).
+type Key struct {
+	uid string
+	dk  *keyring.DataKey
+}
+
+// KeyOf opens the data key of a record.
+func (v *Vault) KeyOf(ctx context.Context, r store.Reader, teamID int64, uid string) (Key, error) {
+	dk, err := v.dataKey(ctx, r, teamID, uid)
+	if err != nil {
+		return Key{}, err
+	}
+	return Key{uid: uid, dk: dk}, nil
+}
+
+// GetWithKey reads a record through r, ignoring folder grants, with its data key.
+func (v *Vault) GetWithKey(ctx context.Context, r store.Reader, teamID int64, uid string) (Record, Key, error) {
+	row, err := r.Record(ctx, teamID, uid)
+	if err != nil {
+		return Record{}, Key{}, notFound(err, uid)
+	}
+	rec, dk, err := v.openRecord(row)
+	if err != nil {
+		return Record{}, Key{}, err
+	}
+	return rec, Key{uid: uid, dk: dk}, nil
+}
+
 // PreparePending seals pw for the record's next version number, reading through r without
 // writing. ApplyPending fails with a Conflict when another version was added in between;
 // prepare again then.
-func (v *Vault) PreparePending(ctx context.Context, r store.Reader, teamID int64, uid string, pw secret.Secret) (Pending, error) {
-	dk, err := v.dataKey(ctx, r, teamID, uid)
-	if err != nil {
-		return Pending{}, err
-	}
-	latest, _, err := r.VersionNumbers(ctx, uid)
+func (v *Vault) PreparePending(ctx context.Context, r store.Reader, k Key, pw secret.Secret) (Pending, error) {
+	latest, _, err := r.VersionNumbers(ctx, k.uid)
 	if err != nil {
 		return Pending{}, err
 	}
 	n := latest + 1
-	return Pending{uid: uid, version: n, value: dk.Seal(pw.Bytes(), versionAAD(uid, n))}, nil
+	return Pending{uid: k.uid, version: n, value: k.dk.Seal(pw.Bytes(), versionAAD(k.uid, n))}, nil
 }
 
 // ApplyPending stores a prepared pending version. It returns the version's number and the
@@ -82,18 +111,15 @@ func (v *Vault) VersionValue(ctx context.Context, r store.Reader, teamID int64, 
 }
 
 // VersionValues returns the values of several password versions of a record (an empty secret
-// for version 0), reading the record and its data key once.
-func (v *Vault) VersionValues(ctx context.Context, r store.Reader, teamID int64, uid string, versions ...int64) ([]secret.Secret, error) {
-	dk, err := v.dataKey(ctx, r, teamID, uid)
-	if err != nil {
-		return nil, err
-	}
+// for version 0).
+func (v *Vault) VersionValues(ctx context.Context, r store.Reader, k Key, versions ...int64) ([]secret.Secret, error) {
 	out := make([]secret.Secret, len(versions))
 	for i, version := range versions {
 		if version == 0 {
 			continue
 		}
-		if out[i], _, err = openVersion(ctx, r, dk, uid, version); err != nil {
+		var err error
+		if out[i], _, err = openVersion(ctx, r, k.dk, k.uid, version); err != nil {
 			return nil, err
 		}
 	}
@@ -223,11 +249,7 @@ func (v *Vault) ApplyPromotion(ctx context.Context, tx *store.Tx, p Promotion) e
 
 // GetIn reads a record through r (a transaction or the database), ignoring folder grants.
 func (v *Vault) GetIn(ctx context.Context, r store.Reader, teamID int64, uid string) (Record, error) {
-	row, err := r.Record(ctx, teamID, uid)
-	if err != nil {
-		return Record{}, notFound(err, uid)
-	}
-	rec, _, err := v.openRecord(row)
+	rec, _, err := v.GetWithKey(ctx, r, teamID, uid)
 	return rec, err
 }
 
