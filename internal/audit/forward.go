@@ -162,13 +162,14 @@ func (f *Forwarder) pass(ctx context.Context, name string, s Sink, teams map[int
 	events := make([]Exported, len(rows))
 	for i, r := range rows {
 		team, ok := teams[r.TeamID]
-		if !ok { // a team added since: read the names again
+		if !ok { // a team added since: read the names again (once: an unknown id stays unnamed)
 			names, err := f.db.TeamNames(ctx)
 			if err != nil {
 				return 0, err
 			}
 			maps.Copy(teams, names)
 			team = teams[r.TeamID]
+			teams[r.TeamID] = team
 		}
 		events[i] = Exported{Seq: r.Seq, Team: team, Type: r.Type, Actor: r.Actor, RecordUID: r.RecordUID,
 			Details: json.RawMessage(r.Details), CreatedAt: r.CreatedAt,

@@ -20,7 +20,6 @@ import (
 // RFC 5425). Over UDP nothing acknowledges a message: prefer TCP or TLS.
 type Syslog struct {
 	network, address string
-	tls              *tls.Config // for network "tls"
 	host             string
 	dial             func(ctx context.Context) (net.Conn, error)
 
