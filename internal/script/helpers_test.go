@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,4 +151,80 @@ func need(t testing.TB, tools ...string) {
 			t.Skipf("%s is not installed", tool)
 		}
 	}
+}
+
+// modes runs f with a runner of each isolation mode: the sandbox (root only, as in CI) and
+// the unsandboxed process group.
+func modes(t *testing.T, f func(t *testing.T, o Options)) {
+	t.Helper()
+	sb, err := NewSandbox(Sandboxed, "")
+	if err != nil {
+		t.Fatalf("the tests run as root, as CI does: %v", err)
+	}
+	unsb, _ := NewSandbox(Unsandboxed, "")
+	t.Run(Sandboxed, func(t *testing.T) { f(t, Options{Sandbox: &sb}) })
+	t.Run(Unsandboxed, func(t *testing.T) { f(t, Options{Sandbox: &unsb}) })
+}
+
+// sharedDir returns a directory that a sandboxed script can write and the test can read:
+// outside /tmp (private to each sandbox), writable by everyone.
+func sharedDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "keyturn-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// withMarker returns a unique argument that tags a test's processes in their command lines.
+func withMarker(t testing.TB) string {
+	return fmt.Sprintf("1000%d.%d", os.Getpid(), time.Now().UnixNano()%1e9)
+}
+
+// pidsOf returns the host pids of the processes whose command line holds marker.
+func pidsOf(marker string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(b, []byte(marker)) && !dead(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitPids waits until n processes hold marker, and returns them.
+func waitPids(t *testing.T, marker string, n int) []int {
+	t.Helper()
+	for range 1000 {
+		if pids := pidsOf(marker); len(pids) >= n {
+			return pids
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %d processes with %s", n, marker)
+	return nil
+}
+
+// parentOf returns pid's parent (host pids).
+func parentOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

@@ -76,7 +76,7 @@ func fixture() (p Params, records, object string) {
 // TestProtocol runs a script that dumps its stdin and checks, byte for byte, what it received.
 func TestProtocol(t *testing.T) {
 	p, wantRecords, wantObject := fixture()
-	dump := filepath.Join(t.TempDir(), "stdin")
+	dump := filepath.Join(sharedDir(t), "stdin")
 	r := newTestRunner(t, Options{})
 	res, err := run(t, r, Script{Name: "dump.sh", Content: []byte("#!/bin/sh\ncat > '" + dump + "'\n")}, p)
 	if err != nil || res.ReturnCode != 0 {

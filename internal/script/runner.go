@@ -1,6 +1,7 @@
 package script
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -32,6 +33,11 @@ type Script struct {
 	Content []byte        // the script itself
 	Command string        // the command prefix, e.g. "/usr/local/bin/python3"; empty: exec the file (shebang)
 	Timeout time.Duration // 0: the runner's default
+
+	// Started, when set, is called once the script's process exists and before the script
+	// itself runs, with what a successor needs to kill it after a crash; the script runs only
+	// once Started has returned nil (it should record p durably). An error stops it unrun.
+	Started func(ctx context.Context, p Process) error
 }
 
 // Result is the outcome of one run, in the shape of Keeper's execLog entries.
@@ -52,11 +58,16 @@ type Options struct {
 	OutputCap int           // bytes kept of stdout and of stderr each; default 64 KiB
 	Path      string        // PATH of the scripts; default the server's PATH
 	Lang      string        // LANG of the scripts; default C.UTF-8
+	// Sandbox isolates the scripts (NewSandbox); nil: sandboxed as DefaultScriptUser when
+	// this process is root and that works, otherwise unsandboxed.
+	Sandbox *Sandbox
 }
 
 // Runner runs scripts; it is safe for concurrent use.
 type Runner struct {
-	opts Options
+	opts  Options
+	sb    Sandbox
+	owner string // the prefix of this process's private directories (Unsandboxed)
 }
 
 // NewRunner returns a Runner with the given options.
@@ -82,16 +93,35 @@ func NewRunner(o Options) *Runner {
 	if o.Lang == "" {
 		o.Lang = DefaultLang
 	}
-	return &Runner{opts: o}
+	r := &Runner{opts: o}
+	if o.Sandbox != nil {
+		r.sb = *o.Sandbox
+	} else if sb, err := NewSandbox(Sandboxed, ""); err == nil {
+		r.sb = sb
+	} else {
+		r.sb, _ = NewSandbox(Unsandboxed, "")
+	}
+	r.owner = dirPrefix + ownerTag(os.Getpid())
+	if r.sb.Mode == Unsandboxed {
+		sweep(o.TempDir)
+	}
+	return r
 }
+
+// Mode returns the runner's isolation mode: Sandboxed, Unsandboxed or Disabled.
+func (r *Runner) Mode() string { return r.sb.Mode }
 
 // Run runs s with stdin as its input line (Params.Line): the child reads the line, a newline
 // (added unless stdin ends with one), then EOF; an empty stdin gives EOF at once. The script is
 // written (0700) into a fresh private directory (0700), which is also its working directory,
-// HOME and TMPDIR, and which is removed afterwards. Its environment holds only PATH, HOME, LANG
-// and TMPDIR; no secret is put in argv or in the environment. It runs in its own process group;
-// processes it leaves behind in that group are killed when it exits. When the timeout passes or
-// ctx is done, the group gets SIGTERM, then SIGKILL after the grace period.
+// HOME and TMPDIR: sandboxed, a private tmpfs mounted over /tmp that dies with the sandbox;
+// unsandboxed, a directory under TempDir, removed afterwards. Its environment holds only PATH,
+// HOME, LANG and TMPDIR; no secret is put in argv or in the environment. Its process exists
+// before it runs: s.Started records it, then the script gets the go-ahead. It runs in its own
+// process group; processes it leaves behind are killed when it exits (sandboxed: every process
+// of its sandbox; unsandboxed: its group), and every one of them dies with the server
+// (sandboxed; unsandboxed, those that stay in the group and are children of the script). When
+// the timeout passes or ctx is done, the group gets SIGTERM, then SIGKILL after the grace period.
 //
 // stdout and stderr are captured separately, redacted with red (which may be nil) extended with
 // stdin itself and its base64 decoding, then capped. A non-zero exit is not an error: it is in
@@ -109,23 +139,41 @@ func (r *Runner) Run(ctx context.Context, s Script, stdin secret.Secret, red *Re
 		timeout = r.opts.Timeout
 	}
 
-	dir, err := os.MkdirTemp(r.opts.TempDir, "keyturn-script-")
-	if err != nil {
-		return res, fmt.Errorf("script %q: private directory: %w", s.Name, err)
+	if r.sb.Mode == Disabled {
+		return res, disabled(s.Name)
 	}
-	file := filepath.Join(dir, fileName(s.Name))
-	defer func() {
-		// Most scripts leave only their file: two unlinks are cheaper than RemoveAll.
-		if os.Remove(file) != nil || os.Remove(dir) != nil {
-			_ = os.RemoveAll(dir)
+	var file, hostDir string
+	var content *os.File // the script, read by the sandbox's init
+	if r.sb.Mode == Sandboxed {
+		file = sandboxPrivate + "/" + fileName(s.Name)
+		var err error
+		if content, err = scriptFile(s.Content); err != nil {
+			return res, fmt.Errorf("script %q: %w", s.Name, err)
 		}
-	}()
-	if err := writeScript(file, s.Content); err != nil {
-		return res, fmt.Errorf("script %q: write: %w", s.Name, err)
+		defer content.Close()
+	} else {
+		var err error
+		hostDir, err = os.MkdirTemp(r.opts.TempDir, r.owner+"-")
+		if err != nil {
+			return res, fmt.Errorf("script %q: private directory: %w", s.Name, err)
+		}
+		file = filepath.Join(hostDir, fileName(s.Name))
+		defer func() {
+			// Most scripts leave only their file: two unlinks are cheaper than RemoveAll.
+			if os.Remove(file) != nil || os.Remove(hostDir) != nil {
+				_ = os.RemoveAll(hostDir)
+			}
+		}()
+		if err := writeScript(file, s.Content); err != nil {
+			return res, fmt.Errorf("script %q: write: %w", s.Name, err)
+		}
 	}
 	argv, err := r.argv(s.Command, file)
 	if err != nil {
 		return res, startFailed(s.Name, err)
+	}
+	if s.Command == "" && !bytes.HasPrefix(s.Content, []byte("#!")) && !bytes.HasPrefix(s.Content, []byte("\x7fELF")) {
+		return res, startFailed(s.Name, syscall.ENOEXEC) // as exec(2) would say
 	}
 
 	p, err := newPipes(stdin)
@@ -133,17 +181,18 @@ func (r *Runner) Run(ctx context.Context, s Script, stdin secret.Secret, red *Re
 		return res, fmt.Errorf("script %q: pipes: %w", s.Name, err)
 	}
 	defer p.close()
+	goR, goW, err := os.Pipe()
+	if err != nil {
+		return res, fmt.Errorf("script %q: pipes: %w", s.Name, err)
+	}
+	defer goW.Close()
 	var cmd *exec.Cmd
 	for attempt := 0; ; attempt++ {
-		cmd = &exec.Cmd{
-			Path:        argv[0],
-			Args:        argv,
-			Dir:         dir,
-			Env:         []string{"PATH=" + r.opts.Path, "HOME=" + dir, "LANG=" + r.opts.Lang, "TMPDIR=" + dir},
-			Stdin:       p.inR,
-			Stdout:      p.outW,
-			Stderr:      p.errW,
-			SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		cmd = r.command(argv, file, hostDir)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = p.inR, p.outW, p.errW
+		cmd.ExtraFiles = []*os.File{goR}
+		if content != nil {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, content)
 		}
 		err = cmd.Start()
 		// A concurrent fork may briefly hold a descriptor of a script being written
@@ -153,8 +202,15 @@ func (r *Runner) Run(ctx context.Context, s Script, stdin secret.Secret, red *Re
 		}
 		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
+	goR.Close()
 	if err != nil {
 		return res, startFailed(s.Name, err)
+	}
+	if err := r.goAhead(ctx, s, cmd, goW); err != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return res, err
 	}
 	started := time.Now()
 	p.started(r.opts.OutputCap + red.maxLen)
@@ -180,6 +236,9 @@ func (r *Runner) Run(ctx context.Context, s Script, stdin secret.Secret, red *Re
 	// The leader has exited but is not reaped yet (on Linux), so its pid, the group id, is
 	// still taken: what it left behind in the group can be killed safely.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if r.sb.Mode == Sandboxed && !w.reaped {
+		_ = syscall.Kill(pgid, syscall.SIGKILL) // the sandbox's init: takes the sandbox with it
+	}
 	if !w.reaped {
 		w.err = cmd.Wait()
 	}
@@ -195,6 +254,12 @@ func (r *Runner) Run(ctx context.Context, s Script, stdin secret.Secret, red *Re
 	}
 	res.Stdout = p.out.output(red, r.opts.OutputCap)
 	res.Stderr = p.err.output(red, r.opts.OutputCap)
+	if ended == nil {
+		if errno, ok := r.execFailed(res); ok {
+			res.ReturnCode = -1
+			return res, startFailed(s.Name, errno)
+		}
+	}
 	return res, ended
 }
 
@@ -209,6 +274,9 @@ func (r *Runner) stop(pgid int, exited <-chan waitResult) waitResult {
 		return w
 	case <-grace.C:
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		if r.sb.Mode == Sandboxed {
+			_ = syscall.Kill(pgid, syscall.SIGKILL) // the sandbox's init, and with it the sandbox
+		}
 		return <-exited
 	}
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,163 +31,194 @@ func simpleParams() Params {
 // command lines or environments, and the script's environment is exactly the four variables.
 func TestProcNoSecrets(t *testing.T) {
 	need(t, "bash")
-	p := simpleParams()
-	line, _ := p.Line()
-	params, _ := decodeLine(t, line.Reveal())
-	tmp := t.TempDir()
-	pidFile, goFile := filepath.Join(tmp, "pids"), filepath.Join(tmp, "go")
-	sh := "#!/bin/bash\nIFS= read -r params\nsleep 300 &\necho \"$$ $!\" > '" + pidFile + "'\n" +
-		"while [ ! -e '" + goFile + "' ]; do sleep 0.02; done\nkill $!\n"
-	r := newTestRunner(t, Options{Path: "/usr/local/bin:/usr/bin:/bin", Lang: "en_US.UTF-8"})
-	type out struct {
-		res Result
-		err error
-	}
-	done := make(chan out, 1)
-	go func() {
-		res, err := r.Run(context.Background(), Script{Name: "proc.sh", Content: []byte(sh)}, line, NewRedactor(SecretsOf(p)...))
-		done <- out{res, err}
-	}()
-	pids := strings.Fields(waitFile(t, pidFile))
-	secrets := []string{line.Reveal(), string(params), "N3w-Secret-pw", "0ld-Secret-pw", "api-T0ken-Secret"}
-	for i, pid := range pids {
-		cmdline, err1 := os.ReadFile("/proc/" + pid + "/cmdline")
-		environ, err2 := os.ReadFile("/proc/" + pid + "/environ")
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
+	modes(t, func(t *testing.T, o Options) {
+		p := simpleParams()
+		line, _ := p.Line()
+		params, _ := decodeLine(t, line.Reveal())
+		marker, goFile := withMarker(t), filepath.Join(sharedDir(t), "go")
+		sh := "#!/bin/bash\nIFS= read -r params\nsleep " + marker + " &\n" +
+			"while [ ! -e '" + goFile + "' ]; do sleep 0.02; done\nkill $!\n"
+		o.Path, o.Lang = "/usr/local/bin:/usr/bin:/bin", "en_US.UTF-8"
+		r := newTestRunner(t, o)
+		type out struct {
+			res Result
+			err error
 		}
-		for _, s := range secrets {
-			if strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s) {
-				t.Errorf("process %s shows a secret in argv or environ", pid)
-			}
-		}
-		if i > 0 {
-			continue // the child's environment is what bash exports
-		}
-		cwd, _ := os.Readlink("/proc/" + pid + "/cwd")
-		vars := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
-		slices.Sort(vars)
-		want := []string{"HOME=" + cwd, "LANG=en_US.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin", "TMPDIR=" + cwd}
-		if !slices.Equal(vars, want) {
-			t.Errorf("environ of the script:\n got %q\nwant %q", vars, want)
-		}
-		if !strings.HasPrefix(cwd, r.opts.TempDir+"/keyturn-script-") {
-			t.Errorf("cwd %s is not a private directory", cwd)
-		}
-		if fi, err := os.Stat(cwd); err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("private directory mode: %v %v", fi.Mode(), err)
-		}
-		if args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"); len(args) != 2 || args[1] != filepath.Join(cwd, "proc.sh") {
-			t.Errorf("cmdline: %q", args)
-		}
-		if fi, err := os.Stat(filepath.Join(cwd, "proc.sh")); err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("script file mode: %v %v", fi.Mode(), err)
-		}
-		defer func() {
-			if _, err := os.Stat(cwd); !os.IsNotExist(err) {
-				t.Errorf("private directory %s left behind: %v", cwd, err)
-			}
+		done := make(chan out, 1)
+		go func() {
+			res, err := r.Run(context.Background(), Script{Name: "proc.sh", Content: []byte(sh)}, line, NewRedactor(SecretsOf(p)...))
+			done <- out{res, err}
 		}()
-	}
-	if err := os.WriteFile(goFile, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o := <-done
-	if o.err != nil || o.res.ReturnCode != 0 {
-		t.Fatalf("run: %+v %v", o.res, o.err)
-	}
+		child := waitPids(t, marker, 1)[0]
+		script := parentOf(t, child)
+		secrets := []string{line.Reveal(), string(params), "N3w-Secret-pw", "0ld-Secret-pw", "api-T0ken-Secret"}
+		for i, pid := range []int{script, child} {
+			cmdline, err1 := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			environ, err2 := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			for _, s := range secrets {
+				if strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s) {
+					t.Errorf("process %d shows a secret in argv or environ", pid)
+				}
+			}
+			if i > 0 {
+				continue // the child's environment is what bash exports
+			}
+			cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+			vars := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
+			slices.Sort(vars)
+			want := []string{"HOME=" + cwd, "LANG=en_US.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin", "TMPDIR=" + cwd}
+			if !slices.Equal(vars, want) {
+				t.Errorf("environ of the script:\n got %q\nwant %q", vars, want)
+			}
+			args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+			if len(args) != 2 || args[1] != filepath.Join(cwd, "proc.sh") {
+				t.Errorf("cmdline: %q", args)
+			}
+			if r.Mode() == Sandboxed {
+				// The private directory is the sandbox's own /tmp: a tmpfs only it sees.
+				if cwd != "/tmp" {
+					t.Errorf("cwd %s, want the sandbox's /tmp", cwd)
+				}
+				root := fmt.Sprintf("/proc/%d/root", pid)
+				if fi, err := os.Stat(root + cwd); err != nil || fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != 65534 {
+					t.Errorf("private directory: %v %v", fi, err)
+				}
+				if fi, err := os.Stat(root + args[1]); err != nil || fi.Mode().Perm() != 0o700 {
+					t.Errorf("script file mode: %v %v", fi, err)
+				}
+				if _, err := os.Stat(filepath.Join("/tmp", "proc.sh")); !os.IsNotExist(err) {
+					t.Errorf("the script file is visible outside the sandbox: %v", err)
+				}
+				continue
+			}
+			if !strings.HasPrefix(cwd, r.opts.TempDir+"/keyturn-script-") {
+				t.Errorf("cwd %s is not a private directory", cwd)
+			}
+			if fi, err := os.Stat(cwd); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("private directory mode: %v %v", fi.Mode(), err)
+			}
+			if fi, err := os.Stat(filepath.Join(cwd, "proc.sh")); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("script file mode: %v %v", fi.Mode(), err)
+			}
+			defer func() {
+				if _, err := os.Stat(cwd); !os.IsNotExist(err) {
+					t.Errorf("private directory %s left behind: %v", cwd, err)
+				}
+			}()
+		}
+		if err := os.WriteFile(goFile, nil, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		o2 := <-done
+		if o2.err != nil || o2.res.ReturnCode != 0 {
+			t.Fatalf("run: %+v %v", o2.res, o2.err)
+		}
+	})
 }
 
 // TestTimeoutKillsGroup checks that a timeout kills the script and its background grandchild
 // with SIGTERM, and that a group ignoring SIGTERM gets SIGKILL after the grace period.
 func TestTimeoutKillsGroup(t *testing.T) {
 	need(t, "bash")
-	for _, tc := range []struct {
-		name, trap string
-		code       int
-	}{
-		{"sigterm", "", 128 + 15},
-		{"sigkill", "trap '' TERM\n", 128 + 9},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			grandchild := filepath.Join(t.TempDir(), "pid")
-			sh := "#!/bin/bash\n" + tc.trap + "sleep 1000 &\necho $! > '" + grandchild + "'\nsleep 1000\n"
-			grace := 300 * time.Millisecond
-			r := newTestRunner(t, Options{KillGrace: grace})
-			start := time.Now()
-			res, err := r.Run(context.Background(), Script{Name: "hang.sh", Content: []byte(sh), Timeout: 300 * time.Millisecond}, secret.FromString("x"), nil)
-			elapsed := time.Since(start)
-			if faultCode(err) != "script_timeout" || !res.TimedOut {
-				t.Fatalf("want script_timeout: %+v %v", res, err)
-			}
-			if !strings.Contains(err.Error(), "hang.sh") || !strings.Contains(err.Error(), "300ms") {
-				t.Errorf("message: %v", err)
-			}
-			if res.ReturnCode != tc.code {
-				t.Errorf("return code %d, want %d", res.ReturnCode, tc.code)
-			}
-			if tc.code == 128+9 && elapsed < 600*time.Millisecond {
-				t.Errorf("SIGKILL came before the grace period: %v", elapsed)
-			}
-			if elapsed > 5*time.Second {
-				t.Errorf("took %v", elapsed)
-			}
-			pid, _ := strconv.Atoi(waitFile(t, grandchild))
-			if pid <= 0 || !eventuallyDead(pid) {
-				t.Errorf("grandchild %d is still running", pid)
-			}
-		})
-	}
+	modes(t, func(t *testing.T, o Options) {
+		for _, tc := range []struct {
+			name, trap string
+			code       int
+		}{
+			{"sigterm", "", 128 + 15},
+			{"sigkill", "trap '' TERM\n", 128 + 9},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				marker := withMarker(t)
+				sh := "#!/bin/bash\n" + tc.trap + "sleep " + marker + " &\nsleep 1000\n"
+				grace := 300 * time.Millisecond
+				o.KillGrace = grace
+				r := newTestRunner(t, o)
+				start := time.Now()
+				var pids []int
+				go func() { pids = waitPids(t, marker, 1) }()
+				res, err := r.Run(context.Background(), Script{Name: "hang.sh", Content: []byte(sh), Timeout: 300 * time.Millisecond}, secret.FromString("x"), nil)
+				elapsed := time.Since(start)
+				if faultCode(err) != "script_timeout" || !res.TimedOut {
+					t.Fatalf("want script_timeout: %+v %v", res, err)
+				}
+				if !strings.Contains(err.Error(), "hang.sh") || !strings.Contains(err.Error(), "300ms") {
+					t.Errorf("message: %v", err)
+				}
+				if res.ReturnCode != tc.code {
+					t.Errorf("return code %d, want %d", res.ReturnCode, tc.code)
+				}
+				if tc.code == 128+9 && elapsed < 600*time.Millisecond {
+					t.Errorf("SIGKILL came before the grace period: %v", elapsed)
+				}
+				if elapsed > 5*time.Second {
+					t.Errorf("took %v", elapsed)
+				}
+				if len(pids) == 0 {
+					t.Fatal("the grandchild was never seen")
+				}
+				if !eventuallyDead(pids[0]) {
+					t.Errorf("grandchild %d is still running", pids[0])
+				}
+			})
+		}
+	})
 }
 
 // TestLeftoversKilled checks that a script exiting at once while a background child holds its
 // stdout returns at once, and that the child is killed.
 func TestLeftoversKilled(t *testing.T) {
 	need(t, "bash")
-	child := filepath.Join(t.TempDir(), "pid")
-	sh := "#!/bin/bash\nsleep 1000 &\necho $! > '" + child + "'\necho bye\nexit 7\n"
-	r := newTestRunner(t, Options{})
-	start := time.Now()
-	res, err := r.Run(context.Background(), Script{Name: "bg.sh", Content: []byte(sh)}, secret.Secret{}, nil)
-	if err != nil || res.ReturnCode != 7 || res.Stdout != "bye\n" {
-		t.Fatalf("%+v %v", res, err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("took %v", d)
-	}
-	pid, _ := strconv.Atoi(waitFile(t, child))
-	if !eventuallyDead(pid) {
-		t.Errorf("child %d is still running", pid)
-	}
+	modes(t, func(t *testing.T, o Options) {
+		marker, seen := withMarker(t), filepath.Join(sharedDir(t), "seen")
+		sh := "#!/bin/bash\nsleep " + marker + " &\nwhile [ ! -e '" + seen + "' ]; do sleep 0.01; done\necho bye\nexit 7\n"
+		r := newTestRunner(t, o)
+		var pids []int
+		go func() {
+			pids = waitPids(t, marker, 1)
+			_ = os.WriteFile(seen, nil, 0o666)
+		}()
+		start := time.Now()
+		res, err := r.Run(context.Background(), Script{Name: "bg.sh", Content: []byte(sh)}, secret.Secret{}, nil)
+		if err != nil || res.ReturnCode != 7 || res.Stdout != "bye\n" {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("took %v", d)
+		}
+		if !eventuallyDead(pids[0]) {
+			t.Errorf("child %d is still running", pids[0])
+		}
+	})
 }
 
 // TestCancel checks that ending the context kills the group.
 func TestCancel(t *testing.T) {
 	need(t, "bash")
-	child := filepath.Join(t.TempDir(), "pid")
-	sh := "#!/bin/bash\nsleep 1000 &\necho $! > '" + child + "'\nwait\n"
-	r := newTestRunner(t, Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer cancel()
-		for range 1000 {
-			if b, err := os.ReadFile(child); err == nil && len(b) > 0 {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+	modes(t, func(t *testing.T, o Options) {
+		marker := withMarker(t)
+		sh := "#!/bin/bash\nsleep " + marker + " &\nwait\n"
+		r := newTestRunner(t, o)
+		ctx, cancel := context.WithCancel(context.Background())
+		var pids []int
+		go func() {
+			defer cancel()
+			pids = waitPids(t, marker, 1)
+		}()
+		res, err := r.Run(ctx, Script{Name: "c.sh", Content: []byte(sh)}, secret.Secret{}, nil)
+		if !errors.Is(err, context.Canceled) || res.TimedOut {
+			t.Fatalf("%+v %v", res, err)
 		}
-	}()
-	res, err := r.Run(ctx, Script{Name: "c.sh", Content: []byte(sh)}, secret.Secret{}, nil)
-	if !errors.Is(err, context.Canceled) || res.TimedOut {
-		t.Fatalf("%+v %v", res, err)
-	}
-	pid, _ := strconv.Atoi(waitFile(t, child))
-	if !eventuallyDead(pid) {
-		t.Errorf("child %d is still running", pid)
-	}
-	if _, err := r.Run(ctx, Script{Name: "c.sh", Content: []byte(sh)}, secret.Secret{}, nil); !errors.Is(err, context.Canceled) {
-		t.Errorf("done context: %v", err)
-	}
+		if !eventuallyDead(pids[0]) {
+			t.Errorf("child %d is still running", pids[0])
+		}
+		if _, err := r.Run(ctx, Script{Name: "c.sh", Content: []byte(sh)}, secret.Secret{}, nil); !errors.Is(err, context.Canceled) {
+			t.Errorf("done context: %v", err)
+		}
+	})
 }
 
 // TestOutputCap writes megabytes to stderr, then to stdout: no deadlock, both capped.
@@ -219,7 +251,7 @@ func TestCommandPrefix(t *testing.T) {
 	if err != nil {
 		t.Skip("no /bin/bash")
 	}
-	dir := filepath.Join(t.TempDir(), "my tools")
+	dir := filepath.Join(sharedDir(t), "my tools") // outside the sandboxes' private /tmp
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
