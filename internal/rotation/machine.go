@@ -78,6 +78,13 @@ func (e *Engine) execute(ctx context.Context, id string) error {
 	if run.Status != StatusQueued && run.Status != StatusRunning {
 		return nil
 	}
+	if run.Status == StatusRunning {
+		// Left by a crash (this process would hold it otherwise): a script it was running may
+		// still be at work.
+		if err := e.stopLeftovers(ctx, run.ID); err != nil {
+			return fmt.Errorf("run %s: %w", run.ID, err)
+		}
+	}
 	j := &job{e: e, run: run, interrupted: run.EffectStarted}
 	if len(run.ExecLog) > 0 {
 		if j.execLog, err = e.openLog(ctx, e.db.Reader, run); err != nil {
@@ -596,7 +603,9 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 		if err != nil {
 			return nil, err
 		}
-		res, runErr := j.e.runner.Run(ctx, a.script, line, script.NewRedactor(script.SecretsOf(params)...))
+		s := a.script
+		s.Started = j.recordProcess
+		res, runErr := j.e.runner.Run(ctx, s, line, script.NewRedactor(script.SecretsOf(params)...))
 		line.Clear()
 		if ctx.Err() != nil {
 			return nil, errStopped
@@ -623,6 +632,25 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 		}
 	}
 	return nil, nil
+}
+
+// recordProcess stores, durably, the process of a script about to run, so that whoever
+// settles this run after a crash kills it first (stopLeftovers).
+func (j *job) recordProcess(ctx context.Context, p script.Process) error {
+	return j.e.db.Tx(ctx, func(tx *store.Tx) error {
+		return tx.SetScriptProcess(ctx, store.ScriptProcess{RunID: j.run.ID, PID: p.PID, Start: p.Start, Boot: p.Boot}, j.e.opt.Now())
+	})
+}
+
+// stopLeftovers kills the script a crashed server left running for this run, with every
+// process it started, before anything is decided: no script may touch the target after the
+// run is settled. It fails when the process outlives SIGKILL; the run is then left alone.
+func (e *Engine) stopLeftovers(ctx context.Context, runID string) error {
+	p, ok, err := e.db.ScriptProcess(ctx, runID)
+	if err != nil || !ok {
+		return err
+	}
+	return script.Kill(ctx, script.Process{PID: p.PID, Start: p.Start, Boot: p.Boot}, 10*time.Second)
 }
 
 // retry runs op until it succeeds, fails permanently, or the attempts run out, waiting with
