@@ -65,6 +65,10 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	if err != nil {
 		return err
 	}
+	sandbox, err := scriptSandbox(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	svc := services.New(v, services.Options{
 		Auth:       auth.Options{TokenTTL: cfg.TokenTTL},
 		AuditSinks: sinks,
@@ -72,7 +76,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 			BackoffBase: cfg.RotationBackoff, BackoffMax: cfg.RotationBackoffMax,
 			TargetRate: unlimitedIfZero(cfg.TargetRate), TargetBurst: cfg.TargetBurst,
 			MinInterval: orNever(cfg.ScheduleMinInterval), CatchUp: cfg.ScheduleCatchUp, HeartbeatInterval: orNever(cfg.HeartbeatInterval)},
-		Scripts: script.Options{TempDir: cfg.ScriptDir},
+		Scripts: script.Options{TempDir: cfg.ScriptDir, Sandbox: &sandbox},
 		Logger:  log,
 	})
 	if err := svc.Start(ctx); err != nil {
@@ -121,6 +125,30 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// scriptSandbox works out how scripts are isolated, and refuses a data directory that the
+// script user could enter.
+func scriptSandbox(ctx context.Context, cfg config.Config, log *slog.Logger) (script.Sandbox, error) {
+	sb, warning, err := script.Choose(ctx, cfg.ScriptUser, cfg.AllowUnsandboxedScripts, cfg.DisableScripts)
+	if err != nil {
+		return sb, err
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	if sb.Mode == script.Sandboxed {
+		fi, err := os.Stat(cfg.Data)
+		if err != nil {
+			return sb, err
+		}
+		if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+			return sb, fmt.Errorf("data directory %s is open to other users (mode %04o), so scripts running as %s could read it: chmod 700 %s",
+				cfg.Data, perm, sb.User, cfg.Data)
+		}
+	}
+	log.Info("scripts", "isolation", sb.Mode, "user", sb.User)
+	return sb, nil
 }
 
 // openSinks opens the audit sinks the configuration names.

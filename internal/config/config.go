@@ -34,7 +34,11 @@ type Config struct {
 	RotationAttempts   int           `koanf:"rotation_attempts"`    // tries of a transient failure
 	RotationBackoff    time.Duration `koanf:"rotation_backoff"`     // first retry delay, doubling
 	RotationBackoffMax time.Duration `koanf:"rotation_backoff_max"` // cap of the retry delay
-	ScriptDir          string        `koanf:"script_dir"`           // where scripts' private directories go (a tmpfs is best)
+	ScriptDir          string        `koanf:"script_dir"`           // where unsandboxed scripts' private directories go (a tmpfs is best)
+
+	ScriptUser              string `koanf:"script_user"`               // the unprivileged user sandboxed scripts run as (nobody)
+	AllowUnsandboxedScripts bool   `koanf:"allow_unsandboxed_scripts"` // run scripts as the server's user when they cannot be sandboxed
+	DisableScripts          bool   `koanf:"disable_scripts"`           // run no script at all
 	TargetRate         float64       `koanf:"target_rate"`          // connector operations a second to one target; 0: unlimited
 	TargetBurst        int           `koanf:"target_burst"`         // operations at once before target_rate applies; 0: the rate
 
@@ -110,6 +114,7 @@ func Defaults() Config {
 		RotationBackoff:    time.Second,
 		RotationBackoffMax: 5 * time.Minute,
 		TargetRate:         20,
+		ScriptUser:         "nobody",
 
 		ScheduleMinInterval: time.Hour,
 		ScheduleCatchUp:     "run_once",
@@ -119,7 +124,7 @@ func Defaults() Config {
 
 // envKeys are the environment variables the server reads (KEYTURN_ + the upper-cased key).
 var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level",
-	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir", "target_rate", "target_burst",
+	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir", "script_user", "allow_unsandboxed_scripts", "disable_scripts", "target_rate", "target_burst",
 	"schedule_min_interval", "schedule_catch_up", "heartbeat_interval", "tls_cert_file", "tls_key_file", "insecure_no_tls"}
 
 // AddFlags defines the server's flags on fs, with the defaults as their values.
@@ -138,7 +143,10 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Duration("rotation-backoff-max", d.RotationBackoffMax, "cap of the retry delay")
 	fs.Float64("target-rate", d.TargetRate, "connector operations a second to one target (an Okta org, a REST host); 0: unlimited")
 	fs.Int("target-burst", d.TargetBurst, "operations one target may take at once before target-rate applies (0: the rate)")
-	fs.String("script-dir", "", "directory for scripts' private working directories (default: the system temp dir; a tmpfs is best)")
+	fs.String("script-dir", "", "directory for unsandboxed scripts' private working directories (default: the system temp dir; a tmpfs is best)")
+	fs.String("script-user", d.ScriptUser, "the unprivileged user (and its group) sandboxed scripts run as; the server must run as root")
+	fs.Bool("allow-unsandboxed-scripts", false, "when scripts cannot be sandboxed (the server is not root), run them as the server's user: they can then read the data directory")
+	fs.Bool("disable-scripts", false, "run no PAM script (rotations that need one fail)")
 	fs.Duration("schedule-min-interval", d.ScheduleMinInterval, "shortest gap a rotation schedule may have between runs")
 	fs.String("schedule-catch-up", d.ScheduleCatchUp, "occurrences missed while keyturn was down: run_once or skip")
 	fs.Duration("heartbeat-interval", d.HeartbeatInterval, "how often credentials that can be verified are checked (0: never)")

@@ -287,3 +287,28 @@ func (r *Runner) execFailed(res Result) (syscall.Errno, bool) {
 	}
 	return syscall.EINVAL, true
 }
+
+// Choose works out how a server isolates its scripts: none run when disable is set;
+// otherwise they are sandboxed as scriptUser when this process is root and a sandbox works
+// here. When they cannot be, they run unsandboxed only if allowUnsandboxed is set, and warning
+// says why and what that exposes; otherwise Choose fails, saying what to do.
+func Choose(ctx context.Context, scriptUser string, allowUnsandboxed, disable bool) (sb Sandbox, warning string, err error) {
+	if disable {
+		return Sandbox{Mode: Disabled}, "", nil
+	}
+	sb, err = NewSandbox(Sandboxed, scriptUser)
+	if err == nil {
+		err = NewRunner(Options{Sandbox: &sb}).Check(ctx)
+	}
+	if err == nil {
+		return sb, "", nil
+	}
+	if !allowUnsandboxed {
+		return Sandbox{}, "", fmt.Errorf("PAM scripts cannot be sandboxed: %w; run the server as root (scripts then run as "+
+			"script_user), set disable_scripts: true, or accept scripts that can read the data directory with "+
+			"allow_unsandboxed_scripts: true", err)
+	}
+	sb, _ = NewSandbox(Unsandboxed, "")
+	return sb, fmt.Sprintf("PAM scripts run unsandboxed, as the server's own user (allow_unsandboxed_scripts): they can read "+
+		"the data directory and the master key; the sandbox is not available because %v", err), nil
+}
