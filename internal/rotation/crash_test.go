@@ -114,27 +114,7 @@ func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
 	f.engine.Stop(stop)
 	cancel()
 
-	child := func(user, failpoint string, rotate bool) (killed bool) {
-		t.Helper()
-		setup, _ := json.Marshal(crashSetup{Dir: f.dir, TeamID: f.scope.TeamID, User: user})
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "KEYTURN_CRASH_CHILD=1", "KEYTURN_CRASH_SETUP="+string(setup),
-			"KEYTURN_FAILPOINT="+failpoint)
-		if rotate {
-			cmd.Env = append(cmd.Env, "KEYTURN_CRASH_ROTATE=1")
-		}
-		out, err := cmd.CombinedOutput()
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
-				return true
-			}
-		}
-		if err != nil {
-			t.Fatalf("child (failpoint %q): %v\n%s", failpoint, err, out)
-		}
-		return false
-	}
+	child := func(user, failpoint string, rotate bool) bool { return runChild(t, f, user, failpoint, rotate) }
 
 	total := 0
 	for round := 0; total < kills; round++ {
@@ -183,6 +163,30 @@ func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
 		}
 	}
 	t.Logf("%d kills", total)
+}
+
+// runChild runs the engine in a child process that settles every unfinished run and, when
+// rotate is set, rotates user; it dies at failpoint. It reports whether it was killed.
+func runChild(t *testing.T, f *fixture, user, failpoint string, rotate bool) (killed bool) {
+	t.Helper()
+	setup, _ := json.Marshal(crashSetup{Dir: f.dir, TeamID: f.scope.TeamID, User: user})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "KEYTURN_CRASH_CHILD=1", "KEYTURN_CRASH_SETUP="+string(setup),
+		"KEYTURN_FAILPOINT="+failpoint)
+	if rotate {
+		cmd.Env = append(cmd.Env, "KEYTURN_CRASH_ROTATE=1")
+	}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return true
+		}
+	}
+	if err != nil {
+		t.Fatalf("child (failpoint %q): %v\n%s", failpoint, err, out)
+	}
+	return false
 }
 
 // assertLiveInVault checks that a credential the target accepts is stored in the vault as
