@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if !reflect.DeepEqual(config.Defaults(), config.Config{Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", RotationWorkers: 16, RotationAttempts: 5,
-		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute, TargetRate: 20,
+		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute, TargetRate: 20, ScriptUser: "nobody",
 		ScheduleMinInterval: time.Hour, ScheduleCatchUp: "run_once", HeartbeatInterval: 24 * time.Hour}) {
 		t.Fatalf("Defaults = %+v", config.Defaults())
 	}
@@ -333,6 +333,7 @@ func withDefaults(c config.Config) config.Config {
 	c.RotationWorkers, c.RotationAttempts, c.RotationBackoff, c.RotationBackoffMax =
 		d.RotationWorkers, d.RotationAttempts, d.RotationBackoff, d.RotationBackoffMax
 	c.TargetRate, c.TargetBurst = d.TargetRate, d.TargetBurst
+	c.ScriptUser = d.ScriptUser
 	c.ScheduleMinInterval, c.ScheduleCatchUp, c.HeartbeatInterval = d.ScheduleMinInterval, d.ScheduleCatchUp, d.HeartbeatInterval
 	return c
 }
@@ -425,5 +426,26 @@ audit_sinks:
 	path = writeYAML(t, "data: /d\naudit_sinks:\n  - {name: a, type: webhook, url: 'http://127.0.0.1:9000/', secret_file: /k}\n")
 	if _, err := config.Load(path, serverFlags(t)); err != nil {
 		t.Errorf("a loopback webhook: %v", err)
+	}
+}
+
+// TestScriptIsolation reads the script sandbox's keys from YAML, the environment and flags.
+func TestScriptIsolation(t *testing.T) {
+	clearEnv(t)
+	path := writeYAML(t, "data: /d\nscript_user: keyturn-scripts\nallow_unsandboxed_scripts: true\n")
+	got, err := config.Load(path, serverFlags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ScriptUser != "keyturn-scripts" || !got.AllowUnsandboxedScripts || got.DisableScripts {
+		t.Errorf("from YAML: %+v", got)
+	}
+	t.Setenv("KEYTURN_DISABLE_SCRIPTS", "true")
+	got, err = config.Load(path, serverFlags(t, "--script-user", "65000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ScriptUser != "65000" || !got.DisableScripts {
+		t.Errorf("from the environment and flags: %+v", got)
 	}
 }
