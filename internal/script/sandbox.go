@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/secret"
 )
@@ -206,13 +208,14 @@ func (r *Runner) goAhead(ctx context.Context, s Script, cmd *exec.Cmd, goW *os.F
 	return goW.Close()
 }
 
-// scriptFile returns an unlinked file holding content, read from its start by the sandbox.
+// scriptFile returns an anonymous in-memory file (memfd) holding content, read from its start
+// by the sandbox: nothing is left on disk, whenever the server dies.
 func scriptFile(content []byte) (*os.File, error) {
-	f, err := os.CreateTemp("", "keyturn-script-content-")
+	fd, err := unix.MemfdCreate("keyturn-script", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("script content: %w", err)
 	}
-	_ = os.Remove(f.Name())
+	f := os.NewFile(uintptr(fd), "keyturn-script")
 	if _, err := f.Write(content); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("script content: %w", err)

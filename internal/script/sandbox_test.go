@@ -178,6 +178,7 @@ func TestScriptsDieWithTheServer(t *testing.T) {
 	if err := os.WriteFile(file, []byte(sh), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	before := leftovers(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "KEYTURN_SCRIPT_SERVER="+file)
 	stdout, err := cmd.StdoutPipe()
@@ -215,6 +216,19 @@ func TestScriptsDieWithTheServer(t *testing.T) {
 	if _, err := os.Stat(out + "/changed"); err == nil {
 		t.Error("a process the script started changed the target after the server died")
 	}
+	if after := leftovers(t); after > before {
+		t.Errorf("the killed server left %d private script directories or files in %s", after-before, os.TempDir())
+	}
+}
+
+// leftovers counts the keyturn-script* entries in the system's temp directory.
+func leftovers(t *testing.T) int {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(os.TempDir(), "keyturn-script*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(m)
 }
 
 // TestKillStopsALeftScript kills, through its recorded Process, a sandboxed script whose
@@ -260,4 +274,38 @@ func TestKillStopsALeftScript(t *testing.T) {
 		t.Errorf("another process's pid: %v", err)
 	}
 	_ = out
+}
+
+// TestLeftDirectoriesRemoved: an unsandboxed runner removes the private directories of
+// servers that died without removing them, and keeps those of servers that still run.
+func TestLeftDirectoriesRemoved(t *testing.T) {
+	tmp := t.TempDir()
+	// A process that has ended: its pid and start time name no running process.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("keyturn-script-%d.1-123", cmd.Process.Pid)
+	st, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(st)
+	start := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[19]
+	alive := fmt.Sprintf("keyturn-script-%d.%s-456", os.Getpid(), start)
+	for _, d := range []string{dead, alive, "keyturn-script-old-format", "other"} {
+		if err := os.MkdirAll(filepath.Join(tmp, d, "sub"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unsb, _ := script.NewSandbox(script.Unsandboxed, "")
+	script.NewRunner(script.Options{TempDir: tmp, Sandbox: &unsb})
+	for _, d := range []string{alive, "keyturn-script-old-format", "other"} {
+		if _, err := os.Stat(filepath.Join(tmp, d)); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tmp, dead)); !os.IsNotExist(err) {
+		t.Errorf("the dead server's %s is still there: %v", dead, err)
+	}
 }
