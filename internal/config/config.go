@@ -36,11 +36,11 @@ type Config struct {
 	RotationBackoffMax time.Duration `koanf:"rotation_backoff_max"` // cap of the retry delay
 	ScriptDir          string        `koanf:"script_dir"`           // where unsandboxed scripts' private directories go (a tmpfs is best)
 
-	ScriptUser              string `koanf:"script_user"`               // the unprivileged user sandboxed scripts run as (nobody)
-	AllowUnsandboxedScripts bool   `koanf:"allow_unsandboxed_scripts"` // run scripts as the server's user when they cannot be sandboxed
-	DisableScripts          bool   `koanf:"disable_scripts"`           // run no script at all
-	TargetRate         float64       `koanf:"target_rate"`          // connector operations a second to one target; 0: unlimited
-	TargetBurst        int           `koanf:"target_burst"`         // operations at once before target_rate applies; 0: the rate
+	ScriptUser              string  `koanf:"script_user"`               // the unprivileged user sandboxed scripts run as (nobody)
+	AllowUnsandboxedScripts bool    `koanf:"allow_unsandboxed_scripts"` // run scripts as the server's user when they cannot be sandboxed
+	DisableScripts          bool    `koanf:"disable_scripts"`           // run no script at all
+	TargetRate              float64 `koanf:"target_rate"`               // connector operations a second to one target; 0: unlimited
+	TargetBurst             int     `koanf:"target_burst"`              // operations at once before target_rate applies; 0: the rate
 
 	ScheduleMinInterval time.Duration `koanf:"schedule_min_interval"` // shortest gap a schedule may have; 0: none
 	ScheduleCatchUp     string        `koanf:"schedule_catch_up"`     // run_once or skip: occurrences missed while down
