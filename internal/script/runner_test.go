@@ -138,8 +138,8 @@ func TestTimeoutKillsGroup(t *testing.T) {
 				o.KillGrace = grace
 				r := newTestRunner(t, o)
 				start := time.Now()
-				var pids []int
-				go func() { pids = waitPids(t, marker, 1) }()
+				seen := make(chan []int, 1)
+				go func() { seen <- waitPids(t, marker, 1) }()
 				res, err := r.Run(context.Background(), Script{Name: "hang.sh", Content: []byte(sh), Timeout: 300 * time.Millisecond}, secret.FromString("x"), nil)
 				elapsed := time.Since(start)
 				if faultCode(err) != "script_timeout" || !res.TimedOut {
@@ -157,9 +157,7 @@ func TestTimeoutKillsGroup(t *testing.T) {
 				if elapsed > 5*time.Second {
 					t.Errorf("took %v", elapsed)
 				}
-				if len(pids) == 0 {
-					t.Fatal("the grandchild was never seen")
-				}
+				pids := <-seen
 				if !eventuallyDead(pids[0]) {
 					t.Errorf("grandchild %d is still running", pids[0])
 				}
@@ -176,10 +174,11 @@ func TestLeftoversKilled(t *testing.T) {
 		marker, seen := withMarker(t), filepath.Join(sharedDir(t), "seen")
 		sh := "#!/bin/bash\nsleep " + marker + " &\nwhile [ ! -e '" + seen + "' ]; do sleep 0.01; done\necho bye\nexit 7\n"
 		r := newTestRunner(t, o)
-		var pids []int
+		found := make(chan []int, 1)
 		go func() {
-			pids = waitPids(t, marker, 1)
+			pids := waitPids(t, marker, 1)
 			_ = os.WriteFile(seen, nil, 0o666)
+			found <- pids
 		}()
 		start := time.Now()
 		res, err := r.Run(context.Background(), Script{Name: "bg.sh", Content: []byte(sh)}, secret.Secret{}, nil)
@@ -189,6 +188,7 @@ func TestLeftoversKilled(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("took %v", d)
 		}
+		pids := <-found
 		if !eventuallyDead(pids[0]) {
 			t.Errorf("child %d is still running", pids[0])
 		}
@@ -203,15 +203,16 @@ func TestCancel(t *testing.T) {
 		sh := "#!/bin/bash\nsleep " + marker + " &\nwait\n"
 		r := newTestRunner(t, o)
 		ctx, cancel := context.WithCancel(context.Background())
-		var pids []int
+		found := make(chan []int, 1)
 		go func() {
 			defer cancel()
-			pids = waitPids(t, marker, 1)
+			found <- waitPids(t, marker, 1)
 		}()
 		res, err := r.Run(ctx, Script{Name: "c.sh", Content: []byte(sh)}, secret.Secret{}, nil)
 		if !errors.Is(err, context.Canceled) || res.TimedOut {
 			t.Fatalf("%+v %v", res, err)
 		}
+		pids := <-found
 		if !eventuallyDead(pids[0]) {
 			t.Errorf("child %d is still running", pids[0])
 		}
