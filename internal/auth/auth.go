@@ -92,17 +92,17 @@ type Token struct {
 
 // Options configure a Service; zero values take the defaults.
 type Options struct {
-	TokenTTL      time.Duration    // lifetime of bearer tokens (DefaultTokenTTL)
-	FailureLimit  int              // failed token exchanges allowed per key id and address (DefaultFailureLimit)
-	FailureWindow time.Duration    // the window those failures are counted in (DefaultFailureWindow)
+	TokenTTL      time.Duration // lifetime of bearer tokens (DefaultTokenTTL)
+	FailureLimit  int           // failed token exchanges allowed per key id and address (DefaultFailureLimit)
+	FailureWindow time.Duration // the window those failures are counted in (DefaultFailureWindow)
 	// KeyFailureLimit failed exchanges of one key id from every address within KeyFailureWindow
 	// leave an address that failed for it one try per FailureWindow (DefaultKeyFailureLimit,
 	// DefaultKeyFailureWindow).
 	KeyFailureLimit  int
 	KeyFailureWindow time.Duration
-	LimiterEntries   int // the most entries each of the limiter's tables holds (DefaultLimiterEntries)
-	Now           func() time.Time // the clock (time.Now)
-	Journal       Journal          // where identity changes are audited (nil: nowhere)
+	LimiterEntries   int              // the most entries each of the limiter's tables holds (DefaultLimiterEntries)
+	Now              func() time.Time // the clock (time.Now)
+	Journal          Journal          // where identity changes are audited (nil: nowhere)
 }
 
 // Journal records an event in the transaction of the change it describes. audit.Log is one.
