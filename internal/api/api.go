@@ -120,7 +120,7 @@ func (s *server) routes() []route {
 		{method: "POST", path: "/v1/teams/{team}/records/{uid}/rotate", roles: pam, h: s.rotate, doc: op{summary: "Rotate now (202; 200 with the active run, or with the finished run when wait ends it)", out: "RotateAccepted", status: 202, query: []string{"wait"}}},
 		{method: "GET", path: "/v1/teams/{team}/rotations/{id}", roles: pamOrSecurity, h: s.getRun, doc: op{summary: "Get a rotation run with its (redacted) exec log", out: "Run", status: 200}},
 		{method: "GET", path: "/v1/teams/{team}/rotations", roles: pamOrSecurity, h: s.listRuns, doc: op{summary: "List rotation runs, newest first", out: "Run", list: true, status: 200, query: []string{"record_uid", "status", "count", "offset"}}},
-		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents, doc: op{summary: "Audit events after a sequence number", out: "AuditEvent", list: true, status: 200, query: []string{"after", "limit"}}},
+		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents, doc: op{summary: "Audit events after a sequence number; a caller limited to folders sees only the events of records in them", out: "AuditEvent", list: true, status: 200, query: []string{"after", "limit"}}},
 	}
 }
 
