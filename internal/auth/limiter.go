@@ -52,7 +52,7 @@ type failureLimiter struct {
 
 type pairKey struct {
 	key  uuid.UUID
-	addr netip.Addr // the zero Addr for every address that does not parse
+	addr netip.Addr // an IPv4 address, an IPv6 /64, or the zero Addr for any that does not parse
 }
 
 type failureWindow struct {
@@ -65,12 +65,18 @@ func newFailureLimiter(l limits) *failureLimiter {
 		good: map[pairKey]time.Time{}}
 }
 
+// newPairKey counts an IPv6 client by its /64, which one host or site commonly holds whole,
+// so that its addresses are not so many fresh starts.
 func newPairKey(key uuid.UUID, client string) pairKey {
 	addr, err := netip.ParseAddr(client)
 	if err != nil {
-		addr = netip.Addr{}
+		return pairKey{key: key}
 	}
-	return pairKey{key: key, addr: addr.Unmap()}
+	addr = addr.Unmap().WithZone("")
+	if addr.Is6() {
+		addr = netip.PrefixFrom(addr, 64).Masked().Addr()
+	}
+	return pairKey{key: key, addr: addr}
 }
 
 // live returns the window of subject in m if it has not ended.

@@ -97,6 +97,23 @@ func TestLimiterCountsConcurrentAttempts(t *testing.T) {
 	}
 }
 
+// TestLimiterCountsAnIPv6SixtyFourAsOneAddress: the addresses of one /64 share a count.
+func TestLimiterCountsAnIPv6SixtyFourAsOneAddress(t *testing.T) {
+	l := newFailureLimiter(testLimits(100))
+	now, key := time.Now(), uuid.New()
+	for i := range 3 {
+		if l.attempt(key, fmt.Sprintf("2001:db8:1:2::%x", i+1), now) != 0 {
+			t.Fatalf("attempt %d refused", i)
+		}
+	}
+	if l.attempt(key, "2001:db8:1:2:ffff::9", now) == 0 {
+		t.Fatal("another address of the same /64 was let through past the limit")
+	}
+	if l.attempt(key, "2001:db8:1:3::1", now) != 0 {
+		t.Fatal("another /64 was refused")
+	}
+}
+
 // BenchmarkLimiterFlood measures an attempt from a new key id and address into a full table.
 func BenchmarkLimiterFlood(b *testing.B) {
 	l := newFailureLimiter(testLimits(DefaultLimiterEntries))
