@@ -21,6 +21,10 @@ import (
 // MaxBodyBytes is the largest request body accepted.
 const MaxBodyBytes = 1 << 20
 
+// MaxTokenBodyBytes is the largest body of a token exchange: a key id and a secret need far
+// less, and nothing bigger reaches the failure limiter.
+const MaxTokenBodyBytes = 8 << 10
+
 // Deps are what the API serves.
 type Deps struct {
 	Vault  *vault.Vault
@@ -45,12 +49,13 @@ type handler func(w http.ResponseWriter, r *http.Request, p *auth.Principal) err
 // says so; otherwise a valid bearer token of the path's team is required, and, when roles is
 // not empty, one of those roles.
 type route struct {
-	method string
-	path   string
-	public bool
-	roles  []auth.Role
-	h      handler
-	doc    op // for the OpenAPI document
+	method  string
+	path    string
+	public  bool
+	roles   []auth.Role
+	maxBody int64 // the largest body accepted; 0: MaxBodyBytes
+	h       handler
+	doc     op // for the OpenAPI document
 }
 
 type server struct {
@@ -88,15 +93,15 @@ func (s *server) routes() []route {
 		{method: "GET", path: "/readyz", public: true, h: s.readyz, doc: op{summary: "Readiness: the database answers", status: 200}},
 		{method: "GET", path: "/openapi.json", public: true, h: s.openapi, doc: op{summary: "This OpenAPI 3 document", status: 200}},
 		{method: "GET", path: "/metrics", public: true, h: s.metrics, doc: op{summary: "Prometheus metrics (text format)", status: 200, text: true}},
-		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, h: s.serviceToken, doc: op{summary: "Exchange an API key for a bearer token", in: "TokenRequest", out: "TokenResponse", status: 200}},
+		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, maxBody: MaxTokenBodyBytes, h: s.serviceToken, doc: op{summary: "Exchange an API key for a bearer token (400 invalid_key_id when key_id is not a UUID; 413 beyond 8 KiB; 429 with Retry-After after 10 failures of the key id from the caller's address in a minute)", in: "TokenRequest", out: "TokenResponse", status: 200}},
 
 		{method: "GET", path: "/v1/teams/{team}/service_users", roles: identityReaders, h: s.listServiceUsers, doc: op{summary: "List service users", out: "ServiceUser", list: true, status: 200, query: []string{"contains", "starts_with", "status", "count", "offset"}}},
-		{method: "POST", path: "/v1/teams/{team}/service_users", roles: resource, h: s.createServiceUser, doc: op{summary: "Create a service user", in: "ServiceUserInput", out: "ServiceUser", status: 201}},
+		{method: "POST", path: "/v1/teams/{team}/service_users", roles: resource, h: s.createServiceUser, doc: op{summary: "Create a service user (403 grant_exceeds_own for roles or folders beyond the caller's)", in: "ServiceUserInput", out: "ServiceUser", status: 201}},
 		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}", roles: identityReaders, h: s.getServiceUser, doc: op{summary: "Get a service user", out: "ServiceUser", status: 200}},
-		{method: "PUT", path: "/v1/teams/{team}/service_users/{user_name}", roles: resource, h: s.updateServiceUser, doc: op{summary: "Change a service user's status, roles or folders", in: "ServiceUserInput", out: "ServiceUser", status: 200}},
-		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.listKeys, doc: op{summary: "List a service user's API keys (never their secrets)", out: "Key", list: true, status: 200}},
-		{method: "POST", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.rotateKeys, doc: op{summary: "Issue a new API key; older keys expire in 48 h", out: "NewKey", status: 200}},
-		{method: "DELETE", path: "/v1/teams/{team}/service_users/{user_name}/keys/{key_id}", roles: resource, h: s.deleteKey, doc: op{summary: "Delete an API key and every token minted from it", status: 204}},
+		{method: "PUT", path: "/v1/teams/{team}/service_users/{user_name}", roles: resource, h: s.updateServiceUser, doc: op{summary: "Change a service user's status, roles or folders (403 service_user_out_of_grant when its grant is wider than the caller's, grant_exceeds_own, cannot_change_self)", in: "ServiceUserInput", out: "ServiceUser", status: 200}},
+		{method: "GET", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.listKeys, doc: op{summary: "List a service user's API keys, never their secrets (403 service_user_out_of_grant when its grant is wider than the caller's)", out: "Key", list: true, status: 200}},
+		{method: "POST", path: "/v1/teams/{team}/service_users/{user_name}/keys", roles: resource, h: s.rotateKeys, doc: op{summary: "Issue a new API key; older keys expire in 48 h (403 service_user_out_of_grant when its grant is wider than the caller's)", out: "NewKey", status: 200}},
+		{method: "DELETE", path: "/v1/teams/{team}/service_users/{user_name}/keys/{key_id}", roles: resource, h: s.deleteKey, doc: op{summary: "Delete an API key and every token minted from it (403 service_user_out_of_grant when its grant is wider than the caller's)", status: 204}},
 
 		{method: "POST", path: "/v1/teams/{team}/records", roles: pam, h: s.createRecord, doc: op{summary: "Create a record", in: "RecordInput", out: "Record", status: 201}},
 		{method: "GET", path: "/v1/teams/{team}/records", roles: anyRole, h: s.listRecords, doc: op{summary: "List records (metadata only)", out: "RecordSummary", list: true, status: 200, query: []string{"type", "folder", "title", "count", "offset"}}},
@@ -115,7 +120,7 @@ func (s *server) routes() []route {
 		{method: "POST", path: "/v1/teams/{team}/records/{uid}/rotate", roles: pam, h: s.rotate, doc: op{summary: "Rotate now (202; 200 with the active run, or with the finished run when wait ends it)", out: "RotateAccepted", status: 202, query: []string{"wait"}}},
 		{method: "GET", path: "/v1/teams/{team}/rotations/{id}", roles: pamOrSecurity, h: s.getRun, doc: op{summary: "Get a rotation run with its (redacted) exec log", out: "Run", status: 200}},
 		{method: "GET", path: "/v1/teams/{team}/rotations", roles: pamOrSecurity, h: s.listRuns, doc: op{summary: "List rotation runs, newest first", out: "Run", list: true, status: 200, query: []string{"record_uid", "status", "count", "offset"}}},
-		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents, doc: op{summary: "Audit events after a sequence number", out: "AuditEvent", list: true, status: 200, query: []string{"after", "limit"}}},
+		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents, doc: op{summary: "Audit events after a sequence number; a caller limited to folders sees only the events of records in them", out: "AuditEvent", list: true, status: 200, query: []string{"after", "limit"}}},
 	}
 }
 
@@ -146,7 +151,11 @@ func (s *server) wrap(rt route) http.Handler {
 			w = rec
 			defer func() { s.Meter.Request(pattern, rec.status, time.Since(start)) }()
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		limit := rt.maxBody
+		if limit <= 0 {
+			limit = MaxBodyBytes
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		var p *auth.Principal
 		if !rt.public {
 			var err error

@@ -181,7 +181,9 @@ func TestAuthentication(t *testing.T) {
 
 	tokenPath := "/v1/teams/acme/service_token"
 	wrongSecret := wantError(t, env, "POST", tokenPath, "", map[string]string{"key_id": env.Creds.KeyID, "key_secret": "wrong"}, 401, "unauthorized")
-	wrongID := wantError(t, env, "POST", tokenPath, "", map[string]string{"key_id": "nope", "key_secret": env.Creds.KeySecret.Reveal()}, 401, "unauthorized")
+	wrongID := wantError(t, env, "POST", tokenPath, "", map[string]string{"key_id": "0b5a8f1e-3c6d-4e2a-9f70-1d2c3b4a5e6f", "key_secret": env.Creds.KeySecret.Reveal()}, 401, "unauthorized")
+	// A key id keyturn cannot have issued is refused as such; that tells nothing about keys.
+	wantError(t, env, "POST", tokenPath, "", map[string]string{"key_id": "nope", "key_secret": env.Creds.KeySecret.Reveal()}, 400, "invalid_key_id")
 	wrongTeam := wantError(t, env, "POST", "/v1/teams/other/service_token", "", map[string]string{"key_id": env.Creds.KeyID, "key_secret": env.Creds.KeySecret.Reveal()}, 401, "unauthorized")
 	if wrongSecret != wrongID || wrongID != wrongTeam {
 		t.Fatalf("answers differ, so they tell which part was wrong: %+v %+v %+v", wrongSecret, wrongID, wrongTeam)

@@ -62,7 +62,7 @@ var schemas = obj{
 	"PasswordVersion": props(nil, obj{"version": integer, "state": obj{"type": "string",
 		"enum": []string{"current", "previous", "pending", "failed"}}, "value": str, "created_at": stamp, "updated_at": stamp}),
 	"NotationValue": props([]string{"value"}, obj{"value": obj{}}),
-	"TokenRequest":  props([]string{"key_id", "key_secret"}, obj{"key_id": str, "key_secret": str}),
+	"TokenRequest":  props([]string{"key_id", "key_secret"}, obj{"key_id": obj{"type": "string", "format": "uuid"}, "key_secret": str}),
 	"TokenResponse": props(nil, obj{"bearer_token": str, "expires_at": stamp, "team_name": str}),
 	"ServiceUserInput": props(nil, obj{"name": str, "status": obj{"type": "string",
 		"enum": []string{auth.StatusActive, auth.StatusDisabled, auth.StatusDeleted}},

@@ -175,7 +175,7 @@ func (s *server) auditEvents(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		}
 		limit = n
 	}
-	events, err := s.Audit.List(r.Context(), p.TeamID, after, limit)
+	events, err := s.Audit.ListWithin(r.Context(), p.TeamID, p.Folders, after, limit)
 	if err != nil {
 		return err
 	}

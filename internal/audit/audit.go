@@ -222,7 +222,15 @@ func (l *Log) chainHash(e store.AuditEvent) []byte {
 
 // List returns a team's events after seq, oldest first.
 func (l *Log) List(ctx context.Context, teamID, after int64, limit int) ([]Event, error) {
-	rows, err := l.db.AuditEvents(ctx, teamID, after, limit)
+	return l.ListWithin(ctx, teamID, nil, after, limit)
+}
+
+// ListWithin returns the events after seq, oldest first, that a caller of the team limited to
+// folders may see: those of records that are in or below one of the folders. Events that name
+// no record (service users, API keys) and those of records since deleted are about more than
+// those folders, so only a caller without a folder limit sees them. With no folders, it is List.
+func (l *Log) ListWithin(ctx context.Context, teamID int64, folders []string, after int64, limit int) ([]Event, error) {
+	rows, err := l.db.AuditEventsWithin(ctx, teamID, folders, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}

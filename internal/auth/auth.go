@@ -92,11 +92,17 @@ type Token struct {
 
 // Options configure a Service; zero values take the defaults.
 type Options struct {
-	TokenTTL      time.Duration    // lifetime of bearer tokens (DefaultTokenTTL)
-	FailureLimit  int              // failed token exchanges allowed per key id and per address (DefaultFailureLimit)
-	FailureWindow time.Duration    // the window those failures are counted in (DefaultFailureWindow)
-	Now           func() time.Time // the clock (time.Now)
-	Journal       Journal          // where identity changes are audited (nil: nowhere)
+	TokenTTL      time.Duration // lifetime of bearer tokens (DefaultTokenTTL)
+	FailureLimit  int           // failed token exchanges allowed per key id and address (DefaultFailureLimit)
+	FailureWindow time.Duration // the window those failures are counted in (DefaultFailureWindow)
+	// KeyFailureLimit failed exchanges of one key id from every address within KeyFailureWindow
+	// leave an address that failed for it one try per FailureWindow (DefaultKeyFailureLimit,
+	// DefaultKeyFailureWindow).
+	KeyFailureLimit  int
+	KeyFailureWindow time.Duration
+	LimiterEntries   int              // the most entries each of the limiter's tables holds (DefaultLimiterEntries)
+	Now              func() time.Time // the clock (time.Now)
+	Journal          Journal          // where identity changes are audited (nil: nowhere)
 }
 
 // Journal records an event in the transaction of the change it describes. audit.Log is one.
@@ -126,11 +132,22 @@ func New(db *store.DB, keys *keyring.Keyring, opt Options) *Service {
 	if opt.FailureWindow <= 0 {
 		opt.FailureWindow = DefaultFailureWindow
 	}
+	if opt.KeyFailureLimit <= 0 {
+		opt.KeyFailureLimit = DefaultKeyFailureLimit
+	}
+	if opt.KeyFailureWindow <= 0 {
+		opt.KeyFailureWindow = DefaultKeyFailureWindow
+	}
+	if opt.LimiterEntries <= 0 {
+		opt.LimiterEntries = DefaultLimiterEntries
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	failures := newFailureLimiter(limits{pairLimit: opt.FailureLimit, pairWindow: opt.FailureWindow,
+		keyLimit: opt.KeyFailureLimit, keyWindow: opt.KeyFailureWindow, entries: opt.LimiterEntries})
 	return &Service{db: db, keys: keys, now: opt.Now, tokenTTL: opt.TokenTTL,
-		failures: newFailureLimiter(opt.FailureLimit, opt.FailureWindow), events: opt.Journal, dummy: keys.Hash("api-key", nil)}
+		failures: failures, events: opt.Journal, dummy: keys.Hash("api-key", nil)}
 }
 
 // CreateTeam creates a team with an admin service user holding every role, and returns the
@@ -188,20 +205,47 @@ func (s *Service) keyHash(keyID string, sec secret.Secret) []byte {
 }
 
 // IssueToken exchanges an API key for a bearer token of the key's team. client is the
-// caller's network address. Every wrong team, key id or secret gets the same error; after too
-// many of them for the key id or the address, every attempt is refused until the window ends.
+// caller's network address. A key id that is not a UUID is refused as invalid before anything
+// else. Every wrong team, key id or secret gets the same error; after too many of them for the
+// key id from the client's address, every attempt of that key id from that address is refused
+// until the window ends (see DefaultFailureLimit and DefaultKeyFailureLimit). Failures from
+// other addresses never refuse a correct secret from an address that has not failed.
 func (s *Service) IssueToken(ctx context.Context, team, keyID string, keySecret secret.Secret, client string) (Token, error) {
+	id, err := parseKeyID(keyID)
+	if err != nil {
+		return Token{}, err
+	}
 	now := s.now().UTC()
-	if wait := max(s.failures.blocked("key:"+keyID, now), s.failures.blocked("addr:"+client, now)); wait > 0 {
+	if wait := s.failures.attempt(id, client, now); wait > 0 {
 		return Token{}, &fault.Error{Kind: fault.RateLimited, Code: "too_many_attempts", RetryAfter: wait,
 			Message: fmt.Sprintf("too many failed attempts: try again in %s", wait.Round(time.Second))}
 	}
-	tok, err := s.issueToken(ctx, team, keyID, keySecret, now)
-	if errors.Is(err, errBadCredentials) {
-		s.failures.fail("key:"+keyID, now)
-		s.failures.fail("addr:"+client, now)
+	tok, err := s.issueToken(ctx, team, id.String(), keySecret, now)
+	switch {
+	case err == nil:
+		s.failures.succeeded(id, client, now)
+	case !errors.Is(err, errBadCredentials):
+		s.failures.forgive(id, client)
 	}
 	return tok, err
+}
+
+// errBadKeyID refuses a key id that keyturn cannot have issued, before it is looked up or
+// counted; it does not echo the id, which may be anything.
+var errBadKeyID = &fault.Error{Kind: fault.Invalid, Code: "invalid_key_id",
+	Message: "key_id must be the id of an API key: a UUID such as 0b5a8f1e-3c6d-4e2a-9f70-1d2c3b4a5e6f"}
+
+// parseKeyID parses an API key id: a UUID in its 36-character form, as newKey issues them
+// (in either case).
+func parseKeyID(keyID string) (uuid.UUID, error) {
+	if len(keyID) != 36 {
+		return uuid.UUID{}, errBadKeyID
+	}
+	id, err := uuid.Parse(keyID)
+	if err != nil {
+		return uuid.UUID{}, errBadKeyID
+	}
+	return id, nil
 }
 
 func (s *Service) issueToken(ctx context.Context, team, keyID string, keySecret secret.Secret, now time.Time) (Token, error) {

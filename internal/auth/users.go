@@ -66,11 +66,22 @@ type UserChange struct {
 
 var statuses = []string{StatusActive, StatusDisabled, StatusDeleted}
 
-func userView(u store.ServiceUser, team string) User {
+func userRoles(u store.ServiceUser) []Role {
 	roles := make([]Role, len(u.Roles))
 	for i, r := range u.Roles {
 		roles[i] = Role(r)
 	}
+	return roles
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(s string) bool { return !slices.Contains(b, s) }) &&
+		!slices.ContainsFunc(b, func(s string) bool { return !slices.Contains(a, s) })
+}
+
+func userView(u store.ServiceUser, team string) User {
+	roles := userRoles(u)
 	return User{ID: u.ID, Name: u.Name, TeamName: team, Status: u.Status, UserType: "service",
 		Roles: roles, Folders: nonNilStrings(u.Folders), DeletedAt: u.DeletedAt}
 }
@@ -123,6 +134,48 @@ func validateFolders(folders []string) error {
 	return nil
 }
 
+// grantWithin reports whether roles and folders lie within p's own grant: every role is one p
+// holds, and every folder is in or below one of p's folders. No folders means every folder,
+// which lies within p's grant only when p has no folder limit either. When they do not, the
+// error says which role or folder is beyond p's.
+func grantWithin(p *Principal, roles []Role, folders []string) (string, bool) {
+	for _, r := range roles {
+		if !p.Has(r) {
+			return fmt.Sprintf("role %s, which you do not hold", r), false
+		}
+	}
+	if len(p.Folders) == 0 {
+		return "", true
+	}
+	if len(folders) == 0 {
+		return fmt.Sprintf("every folder, while yours are limited to %s", strings.Join(p.Folders, ", ")), false
+	}
+	for _, f := range folders {
+		if !vault.InFolders(f, p.Folders) {
+			return fmt.Sprintf("folder %s, which is outside yours (%s)", f, strings.Join(p.Folders, ", ")), false
+		}
+	}
+	return "", true
+}
+
+// checkGrant refuses to give roles or folders beyond p's own.
+func checkGrant(p *Principal, roles []Role, folders []string) error {
+	if beyond, ok := grantWithin(p, roles, folders); !ok {
+		return fault.New(fault.Forbidden, "grant_exceeds_own", "you cannot grant %s", beyond)
+	}
+	return nil
+}
+
+// checkTarget refuses to let p act on a service user whose grant is wider than p's: changing
+// it or issuing, listing or deleting its keys would hand p what p was not given.
+func checkTarget(p *Principal, u store.ServiceUser) error {
+	if beyond, ok := grantWithin(p, userRoles(u), u.Folders); !ok {
+		return fault.New(fault.Forbidden, "service_user_out_of_grant",
+			"service user %q holds %s: only someone whose grant covers it can change it or its keys", u.Name, beyond)
+	}
+	return nil
+}
+
 // ListUsers returns the caller's team's service users and whether more remain.
 func (s *Service) ListUsers(ctx context.Context, p *Principal, f UserFilter) ([]User, bool, error) {
 	if f.Status != "" && !slices.Contains(statuses, f.Status) {
@@ -160,6 +213,9 @@ func (s *Service) CreateUser(ctx context.Context, p *Principal, name string, rol
 		return User{}, err
 	}
 	if err := validateFolders(folders); err != nil {
+		return User{}, err
+	}
+	if err := checkGrant(p, roles, folders); err != nil {
 		return User{}, err
 	}
 	u := store.ServiceUser{ID: uuid.NewString(), TeamID: p.TeamID, Name: name, Status: StatusActive,
@@ -200,7 +256,8 @@ func (s *Service) user(ctx context.Context, r store.Reader, p *Principal, name s
 }
 
 // UpdateUser changes a service user's status, roles or folders. Nobody can disable or delete
-// themselves, or take away their own resource_admin role; a DELETED user cannot be changed.
+// themselves or change their own roles or folders, change a user whose grant is wider than
+// theirs, or grant roles or folders beyond their own; a DELETED user cannot be changed.
 func (s *Service) UpdateUser(ctx context.Context, p *Principal, name string, c UserChange) (User, error) {
 	if c.Status != nil && !slices.Contains(statuses, *c.Status) {
 		return User{}, fault.Invalidf("status must be one of %s, not %q", strings.Join(statuses, ", "), *c.Status)
@@ -220,6 +277,9 @@ func (s *Service) UpdateUser(ctx context.Context, p *Principal, name string, c U
 			return fault.New(fault.Conflict, "service_user_deleted", "service user %q is deleted and cannot be changed", name)
 		}
 		self := u.ID == p.UserID
+		if err := checkTarget(p, u); err != nil {
+			return err
+		}
 		if c.Status != nil {
 			if self && *c.Status != StatusActive {
 				return fault.New(fault.Forbidden, "cannot_change_self", "you cannot disable or delete yourself")
@@ -231,13 +291,19 @@ func (s *Service) UpdateUser(ctx context.Context, p *Principal, name string, c U
 			}
 		}
 		if c.Roles != nil {
-			if self && p.Has(ResourceAdmin) && !slices.Contains(*c.Roles, ResourceAdmin) {
-				return fault.New(fault.Forbidden, "cannot_change_self", "you cannot take away your own resource_admin role")
+			if self && !sameSet(roleStrings(*c.Roles), u.Roles) {
+				return fault.New(fault.Forbidden, "cannot_change_self", "you cannot change your own roles")
 			}
 			u.Roles = roleStrings(*c.Roles)
 		}
 		if c.Folders != nil {
+			if self && !sameSet(*c.Folders, u.Folders) {
+				return fault.New(fault.Forbidden, "cannot_change_self", "you cannot change your own folders")
+			}
 			u.Folders = nonNilStrings(*c.Folders)
+		}
+		if err := checkGrant(p, userRoles(u), u.Folders); err != nil {
+			return err
 		}
 		out = u
 		if err := tx.UpdateServiceUser(ctx, u); err != nil {
@@ -258,6 +324,9 @@ func (s *Service) ListKeys(ctx context.Context, p *Principal, name string) ([]Ke
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTarget(p, u); err != nil {
+		return nil, err
+	}
 	keys, err := s.db.APIKeys(ctx, u.ID)
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %s: %w", name, err)
@@ -276,6 +345,9 @@ func (s *Service) RotateKeys(ctx context.Context, p *Principal, name string) (Ne
 	err := s.db.Tx(ctx, func(tx *store.Tx) error {
 		u, err := s.user(ctx, tx.Reader, p, name)
 		if err != nil {
+			return err
+		}
+		if err := checkTarget(p, u); err != nil {
 			return err
 		}
 		if u.Status != StatusActive {
@@ -303,6 +375,9 @@ func (s *Service) DeleteKey(ctx context.Context, p *Principal, name, keyID strin
 	err := s.db.Tx(ctx, func(tx *store.Tx) error {
 		u, err := s.user(ctx, tx.Reader, p, name)
 		if err != nil {
+			return err
+		}
+		if err := checkTarget(p, u); err != nil {
 			return err
 		}
 		if err := tx.DeleteAPIKey(ctx, u.ID, keyID); errors.Is(err, store.ErrNotFound) {

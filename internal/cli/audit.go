@@ -26,7 +26,8 @@ func (e *env) auditCommand() *cobra.Command {
 		Short: "Show the team's audit events",
 		Long: `Show the team's audit events, oldest first: sequence number, time, type, actor, record and
 details (never a secret). --after N shows the events after sequence number N; --limit N at
-most N of them (1 to 1000; default the server's, 100).
+most N of them (1 to 1000; default the server's, 100). A service user limited to folders sees
+only the events of records in them: not those of service users, keys or deleted records.
 
 --follow then keeps asking for new events every second and shows them as they come, until
 interrupted (Ctrl-C). With -o json each event is printed as one line of JSON; without

@@ -290,6 +290,7 @@ func TestUsageErrors(t *testing.T) {
 		{"no credentials", without(EnvKeyID, EnvKeySecret), []string{"record", "get", "x"}, "no credentials"},
 		{"key id without secret", without(EnvKeySecret), []string{"get", "keeper://x/title"}, "KEYTURN_KEY_SECRET is not"},
 		{"secret without key id", without(EnvKeyID), []string{"record", "list"}, "KEYTURN_KEY_ID is not"},
+		{"key id not a uuid", func() map[string]string { e := without(); e[EnvKeyID] = secret; return e }(), []string{"record", "list"}, "KEYTURN_KEY_ID is not an API key id"},
 		{"bad address", func() map[string]string { e := without(); e[EnvAddr] = "ftp://x"; return e }(), []string{"record", "list"}, "KEYTURN_ADDR"},
 		{"missing --type", h.env, []string{"record", "create", "--title", "T"}, "--type is required"},
 		{"missing --title", h.env, []string{"record", "create", "--type", "login"}, "--title is required"},

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/rotation"
@@ -100,8 +102,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return c, Usagef("%s is set but %s is not: set both", EnvKeySecret, EnvKeyID)
 	case c.KeySecret == "":
 		return c, Usagef("%s is set but %s is not: set both", EnvKeyID, EnvKeySecret)
+	case !isKeyID(c.KeyID):
+		// Not echoed: it may be the secret, set in the wrong variable.
+		return c, Usagef("%s is not an API key id (a UUID such as 0b5a8f1e-3c6d-4e2a-9f70-1d2c3b4a5e6f, as key rotate prints it)", EnvKeyID)
 	}
 	return c, nil
+}
+
+// isKeyID reports whether s can be an API key id: a UUID in its 36-character form.
+func isKeyID(s string) bool {
+	_, err := uuid.Parse(s)
+	return len(s) == 36 && err == nil
 }
 
 // APIError is an error answer of the API: its HTTP status and {"code","message"} body.

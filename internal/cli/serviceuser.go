@@ -17,7 +17,10 @@ import (
 const userHelp = `
 Roles: resource_admin (manages service users and keys), pam_admin (records, scripts,
 rotation), security_admin (audit, metadata), secrets_reader (reads record values).
-Folders limit every role to those folder prefixes, such as Shared/Okta; none means all.`
+Folders limit every role to those folder prefixes, such as Shared/Okta; none means all.
+You can grant only roles you hold and folders within your own, cannot change a service user
+whose roles or folders go beyond yours (nor its keys), and cannot change your own roles or
+folders.`
 
 func (e *env) serviceUserCommand() *cobra.Command {
 	return groupCommand("service-user", "Create, list, show and change service users and their API keys",

@@ -466,13 +466,13 @@ func TestServiceUserErrors(t *testing.T) {
 		t.Fatalf("create twice: exit %d, %v", r.code, r.err)
 	}
 
-	// nobody disables themselves, or drops their own resource_admin
+	// nobody disables themselves, or changes their own roles
 	r = h.run("", "service-user", "update", "admin", "--status", "DISABLED")
 	if r.code != ExitFailed || !strings.Contains(r.err.Error(), "you cannot disable or delete yourself") || !strings.Contains(r.err.Error(), "HTTP 403") {
 		t.Fatalf("disable yourself: exit %d, %v", r.code, r.err)
 	}
 	r = h.run("", "service-user", "update", "admin", "--no-roles")
-	if r.code != ExitFailed || !strings.Contains(r.err.Error(), "you cannot take away your own resource_admin role") {
+	if r.code != ExitFailed || !strings.Contains(r.err.Error(), "you cannot change your own roles") {
 		t.Fatalf("drop own roles: exit %d, %v", r.code, r.err)
 	}
 	if u := h.getUser("admin"); u.Status != "ACTIVE" || len(u.Roles) != 4 {

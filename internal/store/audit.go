@@ -66,6 +66,21 @@ func (r Reader) AuditEvents(ctx context.Context, teamID, after int64, limit int)
 		WHERE team_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, teamID, after, limit)
 }
 
+// AuditEventsWithin returns a team's events after seq, oldest first, that a caller limited to
+// folders may see: those naming a record that is in or below one of the folders now. With no
+// folders, every event of the team.
+func (r Reader) AuditEventsWithin(ctx context.Context, teamID int64, folders []string, after int64, limit int) ([]AuditEvent, error) {
+	if len(folders) == 0 {
+		return r.AuditEvents(ctx, teamID, after, limit)
+	}
+	cond, args := withinFolders("r.folder", folders, 3)
+	args = append([]any{teamID, after, limit}, args...)
+	return r.auditEvents(ctx, `SELECT `+prefixed("e.", auditColumns)+` FROM audit_events e
+		WHERE e.team_id = $1 AND e.seq > $2 AND EXISTS (SELECT 1 FROM records r
+			WHERE r.uid = e.record_uid AND r.team_id = e.team_id AND (`+cond+`))
+		ORDER BY e.seq LIMIT $3`, args...)
+}
+
 // AllAuditEvents returns every event after seq, across teams, for verifying the chain.
 func (r Reader) AllAuditEvents(ctx context.Context, after int64, limit int) ([]AuditEvent, error) {
 	return r.auditEvents(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
