@@ -17,7 +17,7 @@ import (
 // at all three byte alignments, so that a secret inside a longer base64 blob is caught too), and
 // so is the base64 of its JSON-escaped forms. It is also looked for in views of the output that
 // undo backslash escapes (C, $'…', printf %q, JSON, Go, Python), shell quoting ('…', "…",
-// '\'', a word quoted piece by piece or split into words) and percent-encoding, whatever set
+// '\”, a word quoted piece by piece or split into words) and percent-encoding, whatever set
 // of characters the encoder chose to escape; what decodes to a secret is replaced. Every byte
 // covered by an occurrence is replaced, overlapping occurrences included; a run of replaced
 // bytes becomes one secret.Redacted. A secret of one or two characters redacts noisily: its
