@@ -10,10 +10,10 @@ import (
 
 // Encodings returns the forms in which a script may print s, each without its surrounding
 // quotes so that it is found inside a longer word too: s itself; shell-quoted as bash's
-// `set -x` and `printf %q` write it ('…' with '\” for a quote, \-escapes, and ANSI-C $'…'
-// with non-ASCII bytes raw or in octal), as Python's shlex.quote writes it ('"'"'), and inside
-// double quotes; JSON-escaped as Go, Python and jq write it; percent-encoded (query and path
-// escaping, and every reserved byte in upper- and lower-case hex); and base64 (both
+// `set -x` and `printf %q` write it ('…', a quote in it closed, escaped and reopened, \-escapes, and
+// ANSI-C $'…' with non-ASCII bytes raw or in octal), as Python's shlex.quote writes it ('"'"'),
+// and inside double quotes; JSON-escaped as Go, Python and jq write it; percent-encoded (query
+// and path escaping, and every reserved byte in upper- and lower-case hex); and base64 (both
 // alphabets). The Redactor looks for all of them, and for more: see Redactor.
 func Encodings(s string) []string {
 	forms := []string{s}

@@ -14,16 +14,16 @@ import (
 // Redactor replaces every occurrence of a set of secrets in a script's output by
 // secret.Redacted. Each secret is looked for raw, in every form of Encodings (shell-quoted,
 // JSON-escaped, percent-encoded), and base64-encoded (std and URL alphabets, padded or not, and
-// at all three byte alignments, so that a secret inside a longer base64 blob is caught too), and
-// so is the base64 of its JSON-escaped forms. It is also looked for in views of the output that
-// undo backslash escapes (C, $'…', printf %q, JSON, Go, Python), shell quoting ('…', "…",
-// '\”, a word quoted piece by piece or split into words) and percent-encoding, whatever set
-// of characters the encoder chose to escape; what decodes to a secret is replaced. Every byte
-// covered by an occurrence is replaced, overlapping occurrences included; a run of replaced
-// bytes becomes one secret.Redacted. A secret of one or two characters redacts noisily: its
-// base64 fragments are one to three characters long. Base64 that a script wraps over several
-// lines is not recognised. A nil *Redactor redacts nothing. A Redactor is safe for concurrent
-// use.
+// at all three byte alignments, so that a secret inside a longer base64 blob is caught too),
+// and so is the base64 of its JSON-escaped forms. It is also looked for in views of the output
+// that undo backslash escapes (C, $'…', printf %q, JSON, Go, Python), shell quoting ('…', "…",
+// a quote closed, escaped and reopened, a word quoted piece by piece or split into words) and
+// percent-encoding, whatever set of characters the encoder chose to escape; what decodes to a
+// secret is replaced. Every byte covered by an occurrence is replaced, overlapping occurrences
+// included; a run of replaced bytes becomes one secret.Redacted. A secret of one or two
+// characters redacts noisily: its base64 fragments are one to three characters long. Base64
+// that a script wraps over several lines is not recognised. A nil *Redactor redacts nothing. A
+// Redactor is safe for concurrent use.
 type Redactor struct {
 	patterns []string // looked for in the text as it is
 	decoded  []string // looked for in the text's decoded views (see views)

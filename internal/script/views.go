@@ -200,9 +200,9 @@ func unhex(c byte) int {
 	return -1
 }
 
-// joinView turns each quote that a shell wrote as '\” (bash) or '"'"' (Python's shlex.quote)
-// back into a quote, so that a single-quoted word reads as it is; it needs no parsing, so a
-// stray apostrophe elsewhere does not throw it off.
+// joinView turns each quote that a shell wrote as quote, backslash, quote, quote (bash) or
+// '"'"' (Python's shlex.quote) back into a quote, so that a single-quoted word reads as it is;
+// it needs no parsing, so a stray apostrophe elsewhere does not throw it off.
 func joinView(t string) *view {
 	v := newView(len(t))
 	for i := 0; i < len(t); {
