@@ -27,13 +27,15 @@ func Encodings(s string) []string {
 // shellForms returns s quoted as shells and shell-quoting libraries write it, without the
 // outer quotes.
 func shellForms(s string) []string {
+	single := strings.ReplaceAll(s, `'`, `'\''`)
 	return []string{
-		strings.ReplaceAll(s, `'`, `'\''`),  // bash xtrace, sh_single_quote, many scripts
-		strings.ReplaceAll(s, `'`, `'"'"'`), // Python's shlex.quote
-		backslashQuote(s),                   // printf %q, ${s@Q} without control characters
-		doubleQuote(s),                      // "…"
-		ansiCQuote(s, false),                // $'…' in a UTF-8 locale
-		ansiCQuote(s, true),                 // $'…' in the C locale: non-ASCII bytes in octal
+		single,                                  // bash xtrace, sh_single_quote, ${s@Q}, many scripts
+		strings.ReplaceAll(single, `'`, `'\''`), // quoted twice: xtrace of ${s@Q}
+		strings.ReplaceAll(s, `'`, `'"'"'`),     // Python's shlex.quote
+		backslashQuote(s),                       // printf %q, ${s@Q} without control characters
+		doubleQuote(s),                          // "…"
+		ansiCQuote(s, false),                    // $'…' in a UTF-8 locale
+		ansiCQuote(s, true),                     // $'…' in the C locale: non-ASCII bytes in octal
 	}
 }
 

@@ -55,15 +55,17 @@ func TestRedactEncodings(t *testing.T) {
 	pw := `a'b c"d`
 	red := NewRedactor(secret.FromString(pw))
 	for _, text := range []string{
-		`+ echo 'a'\''b' 'c"d'`,        // echo $pw: split into two words, quoted each
-		`+ echo a\'b\ c\"d`,            // every special escaped
-		`a\x27b\x20c\x22d`,             // \x escapes
-		`a\047b\040c\042d`,             // octal
-		`$'a\'b c"d'`,                  // ANSI-C
-		`'a'"'"'b c"d'`,                // shlex.quote
-		`a%27b%20c%22d a%27b+c%22d`,    // percent, either space
-		`a\u0027b\u0020c\u0022d`,       // JSON escaping everything
-		"don't\n+ echo 'a'\\''b c\"d'", // a stray apostrophe on the line before
+		`+ echo 'a'\''b' 'c"d'`,             // echo $pw: split into two words, quoted each
+		`+ echo a\'b\ c\"d`,                 // every special escaped
+		`a\x27b\x20c\x22d`,                  // \x escapes
+		`a\047b\040c\042d`,                  // octal
+		`$'a\'b c"d'`,                       // ANSI-C
+		`'a'"'"'b c"d'`,                     // shlex.quote
+		`a%27b%20c%22d a%27b+c%22d`,         // percent, either space
+		`a\u0027b\u0020c\u0022d`,            // JSON escaping everything
+		"don't\n+ echo 'a'\\''b c\"d'",      // a stray apostrophe on the line before
+		`\'a\'\\\'\'b\ c\"d\'`,              // printf %q of ${pw@Q}: quoted twice
+		`+ : ''\''a'\''\'\'''\''b c"d'\'''`, // set -x of ${pw@Q}
 	} {
 		got := red.Redact(text)
 		if !strings.Contains(got, secret.Redacted) || strings.Contains(got, "c") && strings.Contains(got, "d") && strings.Contains(got, "b") && !strings.HasPrefix(text, "don't") {

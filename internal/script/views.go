@@ -13,8 +13,9 @@ import (
 // whatever set of characters the quoting program chose to escape (bash's differs between
 // versions, Python's from Go's), and words that a shell quoted piece by piece.
 type view struct {
-	b    []byte
-	segs []seg // in order of v
+	b      []byte
+	segs   []seg // in order of v
+	parent *view // the view this one decodes further, if any: its text is parent.b
 }
 
 // seg says where the view's bytes from v on come from: with literal, b[v+k] is text[src+k];
@@ -63,10 +64,15 @@ func (v *view) source(i int) (from, to int) {
 	k := sort.Search(len(v.segs), func(k int) bool { return int(v.segs[k].v) > i }) - 1
 	sg := v.segs[k]
 	if sg.literal {
-		from = int(sg.src) + i - int(sg.v)
-		return from, from + 1
+		from, to = int(sg.src)+i-int(sg.v), int(sg.src)+i-int(sg.v)+1
+	} else {
+		from, to = int(sg.src), int(sg.srcEnd)
 	}
-	return int(sg.src), int(sg.srcEnd)
+	if v.parent != nil {
+		from, _ = v.parent.source(from)
+		_, to = v.parent.source(to - 1)
+	}
+	return from, to
 }
 
 // views returns the decoded views of t that may hold one of patterns and differ from t:
@@ -81,6 +87,16 @@ func views(t string, patterns []string) []*view {
 	}
 	if strings.ContainsAny(t, `'"\`) {
 		out = append(out, shellView(t))
+	}
+	// Text quoted twice (bash's set -x of a ${s@Q}, printf %q of a quoted word) still holds
+	// quote-backslash-quote-quote after one unquoting: unquote it once more.
+	for _, v := range out {
+		if inner := string(v.b); strings.Contains(inner, `'\''`) {
+			for _, w := range []*view{joinView(inner), shellView(inner)} {
+				w.parent = v
+				out = append(out, w)
+			}
+		}
 	}
 	if strings.IndexByte(t, '%') >= 0 {
 		out = append(out, percentView(t, false))
