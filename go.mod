@@ -1,6 +1,6 @@
 module github.com/keyturn/keyturn
 
-go 1.26.8
+go 1.27.3
 
 require (
 	github.com/adhocore/gronx v1.20.4

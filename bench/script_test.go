@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,4 +75,32 @@ func benchOverhead(b *testing.B, dir string) {
 	b.ReportMetric(float64(runT.Nanoseconds())/n, "ns/op")
 	b.ReportMetric(float64(bareT.Nanoseconds())/n, "bare-ns/op")
 	b.ReportMetric(float64((runT-bareT).Nanoseconds())/n, "added-ns/op")
+}
+
+// BenchmarkRedact redacts 64 KiB of bash `set -x` output (quotes, backslashes, JSON, percent
+// signs), the most a stream keeps, with the secrets of a typical run: eight passwords and
+// tokens, two of which occur in the text shell-quoted.
+func BenchmarkRedact(b *testing.B) {
+	secrets := []secret.Secret{
+		secret.FromString(`srb'Pv2"q\$x` + "`y!z w"), secret.FromString("old-Password-1!"),
+		secret.FromString("00aBcDeFgHiJkLmNoPqRsTuVwXyZ012345678"), secret.FromString(`{"k":"v"}`),
+		secret.FromString("p@ss/word+%41"), secret.FromString("another's one"),
+		secret.FromString("token-0123456789abcdef"), secret.FromString("ä€😀-unicode"),
+	}
+	red := script.NewRedactor(secrets...)
+	var text []byte
+	for i := 0; len(text) < 64<<10; i++ {
+		text = fmt.Appendf(text, "+ curl -s -X POST https://example.okta.com/api/v1/users/%d -H 'Authorization: SSWS x' -d '{\"credentials\":{\"password\":{\"value\":\"%%41\\\\n\"}}}'\n", i)
+		text = append(text, "+ echo 'don'\\''t' \"$HOME\" \\$x 100% done\n"...)
+		if i%50 == 0 {
+			text = append(text, "+ pw='srb'\\''Pv2\"q\\$x`y!z w'\n+ printf %q another\\'s\\ one\n"...)
+		}
+	}
+	text = text[:64<<10]
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if out := red.Redact(string(text)); len(out) == 0 {
+			b.Fatal("empty")
+		}
+	}
 }

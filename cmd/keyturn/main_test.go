@@ -66,7 +66,8 @@ func initVault(t *testing.T, dir string, extra ...string) initOutput {
 type server struct {
 	cmd    *exec.Cmd
 	addr   string
-	stderr *bytes.Buffer
+	stdout *bytes.Buffer // read it only once the server exited
+	stderr *bytes.Buffer // read it only once the server exited
 	exited chan error
 }
 
@@ -78,10 +79,12 @@ func startServer(t *testing.T, args ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdout := &bytes.Buffer{}
+	cmd.Stdout = stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	s := &server{cmd: cmd, stdout: stdout, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pipe)

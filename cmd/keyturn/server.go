@@ -55,7 +55,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	level, _ := cfg.Level()
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
 
-	v, err := datadir.Open(ctx, cfg.Data, datadir.Unseal{PassphraseFile: cfg.PassphraseFile})
+	v, err := datadir.OpenExclusive(ctx, cfg.Data, datadir.Unseal{PassphraseFile: cfg.PassphraseFile})
 	if err != nil {
 		return err
 	}

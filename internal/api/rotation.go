@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -43,13 +44,9 @@ type rotateResponse struct {
 }
 
 func (s *server) rotate(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	var wait time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > MaxWait {
-			return fault.Invalidf("wait must be a duration such as 30s, at most %s, not %q", MaxWait, v)
-		}
-		wait = d
+	wait, err := parseWait(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	sc := scope(p)
 	run, created, err := s.Engine.Rotate(r.Context(), sc, r.PathValue("uid"), rotation.TriggerOnDemand)
@@ -58,10 +55,17 @@ func (s *server) rotate(w http.ResponseWriter, r *http.Request, p *auth.Principa
 	}
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		defer cancel()
-		if run, err = s.Engine.Wait(ctx, sc, run.ID); err != nil {
+		waited, err := s.Engine.Wait(ctx, sc, run.ID)
+		cancel()
+		if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
+			// The wait ran out during one of its reads, not the run: it goes on, so answer
+			// with what it is now, as for a run that outlasts the wait.
+			waited, err = s.Engine.Get(r.Context(), sc, run.ID)
+		}
+		if err != nil {
 			return err
 		}
+		run = waited
 		if run.Terminal() {
 			return writeJSON(w, http.StatusOK, run)
 		}
@@ -71,6 +75,25 @@ func (s *server) rotate(w http.ResponseWriter, r *http.Request, p *auth.Principa
 		status = http.StatusOK // the record's active run: there is never a second one
 	}
 	return writeJSON(w, status, rotateResponse{RotationID: run.ID, Status: run.Status})
+}
+
+// parseWait reads rotate's ?wait=: a Go duration (30s, 1m30s, 500ms) from 0 (do not wait)
+// to MaxWait. Anything else is a 400 that says what was wrong.
+func parseWait(q url.Values) (time.Duration, error) {
+	if !q.Has("wait") {
+		return 0, nil
+	}
+	v := q.Get("wait")
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, fault.Invalidf("wait must be a duration such as 30s or 2m (at most %s), not %q", MaxWait, v)
+	case d < 0:
+		return 0, fault.Invalidf("wait must not be negative, not %q", v)
+	case d > MaxWait:
+		return 0, fault.Invalidf("wait must be at most %s, not %q", MaxWait, v)
+	}
+	return d, nil
 }
 
 func (s *server) getRun(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {

@@ -423,3 +423,54 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateWaitValues checks ?wait=: a wait too short for the run (1ns, 1ms) answers 202 with
+// the run, which goes on and succeeds; 0 does not wait; a negative, unparsable, empty or
+// unitless wait, or one longer than api.MaxWait, answers 400 {code,message} naming the
+// problem and starts nothing.
+func TestRotateWaitValues(t *testing.T) {
+	env := testenv.Start(t)
+	rec := scriptsOnlyUser(t, env, "#!/bin/sh\nsleep 0.2\necho rotated\n")
+	path := "/v1/teams/acme/records/" + rec.UID + "/rotate"
+	for _, wait := range []string{"1ns", "1ms", "0", "0s"} {
+		var started struct {
+			RotationID string `json:"rotation_id"`
+			Status     string `json:"status"`
+		}
+		resp, raw := env.Raw(t, "POST", path+"?wait="+wait, env.Token, nil)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("wait=%s: %d %s, want 202", wait, resp.StatusCode, raw)
+		}
+		if err := json.Unmarshal(raw, &started); err != nil || started.RotationID == "" || started.Status == "" {
+			t.Fatalf("wait=%s: body %s: %v", wait, raw, err)
+		}
+		var run runView
+		if st := env.Do(t, "POST", path+"?wait=30s", nil, &run); st != http.StatusOK || run.ID != started.RotationID || run.Status != "succeeded" {
+			t.Fatalf("wait=%s: the run did not go on: %d %+v (started %+v)", wait, st, run, started)
+		}
+	}
+	var before struct {
+		List []runView `json:"list"`
+	}
+	env.Do(t, "GET", "/v1/teams/acme/rotations?record_uid="+rec.UID, nil, &before)
+	for wait, says := range map[string]string{
+		"-1s":     "negative",
+		"forever": "duration",
+		"":        "duration",
+		"30":      "duration",
+		"6m":      "at most 5m0s",
+		"8760h":   "at most 5m0s",
+	} {
+		e := wantError(t, env, "POST", path+"?wait="+wait, env.Token, nil, 400, "invalid_request")
+		if !strings.Contains(e.Message, "wait") || !strings.Contains(e.Message, says) {
+			t.Errorf("wait=%q: message %q does not say %q", wait, e.Message, says)
+		}
+	}
+	var after struct {
+		List []runView `json:"list"`
+	}
+	env.Do(t, "GET", "/v1/teams/acme/rotations?record_uid="+rec.UID, nil, &after)
+	if len(after.List) != len(before.List) {
+		t.Fatalf("a refused wait started a run: %d runs, then %d", len(before.List), len(after.List))
+	}
+}

@@ -36,6 +36,7 @@ type Unseal struct {
 type Vault struct {
 	DB   *store.DB
 	Keys *keyring.Keyring
+	lock *Lock // held by OpenExclusive's vault until Close
 }
 
 // Init creates dir (0700), the database, the key hierarchy and the first team, and returns the
@@ -114,13 +115,10 @@ func Init(ctx context.Context, dir, team string, u Unseal) (creds auth.Credentia
 // Open opens and unseals an existing data directory. A wrong passphrase or key file gives an
 // error wrapping keyring.ErrWrongKey, and nothing is written.
 func Open(ctx context.Context, dir string, u Unseal) (*Vault, error) {
-	if dir == "" {
-		return nil, errors.New("--data is required")
+	if err := checkVault(dir); err != nil {
+		return nil, err
 	}
 	dbPath := store.SQLitePath(dir)
-	if _, err := os.Stat(dbPath); err != nil {
-		return nil, fmt.Errorf("%s holds no keyturn vault (run keyturn init --data %s first)", dir, dir)
-	}
 	db, err := store.OpenSQLite(ctx, dbPath)
 	if err != nil {
 		return nil, err
@@ -136,8 +134,43 @@ func Open(ctx context.Context, dir string, u Unseal) (*Vault, error) {
 	return &Vault{DB: db, Keys: keys}, nil
 }
 
-// Close closes the database.
-func (v *Vault) Close() error { return v.DB.Close() }
+// OpenExclusive is Open for the one process that may run the engine (crash recovery, the
+// scheduler, scripts) on dir: it first takes the directory's exclusive lock (see
+// LockExclusive), so a second one fails with an *InUseError before it reads or writes
+// anything. The lock is held until Close. Commands that only add rows (team add) use Open and
+// may run beside it.
+func OpenExclusive(ctx context.Context, dir string, u Unseal) (*Vault, error) {
+	if err := checkVault(dir); err != nil {
+		return nil, err
+	}
+	lock, err := LockExclusive(dir)
+	if err != nil {
+		return nil, err
+	}
+	v, err := Open(ctx, dir, u)
+	if err != nil {
+		lock.Release()
+		return nil, err
+	}
+	v.lock = lock
+	return v, nil
+}
+
+// Close closes the database, then releases the directory's lock if the vault holds it.
+func (v *Vault) Close() error {
+	return errors.Join(v.DB.Close(), v.lock.Release())
+}
+
+// checkVault says whether dir holds a vault.
+func checkVault(dir string) error {
+	if dir == "" {
+		return errors.New("--data is required")
+	}
+	if _, err := os.Stat(store.SQLitePath(dir)); err != nil {
+		return fmt.Errorf("%s holds no keyturn vault (run keyturn init --data %s first)", dir, dir)
+	}
+	return nil
+}
 
 func unseal(ctx context.Context, db *store.DB, dir string, u Unseal) (*keyring.Keyring, error) {
 	raw, err := db.LatestKeyring(ctx)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -489,6 +490,71 @@ func TestKeyFileReadableByOthersIsRefused(t *testing.T) {
 	v, err := datadir.Open(ctx, dir, datadir.Unseal{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	v.Close()
+}
+
+func TestLockExclusive(t *testing.T) {
+	dir := t.TempDir()
+	lock, err := datadir.LockExclusive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, datadir.LockFileName)
+	if m := mode(t, path); m.Perm() != 0o600 {
+		t.Fatalf("lock file mode %04o", m.Perm())
+	}
+	// flock locks belong to an open file, so a second lock in this process conflicts too.
+	_, err = datadir.LockExclusive(dir)
+	var inUse *datadir.InUseError
+	if !errors.As(err, &inUse) || inUse.PID != os.Getpid() {
+		t.Fatalf("second lock: %v", err)
+	}
+	if want := fmt.Sprintf("data directory in use by pid %d", os.Getpid()); err.Error() != want {
+		t.Fatalf("message %q, want %q", err, want)
+	}
+	if err := lock.Release(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := datadir.LockExclusive(dir)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again.Release()
+}
+
+func TestOpenExclusive(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx := context.Background()
+	if _, err := datadir.OpenExclusive(ctx, dir, datadir.Unseal{}); err == nil || !strings.Contains(err.Error(), "holds no keyturn vault") {
+		t.Fatalf("no vault: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, datadir.LockFileName)); err == nil {
+		t.Fatal("a lock file was made in a directory without a vault")
+	}
+	if _, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := datadir.OpenExclusive(ctx, dir, datadir.Unseal{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inUse *datadir.InUseError
+	if _, err := datadir.OpenExclusive(ctx, dir, datadir.Unseal{}); !errors.As(err, &inUse) {
+		t.Fatalf("second OpenExclusive: %v", err)
+	}
+	// Commands that only add rows still open it.
+	shared, err := datadir.Open(ctx, dir, datadir.Unseal{})
+	if err != nil {
+		t.Fatalf("Open beside OpenExclusive: %v", err)
+	}
+	shared.Close()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, err = datadir.OpenExclusive(ctx, dir, datadir.Unseal{})
+	if err != nil {
+		t.Fatalf("after Close: %v", err)
 	}
 	v.Close()
 }

@@ -96,7 +96,7 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if s.Creds, err = datadir.Init(ctx, data, Team, datadir.Unseal{}); err != nil {
 		return nil, err
 	}
-	if s.dv, err = datadir.Open(ctx, data, datadir.Unseal{}); err != nil {
+	if s.dv, err = datadir.OpenExclusive(ctx, data, datadir.Unseal{}); err != nil {
 		return nil, err
 	}
 	team, err := s.dv.DB.TeamByName(ctx, Team)

@@ -1,6 +1,7 @@
 package script
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,17 +12,22 @@ import (
 )
 
 // Redactor replaces every occurrence of a set of secrets in a script's output by
-// secret.Redacted. Each secret is looked for raw, JSON-escaped (as Go, Python and jq write it)
-// and base64-encoded (std and URL alphabets, padded or not, and at all three byte alignments, so
-// that a secret inside a longer base64 blob is caught too), and so is the base64 of its
-// JSON-escaped forms. Every byte covered by an occurrence is replaced, overlapping occurrences
+// secret.Redacted. Each secret is looked for raw, in every form of Encodings (shell-quoted,
+// JSON-escaped, percent-encoded), and base64-encoded (std and URL alphabets, padded or not, and
+// at all three byte alignments, so that a secret inside a longer base64 blob is caught too),
+// and so is the base64 of its JSON-escaped forms. It is also looked for in views of the output
+// that undo backslash escapes (C, $'…', printf %q, JSON, Go, Python), shell quoting ('…', "…",
+// a quote closed, escaped and reopened, a word quoted piece by piece or split into words) and
+// percent-encoding, whatever set of characters the encoder chose to escape; what decodes to a
+// secret is replaced. Every byte covered by an occurrence is replaced, overlapping occurrences
 // included; a run of replaced bytes becomes one secret.Redacted. A secret of one or two
-// characters redacts noisily: its base64 fragments are one to three characters long. Base64 that
-// a script wraps over several lines is not recognised. A nil *Redactor redacts nothing. A
+// characters redacts noisily: its base64 fragments are one to three characters long. Base64
+// that a script wraps over several lines is not recognised. A nil *Redactor redacts nothing. A
 // Redactor is safe for concurrent use.
 type Redactor struct {
-	patterns []string
-	maxLen   int
+	patterns []string // looked for in the text as it is
+	decoded  []string // looked for in the text's decoded views (see views)
+	maxLen   int      // the longest stretch of text an occurrence may take
 }
 
 // NewRedactor returns a Redactor of the given secrets; empty secrets are ignored.
@@ -42,17 +48,35 @@ func (r *Redactor) with(secrets []secret.Secret, extra ...string) *Redactor {
 		n.patterns = append(n.patterns, p)
 		n.maxLen = max(n.maxLen, len(p))
 	}
+	seenDecoded := map[string]bool{}
+	addDecoded := func(p string) {
+		if p == "" || seenDecoded[p] {
+			return
+		}
+		seenDecoded[p] = true
+		n.decoded = append(n.decoded, p)
+		// The longest encoding a view decodes: '"'"' for ', or \ooo for each byte.
+		n.maxLen = max(n.maxLen, 5*len(p)+2)
+	}
 	if r != nil {
 		for _, p := range r.patterns {
 			add(p)
+		}
+		for _, p := range r.decoded {
+			addDecoded(p)
 		}
 	}
 	for _, s := range secrets {
 		if s.IsZero() {
 			continue
 		}
-		for _, p := range patternsOf(s.Reveal()) {
+		v := s.Reveal()
+		for _, p := range patternsOf(v) {
 			add(p)
+		}
+		addDecoded(v)
+		for _, f := range jsonForms(v) {
+			addDecoded(f)
 		}
 	}
 	for _, p := range extra {
@@ -72,21 +96,13 @@ func (r *Redactor) redactPrefix(t string, end int) string {
 	var mask []bool
 	if r != nil {
 		for _, p := range r.patterns {
-			done := 0 // mask[:done] is already marked for this pattern
-			for i := 0; i <= len(t)-len(p); {
-				j := strings.Index(t[i:], p)
-				if j < 0 {
-					break
+			mask = markAll(mask, t, p, nil)
+		}
+		if len(r.decoded) > 0 {
+			for _, v := range views(t, r.decoded) {
+				for _, p := range r.decoded {
+					mask = markAll(mask, t, p, v)
 				}
-				if mask == nil {
-					mask = make([]bool, len(t))
-				}
-				start := i + j
-				for k := max(start, done); k < start+len(p); k++ {
-					mask[k] = true
-				}
-				done = start + len(p)
-				i = start + 1
 			}
 		}
 	}
@@ -112,7 +128,46 @@ func (r *Redactor) redactPrefix(t string, end int) string {
 	return b.String()
 }
 
-// patternsOf returns the forms of s to look for.
+// markAll marks in mask (made when first needed, len(t)) every byte of t that an
+// occurrence of p covers. With a view, p is looked for in the view's bytes, and an
+// occurrence covers the text that those bytes were decoded from.
+func markAll(mask []bool, t, p string, v *view) []bool {
+	n := len(t)
+	if v != nil {
+		n = len(v.b)
+	}
+	done := 0 // mask[:done] is already marked for this pattern
+	for i := 0; i <= n-len(p); {
+		var j int
+		if v != nil {
+			j = bytes.Index(v.b[i:], []byte(p))
+		} else {
+			j = strings.Index(t[i:], p)
+		}
+		if j < 0 {
+			break
+		}
+		if mask == nil {
+			mask = make([]bool, len(t))
+		}
+		from, to := i+j, i+j+len(p)
+		if v != nil {
+			from, _ = v.source(from)
+			_, to = v.source(to - 1)
+		}
+		for k := max(from, done); k < to; k++ {
+			mask[k] = true
+		}
+		done = max(done, to)
+		i += j + 1
+	}
+	return mask
+}
+
+// patternsOf returns the forms of s to look for in the text as it is: every form of
+// Encodings, and the base64 of s and of its JSON forms at every alignment. (The views find
+// the shell-quoted and percent-encoded forms too, whatever characters their encoder
+// escaped; these find them where a neighbouring character changes how a view decodes.)
 func patternsOf(s string) []string {
 	forms := []string{s}
 	for _, f := range jsonForms(s) {
@@ -124,7 +179,8 @@ func patternsOf(s string) []string {
 	for _, f := range forms {
 		out = append(out, base64Forms(f)...)
 	}
-	return out
+	out = append(out, shellForms(s)...)
+	return append(out, urlForms(s)...)
 }
 
 // jsonForms returns s JSON-escaped, without the quotes, as common encoders write it: Go (with
