@@ -143,13 +143,18 @@ func TestNoSecretLeaks(t *testing.T) {
 	go func() { _ = emuSrv.Serve(ln) }()
 	t.Cleanup(func() { emu.Close(); _ = emuSrv.Close() })
 
-	// Scripts write their argv and environment here; they may run as another user.
-	base := t.TempDir()
+	// Scripts write their argv and environment here: they run as nobody, with a private /tmp,
+	// so the directory is outside /tmp and open to them.
+	base, err := os.MkdirTemp("/var/tmp", "keyturn-leak-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
 	dump := filepath.Join(base, "dump")
 	if err := os.Mkdir(dump, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{dump, base, filepath.Dir(base)} {
+	for _, d := range []string{dump, base} {
 		mode := os.FileMode(0o755)
 		if d == dump {
 			mode = 0o777
