@@ -26,8 +26,8 @@ import (
 )
 
 var (
-	faultRotations = flag.Int("faults.rotations", 300, "native Okta rotations TestFaultInjection runs (the README's figure is 10000)")
-	faultOPA       = flag.Int("faults.opa", 30, "OPA service-user key rotations TestFaultInjection runs besides")
+	faultRotations = flag.Int("faults.rotations", 200, "native Okta rotations TestFaultInjection runs (the README's figure is 10000)")
+	faultOPA       = flag.Int("faults.opa", 20, "OPA service-user key rotations TestFaultInjection runs besides")
 	faultRate      = flag.Float64("faults.rate", 0.20, "share of the emulator's answers TestFaultInjection turns into faults, split evenly over 500, timeout, 429 and reset")
 )
 
