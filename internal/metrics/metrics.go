@@ -1,7 +1,7 @@
 // Package metrics exposes keyturn's Prometheus metrics: rotations by outcome, scheduling lag,
-// drift found by heartbeats, waits for targets' rate limits, audit export by sink, HTTP
-// requests by route, and the Go runtime. Labels stay bounded: trigger, status, connector and
-// sink names and route patterns, never record ids.
+// drift found by heartbeats, waits for targets' rate limits, panics the rotation engine recovered
+// from, audit export by sink, HTTP requests by route, and the Go runtime. Labels stay bounded:
+// trigger, status, connector and sink names and route patterns, never record ids.
 package metrics
 
 import (

@@ -393,10 +393,13 @@ func (e *Engine) heartbeat(ctx context.Context, d store.RotationSettings) error 
 // as after a check that could not tell. Heartbeats never change a password, so both stay.
 func (e *Engine) heartbeatPanicked(ctx context.Context, d store.RotationSettings, p any) {
 	e.logPanic("heartbeat", p, "record", d.RecordUID)
+	ctx = context.WithoutCancel(ctx)
+	if row, err := e.db.RotationSettings(ctx, d.TeamID, d.RecordUID); err != nil || row.Drift == DriftDrifted {
+		return // the heartbeat found drift before it panicked (and stopped heartbeats): leave that be
+	}
 	next := e.opt.Now().UTC().Add(min(e.opt.HeartbeatInterval, 15*time.Minute))
 	drift := store.Drift{State: d.Drift, At: d.DriftAt,
 		Message: "the last heartbeat stopped on an internal error (" + CodeInternalPanic + "; see the server log)"}
-	ctx = context.WithoutCancel(ctx)
 	if err := e.db.Tx(ctx, func(tx *store.Tx) error { return tx.SetHeartbeat(ctx, d.RecordUID, &next, drift) }); err != nil {
 		e.opt.Logger.Warn("heartbeat", "record", d.RecordUID, "err", err)
 	}
