@@ -40,7 +40,7 @@ var (
 // vault's current key works. The normal test run does a few hundred rotations; the README's
 // figure comes from
 //
-//	go test ./bench -run TestFaultInjection -faults.rotations=10000 -v
+//	go test ./bench -run TestFaultInjection -v -args -faults.rotations=10000 -faults.opa=500
 func TestFaultInjection(t *testing.T) {
 	const users, callers = 500, 64
 	ctx := context.Background()
@@ -170,6 +170,8 @@ func TestFaultInjection(t *testing.T) {
 		mu       sync.Mutex
 		byStatus = map[string]int{}
 		byKind   = map[string]map[string]int{"okta": {}, "opa": {}}
+		byCode   = map[string]int{}  // runs that did not succeed, by status and error code
+		stuck    = map[string]bool{} // accounts whose live credential is kept as pending
 		problems []string
 	)
 	var next, nextOPA atomic.Int64
@@ -194,6 +196,12 @@ func TestFaultInjection(t *testing.T) {
 		}
 		byStatus[run.Status]++
 		byKind[kind][run.Status]++
+		if run.Error != nil {
+			byCode[run.Status+"/"+run.Error.Code]++
+		}
+		if run.Status == rotation.StatusNeedsAttention {
+			stuck[acct.login] = true
+		}
 		if why := lost(acct, run); why != "" {
 			problems = append(problems, fmt.Sprintf("%s: run %s ended %s (%+v): %s", acct.login, run.ID, run.Status, run.Error, why))
 		}
@@ -236,7 +244,8 @@ func TestFaultInjection(t *testing.T) {
 	}
 	t.Logf("%d runs (%d okta, %d opa) in %v: %.0f runs/s", runs, sum(byKind["okta"]), sum(byKind["opa"]), elapsed.Round(time.Millisecond),
 		float64(runs)/elapsed.Seconds())
-	t.Logf("outcomes: okta %v, opa %v", byKind["okta"], byKind["opa"])
+	t.Logf("outcomes: okta %v, opa %v; not succeeded by code: %v; accounts that ended a run needs_attention: %d",
+		byKind["okta"], byKind["opa"], byCode, len(stuck))
 	lostAnswers := stats.PasswordChanges - answered.changes.Load()
 	t.Logf("faults injected: %v (of %d requests); passwords changed: %d, of which %d with the answer lost (timeout or reset after the change)",
 		stats.Faults, sum64(stats.Requests), stats.PasswordChanges, lostAnswers)
