@@ -82,6 +82,30 @@ type Reconciler interface {
 // ErrRejected is wrapped by Verify's error when the target refuses the password.
 var ErrRejected = errors.New("the target refused the password")
 
+// ErrNotChanged is wrapped by a Rotate error that proves the change never took effect: the
+// connector failed before it sent the change request (a user lookup, a token, a setting), or
+// the target refused that request before acting on it (authentication). Any other Rotate error
+// (a timeout, a reset, an answer to the change request) may have changed the target, and the
+// engine asks the target which password it holds before it decides anything.
+var ErrNotChanged = errors.New("the target was not changed")
+
+// NotChanged marks err (nil stays nil) as one that proves the target was not changed; see
+// ErrNotChanged. The result still unwraps to err, so its classification is kept.
+func NotChanged(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notChanged{err}
+}
+
+// IsNotChanged reports whether err proves that the target was not changed.
+func IsNotChanged(err error) bool { return errors.Is(err, ErrNotChanged) }
+
+type notChanged struct{ err error }
+
+func (e notChanged) Error() string   { return e.err.Error() }
+func (e notChanged) Unwrap() []error { return []error{e.err, ErrNotChanged} }
+
 // Error is a classified connector error. Transient errors (network, 5xx, 429) are retried with
 // backoff; permanent ones (bad credentials, policy violation, other 4xx) end the run.
 type Error struct {

@@ -1,7 +1,7 @@
 // Package metrics exposes keyturn's Prometheus metrics: rotations by outcome, scheduling lag,
-// drift found by heartbeats, waits for targets' rate limits, audit export by sink, HTTP
-// requests by route, and the Go runtime. Labels stay bounded: trigger, status, connector and
-// sink names and route patterns, never record ids.
+// drift found by heartbeats, waits for targets' rate limits, panics the rotation engine recovered
+// from, audit export by sink, HTTP requests by route, and the Go runtime. Labels stay bounded:
+// trigger, status, connector and sink names and route patterns, never record ids.
 package metrics
 
 import (
@@ -27,6 +27,7 @@ type Metrics struct {
 	throttle  *prometheus.CounterVec
 	exported  *prometheus.CounterVec
 	sinkFails *prometheus.CounterVec
+	panics    *prometheus.CounterVec
 }
 
 // New returns the metrics with the Go and process collectors registered.
@@ -66,9 +67,12 @@ func New() *Metrics {
 		sinkFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyturn_audit_sink_failures_total", Help: "Failed sends to an audit sink (sent again later), by sink.",
 		}, []string{"sink"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyturn_rotation_panics_total", Help: "Panics the rotation engine recovered from, by where (run, heartbeat, scheduler, sweep).",
+		}, []string{"where"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.rotations, m.duration, m.lag, m.drift, m.requests, m.latency, m.throttled, m.throttle, m.exported, m.sinkFails)
+		m.rotations, m.duration, m.lag, m.drift, m.requests, m.latency, m.throttled, m.throttle, m.exported, m.sinkFails, m.panics)
 	return m
 }
 
@@ -111,6 +115,9 @@ func (m *Metrics) Throttled(connector string, wait time.Duration) {
 	m.throttled.WithLabelValues(connector).Inc()
 	m.throttle.WithLabelValues(connector).Add(wait.Seconds())
 }
+
+// Panicked counts a panic the rotation engine recovered from.
+func (m *Metrics) Panicked(where string) { m.panics.WithLabelValues(where).Inc() }
 
 // Delivered counts events an audit sink acknowledged.
 func (m *Metrics) Delivered(sink string, events int) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,16 @@ type Observer interface {
 	Drifted()
 	Throttled(connector string, wait time.Duration) // a connector operation waited for its target's rate limit
 }
+
+// PanicObserver is implemented by an Observer that also counts panics the engine recovered
+// from (where: "run", "heartbeat", "scheduler" or "sweep").
+type PanicObserver interface {
+	Panicked(where string)
+}
+
+// CodeInternalPanic is the error code of a run that ended needs_attention because its
+// execution panicked.
+const CodeInternalPanic = "internal_panic"
 
 type noObserver struct{}
 
@@ -147,7 +158,7 @@ func (e *Engine) Start(ctx context.Context) error {
 			case <-e.stopping:
 				return
 			case <-t.C:
-				if err := e.sweep(e.runCtx); err != nil {
+				if err := e.guard("sweep", func() error { return e.sweep(e.runCtx) }); err != nil {
 					e.opt.Logger.Warn("sweep unfinished rotations", "err", err)
 				}
 			}
@@ -177,6 +188,55 @@ func (e *Engine) Stop(ctx context.Context) {
 	if e.cancel != nil {
 		e.cancel()
 	}
+}
+
+// logPanic logs a recovered panic with its stack and counts it. Neither holds a secret's
+// value: a stack shows argument words, not strings, and secret.Secret prints [REDACTED].
+func (e *Engine) logPanic(where string, p any, attrs ...any) {
+	attrs = append(attrs, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	e.opt.Logger.Error("rotation engine: recovered from a panic in a "+where, attrs...)
+	if o, ok := e.opt.Observer.(PanicObserver); ok {
+		o.Panicked(where)
+	}
+}
+
+// guard runs fn and turns a panic in it into an error, logged and counted, so that a bug in
+// one pass of a loop cannot take the server down.
+func (e *Engine) guard(where string, fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.logPanic(where, p)
+			err = fmt.Errorf("%s: internal error (recovered from a panic; see the log above)", where)
+		}
+	}()
+	return fn()
+}
+
+// recoverRun settles a run whose execution panicked: the panic is logged and counted, and the
+// run ends needs_attention from its last committed state, both passwords kept as they are
+// (the candidate, if saved, stays pending), so that one bad run cannot take the server down
+// and the others go on.
+func (e *Engine) recoverRun(ctx context.Context, id string, p any) error {
+	e.logPanic("run", p, "run", id)
+	ctx = context.WithoutCancel(ctx)
+	run, err := e.db.RunByID(ctx, id)
+	if err != nil {
+		return fmt.Errorf("rotation %s panicked, and its run cannot be read: %w", id, err)
+	}
+	if run.Status != StatusQueued && run.Status != StatusRunning {
+		return nil // it had ended before the panic
+	}
+	msg := "the rotation stopped on an internal error (see the server log)"
+	if run.PendingVersion != 0 {
+		msg += "; the target may hold the candidate password, which is kept as pending, and the current password is kept"
+	} else {
+		msg += "; no candidate password was saved, and the current password is kept"
+	}
+	j := &job{e: e, run: run} // only the committed row: what the panicking job held in memory is not trusted
+	if err := j.needsAttention(ctx, CodeInternalPanic, msg); err != nil {
+		return fmt.Errorf("rotation %s panicked, and it could not be ended needs_attention: %w", id, err)
+	}
+	return nil
 }
 
 // sweep dispatches every queued or running run that no worker holds.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -271,8 +272,9 @@ type fixture struct {
 }
 
 type fixtureOptions struct {
-	accounts map[string]string
-	engine   rotation.Options
+	accounts   map[string]string
+	engine     rotation.Options
+	connectors map[string]connector.Connector // added to (or replacing) the test's rest and opa
 }
 
 // newFixture opens a vault with a pamUser "alice" (password "initial-Pw1!") whose target
@@ -300,9 +302,10 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	if o.engine.BackoffBase == 0 {
 		o.engine.BackoffBase = time.Millisecond
 	}
+	conns := map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}}
+	maps.Copy(conns, o.connectors)
 	f.engine = rotation.New(dv.DB, f.vault, audit.New(dv.DB, dv.Keys),
-		script.NewRunner(script.Options{TempDir: t.TempDir(), KillGrace: 200 * time.Millisecond}),
-		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}}, o.engine)
+		script.NewRunner(script.Options{TempDir: t.TempDir(), KillGrace: 200 * time.Millisecond}), conns, o.engine)
 	if err := f.engine.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

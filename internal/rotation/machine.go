@@ -57,6 +57,9 @@ type job struct {
 	// interrupted is set when the run was loaded with its effect started: an earlier process
 	// may have touched the target, which must be asked before anything else.
 	interrupted bool
+	// resumed stays set for the whole execution when interrupted was: a change an earlier
+	// process sent may still land, so no error of this process proves the target unchanged.
+	resumed bool
 	// The passwords of the run, read once: the candidate and the old password, by version.
 	pwFor [2]int64
 	newPW secret.Secret
@@ -69,8 +72,14 @@ type attached struct {
 	credentials []vault.Record
 }
 
-// execute drives one run through its states until it ends or the engine stops.
-func (e *Engine) execute(ctx context.Context, id string) error {
+// execute drives one run through its states until it ends or the engine stops. A panic
+// ends the run needs_attention (see recoverRun) instead of taking the process down.
+func (e *Engine) execute(ctx context.Context, id string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = e.recoverRun(ctx, id, p)
+		}
+	}()
 	run, err := e.db.RunByID(ctx, id)
 	if err != nil {
 		return err
@@ -85,7 +94,7 @@ func (e *Engine) execute(ctx context.Context, id string) error {
 			return fmt.Errorf("run %s: %w", run.ID, err)
 		}
 	}
-	j := &job{e: e, run: run, interrupted: run.EffectStarted}
+	j := &job{e: e, run: run, interrupted: run.EffectStarted, resumed: run.EffectStarted}
 	if len(run.ExecLog) > 0 {
 		if j.execLog, err = e.openLog(ctx, e.db.Reader, run); err != nil {
 			return err
@@ -311,13 +320,22 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 		return false, err
 	}
 	if j.method == MethodGeneral {
-		err := j.retry(ctx, func() error { return j.rotator.Rotate(ctx, j.account, oldPW, newPW) })
+		// Every try's error must prove the target unchanged for the run to count as not having
+		// reached it: an earlier try that timed out may have changed it.
+		mayHaveChanged := j.resumed
+		err := j.retry(ctx, func() error {
+			err := j.rotator.Rotate(ctx, j.account, oldPW, newPW)
+			if !connector.IsNotChanged(err) {
+				mayHaveChanged = true
+			}
+			return err
+		})
 		j.e.opt.Failpoint("effect:done")
 		if ctx.Err() != nil {
 			return false, errStopped
 		}
 		if err != nil {
-			return true, j.connectorFailed(ctx, err, newPW, oldPW)
+			return true, j.connectorFailed(ctx, err, newPW, oldPW, mayHaveChanged)
 		}
 		return j.targetChanged(ctx)
 	}
@@ -343,10 +361,20 @@ func (j *job) targetChanged(ctx context.Context) (done bool, err error) {
 	return j.verifyCandidate(ctx)
 }
 
-// connectorFailed settles a connector error: the call may still have changed the target, so
-// the target is asked which password it accepts before anything is decided.
-func (j *job) connectorFailed(ctx context.Context, cause error, newPW, oldPW secret.Secret) error {
+// connectorFailed settles a connector error. When no try can have reached the target (every
+// error wraps connector.ErrNotChanged) the run failed and its candidate is marked failed.
+// Otherwise the call may still have changed the target, so the target is asked which password
+// it accepts before anything is decided; without a verifier nobody can tell, and the candidate
+// stays pending.
+func (j *job) connectorFailed(ctx context.Context, cause error, newPW, oldPW secret.Secret, mayHaveChanged bool) error {
 	code, msg := errorInfo(cause, "connector_failed")
+	if !mayHaveChanged {
+		return j.fail(ctx, code, msg+"; the password was not changed (the change request was never carried out)")
+	}
+	if j.verifier == nil {
+		return j.needsAttention(ctx, code, msg+"; nothing can check which password the target holds "+
+			"(give the rotation a verify request or verify_with), so the candidate is kept as pending")
+	}
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsNew:
 		return j.commitCandidate(ctx)
@@ -535,6 +563,9 @@ func (j *job) postRotationScripts(ctx context.Context) error {
 			return err
 		}
 	}
+	if j.verifier == nil {
+		return j.needsAttention(ctx, code, msg+"; nothing can check whether the rollback took (both passwords are kept)")
+	}
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsOld: // the old password is back
 		err := j.commit(ctx, func(tx *store.Tx) error {
@@ -563,8 +594,12 @@ const (
 )
 
 // accepts asks the target which of the two passwords it accepts, the new one first. It says
-// acceptsNeither when it accepts neither or cannot tell even after the retries.
+// acceptsNeither when it accepts neither or cannot tell even after the retries, or when the
+// run has no verifier (callers that can say more check j.verifier first).
 func (j *job) accepts(ctx context.Context, newPW, oldPW secret.Secret) acceptance {
+	if j.verifier == nil {
+		return acceptsNeither
+	}
 	check := func(pw secret.Secret, acct connector.Account) bool {
 		if pw.IsZero() {
 			return false

@@ -37,7 +37,7 @@ func (e *Engine) scheduleLoop() {
 			return
 		case <-t.C:
 			wait := e.opt.Tick
-			if err := e.fireAllDue(e.runCtx); err != nil {
+			if err := e.guard("scheduler", func() error { return e.fireAllDue(e.runCtx) }); err != nil {
 				if e.runCtx.Err() == nil {
 					e.opt.Logger.Warn("scheduler", "err", err)
 				}
@@ -49,7 +49,7 @@ func (e *Engine) scheduleLoop() {
 			if e.beating.CompareAndSwap(false, true) {
 				e.workers.Go(func() {
 					defer e.beating.Store(false)
-					if err := e.startHeartbeats(e.runCtx); err != nil && e.runCtx.Err() == nil {
+					if err := e.guard("heartbeat", func() error { return e.startHeartbeats(e.runCtx) }); err != nil && e.runCtx.Err() == nil {
 						e.opt.Logger.Warn("heartbeats", "err", err)
 					}
 				})
@@ -322,6 +322,11 @@ func (e *Engine) startHeartbeats(ctx context.Context) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			defer func() {
+				if p := recover(); p != nil {
+					e.heartbeatPanicked(ctx, d, p)
+				}
+			}()
 			if err := e.heartbeat(ctx, d); err != nil && ctx.Err() == nil {
 				e.opt.Logger.Warn("heartbeat", "record", d.RecordUID, "err", err)
 			}
@@ -380,6 +385,23 @@ func (e *Engine) heartbeat(ctx context.Context, d store.RotationSettings) error 
 		_, msg := errorInfo(verdict, "heartbeat_failed")
 		keep.Message = "the last heartbeat could not check the credential: " + msg
 		return set(&next, keep)
+	}
+}
+
+// heartbeatPanicked settles a heartbeat that panicked: the panic is logged and counted, the
+// record's drift state is kept with a message saying so, and the heartbeat comes back later,
+// as after a check that could not tell. Heartbeats never change a password, so both stay.
+func (e *Engine) heartbeatPanicked(ctx context.Context, d store.RotationSettings, p any) {
+	e.logPanic("heartbeat", p, "record", d.RecordUID)
+	ctx = context.WithoutCancel(ctx)
+	if row, err := e.db.RotationSettings(ctx, d.TeamID, d.RecordUID); err != nil || row.Drift == DriftDrifted {
+		return // the heartbeat found drift before it panicked (and stopped heartbeats): leave that be
+	}
+	next := e.opt.Now().UTC().Add(min(e.opt.HeartbeatInterval, 15*time.Minute))
+	drift := store.Drift{State: d.Drift, At: d.DriftAt,
+		Message: "the last heartbeat stopped on an internal error (" + CodeInternalPanic + "; see the server log)"}
+	if err := e.db.Tx(ctx, func(tx *store.Tx) error { return tx.SetHeartbeat(ctx, d.RecordUID, &next, drift) }); err != nil {
+		e.opt.Logger.Warn("heartbeat", "record", d.RecordUID, "err", err)
 	}
 }
 

@@ -77,7 +77,9 @@ func (e apiError) causes() string {
 	return strings.Join(parts, "; ")
 }
 
-// Rotate changes the account's password from old to new.
+// Rotate changes the account's password from old to new. Its errors wrap
+// connector.ErrNotChanged when the change request was never sent (the user lookup or the token
+// failed) or Okta refused it at authentication (401), which Okta checks before anything else.
 func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new secret.Secret) error {
 	body := map[string]any{"oldPassword": map[string]string{"value": old.Reveal()},
 		"newPassword": map[string]string{"value": new.Reveal()}}
@@ -87,6 +89,9 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 	for try := 0; ; try++ {
 		var err error
 		if id, err = c.userID(ctx, a, try > 0); err != nil {
+			if try == 0 { // nothing was sent yet; after a 404 from change_password, be careful
+				return connector.NotChanged(err)
+			}
 			return err
 		}
 		status, oktaErr, err = c.call(ctx, a, "credentials", http.MethodPost, "/api/v1/users/"+url.PathEscape(id)+"/credentials/change_password", body, nil)
@@ -100,6 +105,8 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 	switch {
 	case status == http.StatusOK:
 		return nil
+	case status == http.StatusUnauthorized:
+		return connector.NotChanged(classify(status, oktaErr, "change_password"))
 	case status == http.StatusForbidden && oktaErr.ErrorCode == "E0000014" && strings.Contains(strings.ToLower(oktaErr.causes()), "old password") &&
 		isTrue(a.Target.Fields[FieldAdminReset]):
 		return c.adminSet(ctx, a, id, new)
@@ -117,6 +124,9 @@ func (c *Connector) adminSet(ctx context.Context, a connector.Account, id string
 	}
 	if status == http.StatusOK {
 		return nil
+	}
+	if status == http.StatusUnauthorized {
+		return connector.NotChanged(classify(status, oktaErr, "admin set password"))
 	}
 	return classify(status, oktaErr, "admin set password")
 }
@@ -189,22 +199,23 @@ func (c *Connector) userID(ctx context.Context, a connector.Account, fresh bool)
 }
 
 // call sends one request, honouring the org's rate-limit headers, and decodes a 2xx body into
-// out or an error body into the returned apiError.
+// out or an error body into the returned apiError. Errors raised before the request was sent,
+// and Okta's refusals of the request's token, wrap connector.ErrNotChanged.
 func (c *Connector) call(ctx context.Context, a connector.Account, class, method, path string, body, out any) (int, apiError, error) {
 	base := strings.TrimRight(a.Target.URL, "/")
 	if base == "" {
-		return 0, apiError{}, connector.Permanent("no_org_url", "the resource record has no Okta org URL (url field)", nil)
+		return 0, apiError{}, connector.NotChanged(connector.Permanent("no_org_url", "the resource record has no Okta org URL (url field)", nil))
 	}
 	var cred credential
 	if class != "authn" || !usesOAuth(a) { // Authn takes no token from an OAuth app: it is a public call
 		var err error
 		if cred, err = c.authorization(ctx, a, base); err != nil {
-			return 0, apiError{}, err
+			return 0, apiError{}, connector.NotChanged(err)
 		}
 	}
 	b := c.bucket(base + " " + class)
 	if err := b.wait(ctx, c.now); err != nil {
-		return 0, apiError{}, err
+		return 0, apiError{}, connector.NotChanged(err)
 	}
 	var learned http.Header // an answer's headers, for the bucket (none without an answer, or for a 429)
 	defer func() { b.done(learned, c.now()) }()
@@ -212,13 +223,13 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if body != nil {
 		js, err := json.Marshal(body)
 		if err != nil {
-			return 0, apiError{}, err
+			return 0, apiError{}, connector.NotChanged(err)
 		}
 		rd = bytes.NewReader(js)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return 0, apiError{}, connector.Permanent("bad_org_url", "the Okta org URL is not a valid URL", nil)
+		return 0, apiError{}, connector.NotChanged(connector.Permanent("bad_org_url", "the Okta org URL is not a valid URL", nil))
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -230,7 +241,7 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	if cred.dpop != nil {
 		proof, err := dpopProof(cred.dpop, method, base+path, "", cred.token, c.now())
 		if err != nil {
-			return 0, apiError{}, err
+			return 0, apiError{}, connector.NotChanged(err)
 		}
 		req.Header.Set("DPoP", proof)
 	}
@@ -260,11 +271,11 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	learned = resp.Header
 	if resp.StatusCode == http.StatusUnauthorized && !cred.token.IsZero() {
 		c.forgetToken(cred.token) // the token died early: the retry mints another
-		return resp.StatusCode, apiError{}, connector.Transient("okta_token_expired", "Okta refused the OAuth access token", nil)
+		return resp.StatusCode, apiError{}, connector.NotChanged(connector.Transient("okta_token_expired", "Okta refused the OAuth access token", nil))
 	}
 	if resp.StatusCode == http.StatusForbidden && strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
-		return resp.StatusCode, apiError{}, connector.Permanent("okta_insufficient_scope",
-			"the Okta app's token lacks a scope rotation needs ("+oauthScopes+")", nil)
+		return resp.StatusCode, apiError{}, connector.NotChanged(connector.Permanent("okta_insufficient_scope",
+			"the Okta app's token lacks a scope rotation needs ("+oauthScopes+")", nil))
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if out != nil && len(raw) > 0 {

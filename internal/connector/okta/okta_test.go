@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -295,4 +296,59 @@ func TestOAuthDPoP(t *testing.T) {
 	if n := emu.Stats().RateLimited[emulator.EndpointOAuthToken]; n != 0 {
 		t.Fatalf("%d token requests rate limited", n)
 	}
+}
+
+// TestRotateErrorsSayWhetherTheChangeWasSent: a wrong API token stops Rotate at the user
+// lookup, and a revoked one at change_password's authentication: both prove the password
+// unchanged (connector.ErrNotChanged). A refusal of the change itself, a 500, and a timeout or
+// reset after Okta applied the change do not, and the last two did change the password.
+func TestRotateErrorsSayWhetherTheChangeWasSent(t *testing.T) {
+	emu, srv := org(t, emulator.Options{Users: 6})
+	ctx := context.Background()
+	c := okta.New(okta.Options{Client: &http.Client{Timeout: 300 * time.Millisecond}})
+	next := secret.FromString("Zq9#new-Rotated-pw")
+	rotate := func(i int, old string, token string) error {
+		a := account(srv, emu, emulator.SeedLogin(i), nil)
+		if token != "" {
+			a.Target.AdminSecret = secret.FromString(token)
+		}
+		return c.Rotate(ctx, a, secret.FromString(old), next)
+	}
+	unchanged := func(i int) bool {
+		pw, _ := emu.Password(emulator.SeedLogin(i))
+		return pw == emulator.SeedPassword(i)
+	}
+
+	if err := rotate(1, emulator.SeedPassword(1), "not-the-token"); !connector.IsNotChanged(err) || !unchanged(1) {
+		t.Fatalf("wrong token: %v (not changed: %v)", err, connector.IsNotChanged(err))
+	}
+	// The connector knows user 2's id; then the token is revoked.
+	err := c.Rotate(ctx, account(srv, emu, emulator.SeedLogin(2), nil), secret.FromString("wrong-old-Pw1"), next)
+	if err == nil {
+		t.Fatal("a wrong old password was accepted")
+	} else if connector.IsNotChanged(err) {
+		t.Fatalf("a refused change_password counts as never sent: %v", err)
+	}
+	emu.AddToken("second-token")
+	emu.RevokeToken(emu.Token())
+	if err := rotate(2, emulator.SeedPassword(2), ""); !connector.IsNotChanged(err) || !unchanged(2) {
+		t.Fatalf("revoked token: %v (not changed: %v)", err, connector.IsNotChanged(err))
+	}
+
+	onChange := func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/change_password") }
+	for i, f := range map[int]emulator.Faults{
+		3: {Error500Rate: 1, Match: onChange},
+		4: {ResetRate: 1, AfterApply: true, Match: onChange},
+		5: {TimeoutRate: 1, AfterApply: true, Match: onChange},
+	} {
+		emu.SetFaults(f)
+		err := rotate(i, emulator.SeedPassword(i), "second-token")
+		if err == nil || connector.IsNotChanged(err) {
+			t.Fatalf("fault %+v: %v (not changed: %v)", f, err, connector.IsNotChanged(err))
+		}
+		if f.AfterApply && unchanged(i) {
+			t.Fatalf("fault %+v: the change was not applied", f)
+		}
+	}
+	emu.SetFaults(emulator.Faults{})
 }

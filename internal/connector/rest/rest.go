@@ -119,11 +119,13 @@ func config(a connector.Account) (Config, error) {
 	return c, nil
 }
 
-// Rotate sends the rotate request.
+// Rotate sends the rotate request. Its errors wrap connector.ErrNotChanged when the request
+// was never sent (a bad configuration or template); any answer, or none, may have changed the
+// target.
 func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new secret.Secret) error {
 	cfg, err := config(a)
 	if err != nil {
-		return err
+		return connector.NotChanged(err)
 	}
 	status, retryAt, err := c.send(ctx, cfg.Rotate, a, map[string]string{"NewPassword": new.Reveal(), "OldPassword": old.Reveal()})
 	if err != nil {
@@ -163,6 +165,8 @@ func (c *Connector) CanVerify(a connector.Account) bool {
 	return err == nil && cfg.Verify != nil
 }
 
+// send renders and sends one request and returns the answer's status; errors raised before
+// the request was sent wrap connector.ErrNotChanged.
 func (c *Connector) send(ctx context.Context, r Request, a connector.Account, extra map[string]string) (int, time.Time, error) {
 	values := map[string]string{"URL": a.Target.URL, "User": a.Login, "AdminLogin": a.Target.AdminLogin,
 		"AdminSecret": a.Target.AdminSecret.Reveal(), "NewPassword": "", "OldPassword": "", "Password": ""}
@@ -176,26 +180,26 @@ func (c *Connector) send(ctx context.Context, r Request, a connector.Account, ex
 		return url.PathEscape(v)
 	})
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, connector.NotChanged(err)
 	}
 	body, err := render(r.Body, values, func(_, v string) string {
 		b, _ := json.Marshal(v)
 		return string(b[1 : len(b)-1])
 	})
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, connector.NotChanged(err)
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, u, bytes.NewReader([]byte(body)))
 	if err != nil {
-		return 0, time.Time{}, connector.Permanent("rest_bad_config", "the REST request URL is not valid", nil)
+		return 0, time.Time{}, connector.NotChanged(connector.Permanent("rest_bad_config", "the REST request URL is not valid", nil))
 	}
 	for name, tmpl := range r.Headers {
 		v, err := render(tmpl, values, func(_, v string) string { return v })
 		if err != nil {
-			return 0, time.Time{}, err
+			return 0, time.Time{}, connector.NotChanged(err)
 		}
 		if strings.ContainsAny(v, "\r\n") {
-			return 0, time.Time{}, connector.Permanent("rest_bad_config", "header "+name+" would contain a line break", nil)
+			return 0, time.Time{}, connector.NotChanged(connector.Permanent("rest_bad_config", "header "+name+" would contain a line break", nil))
 		}
 		req.Header.Set(name, v)
 	}

@@ -123,11 +123,30 @@ func TestBadConfig(t *testing.T) {
 		a := connector.Account{Login: "u\r\nInjected: 1", Target: connector.Target{URL: "http://127.0.0.1:1", Fields: fields}}
 		err := c.Rotate(ctx, a, secret.FromString("o"), secret.FromString("n"))
 		var ce *connector.Error
-		if !errors.As(err, &ce) || ce.Transient {
-			t.Errorf("%s: %v", name, err)
+		if !errors.As(err, &ce) || ce.Transient || !connector.IsNotChanged(err) {
+			t.Errorf("%s: %v (not changed: %v)", name, err, connector.IsNotChanged(err))
 		}
 	}
 	if _, err := rest.ParseConfig(cfg); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAnswersMayHaveChangedTheTarget: only a request that was never sent proves the target
+// unchanged (TestBadConfig); any answer to the change request, or none, may have changed it.
+func TestAnswersMayHaveChangedTheTarget(t *testing.T) {
+	svc := &service{passwords: map[string]string{"a%20b%2Fc@example.com": "old"}}
+	srv := httptest.NewServer(svc)
+	c := rest.New(nil)
+	ctx := context.Background()
+	for _, status := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusInternalServerError, http.StatusTooManyRequests} {
+		svc.status = status
+		if err := c.Rotate(ctx, account(srv.URL), secret.FromString("old"), secret.FromString("new")); err == nil || connector.IsNotChanged(err) {
+			t.Errorf("HTTP %d: %v (not changed: %v)", status, err, connector.IsNotChanged(err))
+		}
+	}
+	srv.Close() // no answer at all
+	if err := c.Rotate(ctx, account(srv.URL), secret.FromString("old"), secret.FromString("new")); err == nil || connector.IsNotChanged(err) {
+		t.Errorf("no answer: %v", err)
 	}
 }
