@@ -344,6 +344,10 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if failed != nil && failed.first && failed.notStarted && !j.resumed {
+		// No script of this run ever ran: the target is as it was.
+		return true, j.fail(ctx, failed.code, failed.msg+"; no script ran, so the password was not changed")
+	}
 	if failed != nil {
 		return true, j.scriptsOnlyFailed(ctx, failed, newPW, oldPW)
 	}
@@ -626,12 +630,14 @@ func (j *job) accepts(ctx context.Context, newPW, oldPW secret.Secret) acceptanc
 // scriptFailure is the script that failed and why.
 type scriptFailure struct {
 	name, code, msg string
+	first           bool // it was the first script of the list
+	notStarted      bool // it never ran (it could not be started, or scripts are disabled)
 }
 
 // runScripts runs every script in order with the given passwords until one fails, appending
 // each result to the exec log (committed after each script).
 func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix string) (*scriptFailure, error) {
-	for _, a := range j.scripts {
+	for i, a := range j.scripts {
 		params := script.Params{Configuration: j.config, Resource: j.resource, Credentials: a.credentials,
 			User: j.user, NewPassword: newPW, OldPassword: oldPW}
 		line, err := params.Line()
@@ -653,7 +659,8 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 			if res.Stderr == "" {
 				res.Stderr = msg
 			}
-			failure = &scriptFailure{name: res.Name, code: code, msg: msg}
+			failure = &scriptFailure{name: res.Name, code: code, msg: msg, first: i == 0,
+				notStarted: code == "script_start_failed" || code == "scripts_disabled"}
 		case res.ReturnCode != 0:
 			failure = &scriptFailure{name: res.Name, code: "script_failed",
 				msg: fmt.Sprintf("script %s exited with code %d", res.Name, res.ReturnCode)}

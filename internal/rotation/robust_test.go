@@ -374,3 +374,30 @@ func TestOktaFailureBeforeTheChange(t *testing.T) {
 		consistent(t)
 	})
 }
+
+// TestScriptThatNeverRanEndsFailed: a scripts_only rotation whose first script cannot be
+// started never reached the target, with or without a verifier: the run fails, says why, and
+// its candidate is marked failed, not left pending; no rollback runs.
+func TestScriptThatNeverRanEndsFailed(t *testing.T) {
+	for _, verify := range []string{"rest", ""} {
+		t.Run("verify_with="+verify, func(t *testing.T) {
+			f := newFixture(t, fixtureOptions{})
+			f.attach(f.user, "noshebang.sh", "echo this file has no #! line\n")
+			f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: verify})
+			run := f.rotate()
+			if run.Status != rotation.StatusFailed || run.Error == nil || run.Error.Code != "script_start_failed" ||
+				!strings.Contains(run.Error.Message, "not changed") {
+				t.Fatalf("run: %+v %+v", run, run.Error)
+			}
+			if pending := f.inState(f.user, vault.StatePending); len(pending) != 0 {
+				t.Errorf("%d pending versions left behind", len(pending))
+			}
+			if n := len(f.inState(f.user, vault.StateFailed)); n != 1 {
+				t.Errorf("%d failed versions, want the candidate", n)
+			}
+			if got := f.current(); got != "initial-Pw1!" || f.target.password("alice") != got {
+				t.Errorf("current %q, target %q", got, f.target.password("alice"))
+			}
+		})
+	}
+}
