@@ -35,8 +35,8 @@ import (
 //
 //	go test -count=1 -timeout 2h -run TestCrashSuite ./cmd/keyturn -crash.kills=500 -v
 var (
-	crashKills = flag.Int("crash.kills", 24, "crash suite: SIGKILLs of the server (the full suite: 500)")
-	crashUsers = flag.Int("crash.users", 6, "crash suite: users of each kind")
+	crashKills = flag.Int("crash.kills", 20, "crash suite: SIGKILLs of the server (the full suite: 500)")
+	crashUsers = flag.Int("crash.users", 4, "crash suite: users of each kind")
 	crashSeed  = flag.Uint64("crash.seed", 0, "crash suite: random seed (0: from the clock)")
 )
 
@@ -138,11 +138,11 @@ type crashSuite struct {
 	lost                    map[string]int // by kind: checks that found the working credential not current
 	heldPending             map[string]int // by kind: the working credential only pending, its run needs_attention
 	orphansAfterSettle      int            // processes of killed servers still alive once the restart settled
+	orphansNow              int            // of those, in this cycle
 	orphansMax              int
 	orphansKilled           int // of those, alive 30 s later: killed by the suite
 	settleTimes             []time.Duration
-	failures                []string
-	crashLogs               []string
+	crashLogs               map[string][]string // why servers died by themselves: the log of each, by cause
 	seenNeedsAttentionCheck map[string]bool
 }
 
@@ -159,7 +159,7 @@ func TestCrashSuite(t *testing.T) {
 	t.Logf("seed %d (-crash.seed=%d repeats the choices, not the timing)", seed, seed)
 	s := &crashSuite{t: t, rng: rand.New(rand.NewPCG(seed, 0x6b6579747572)), byUID: map[string]*crashUser{},
 		client: &http.Client{Timeout: 60 * time.Second}, servers: map[int]bool{},
-		lost: map[string]int{}, heldPending: map[string]int{}, seenNeedsAttentionCheck: map[string]bool{}}
+		lost: map[string]int{}, crashLogs: map[string][]string{}, heldPending: map[string]int{}, seenNeedsAttentionCheck: map[string]bool{}}
 
 	// Processes a killed server leaves behind are re-parented to this process, so that the
 	// suite can find, count, reap and finally kill them.
@@ -203,7 +203,7 @@ func (s *crashSuite) startEmulator() {
 		Users:                 len(crashKinds) * n,
 		AuthnPerUserPerSecond: -1,
 		OPATeam:               "crash-opa",
-		Faults: emulator.Faults{ResetRate: 0.3, AfterApply: true, Match: func(r *http.Request) bool {
+		Faults: emulator.Faults{ResetRate: 0.1, AfterApply: true, Match: func(r *http.Request) bool {
 			if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/credentials/change_password") {
 				return false
 			}
@@ -379,12 +379,26 @@ func (s *crashSuite) exitedOnItsOwn() bool {
 	case err := <-s.srv.exited:
 		s.dead = true
 		s.selfCrashes++
-		s.crashLogs = append(s.crashLogs, fmt.Sprintf("server pid %d exited by itself (%v); the end of its log:\n%s",
-			s.srv.cmd.Process.Pid, err, tail(s.srv.stderr.String(), 40)))
+		why, end := logEnd(s.srv.stderr.String())
+		s.crashLogs[why] = append(s.crashLogs[why], fmt.Sprintf("server pid %d exited by itself (%v) after kill %d; the end of its log:\n%s",
+			s.srv.cmd.Process.Pid, err, s.kills, end))
 		return true
 	default:
 		return false
 	}
+}
+
+// died reports whether the server has died by itself, waiting a little for it: after a
+// request failed, it may be dying.
+func (s *crashSuite) died() bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if s.exitedOnItsOwn() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
 }
 
 // kill kills the server with SIGKILL and waits for it to be gone.
@@ -415,7 +429,7 @@ func (s *crashSuite) cycle() {
 		if s.rng.IntN(100) < 60 {
 			status, raw, err := s.do("POST", "/records/"+u.uid+"/rotate", nil)
 			if err != nil || (status != http.StatusAccepted && status != http.StatusOK) {
-				if s.exitedOnItsOwn() {
+				if s.died() {
 					break
 				}
 				s.t.Fatalf("rotate %s %s: %d %s %v", u.kind, u.login, status, raw, err)
@@ -426,8 +440,13 @@ func (s *crashSuite) cycle() {
 	time.Sleep(time.Duration(s.rng.Int64N(int64(1500 * time.Millisecond))))
 	s.kill()
 	s.start()
-	s.settle()
-	s.check()
+	for {
+		s.settle()
+		if s.check() {
+			return
+		}
+		s.start() // the server died while it was being checked
+	}
 }
 
 // settle waits until no run is queued or running, then until every process the killed
@@ -444,6 +463,7 @@ func (s *crashSuite) settle() {
 		}
 	}
 	s.orphansAfterSettle += alive
+	s.orphansNow = alive
 	s.orphansMax = max(s.orphansMax, alive)
 	deadline := time.Now().Add(30 * time.Second)
 	for alive > 0 && time.Now().Before(deadline) {
@@ -482,7 +502,7 @@ func (s *crashSuite) waitRuns() {
 		for _, status := range []string{"queued", "running"} {
 			code, raw, err := s.do("GET", "/rotations?count=1000&status="+status, nil)
 			if err != nil || code != http.StatusOK {
-				if s.exitedOnItsOwn() {
+				if s.died() {
 					s.start()
 					busy = -1
 					break
@@ -535,8 +555,9 @@ type crashVersion struct {
 	Value   string `json:"value"`
 }
 
-// check compares, for every user, the credential the emulator accepts with the vault's.
-func (s *crashSuite) check() {
+// check compares, for every user, the credential the emulator accepts with the vault's. It
+// returns false when the server died by itself meanwhile.
+func (s *crashSuite) check() bool {
 	type result struct {
 		u        *crashUser
 		versions []crashVersion
@@ -599,11 +620,15 @@ func (s *crashSuite) check() {
 	}
 	wg.Wait()
 	if len(errs) > 0 {
+		if s.died() {
+			return false
+		}
 		s.t.Fatalf("after kill %d, reading the vault failed:\n%s", s.kills, strings.Join(errs, "\n"))
 	}
 	for _, r := range results {
 		s.judge(r.u, r.versions, r.runs, r.keyID)
 	}
+	return true
 }
 
 // judge classifies one user: fine when the target accepts the vault's current credential;
@@ -668,9 +693,8 @@ func (s *crashSuite) judge(u *crashUser, versions []crashVersion, runs []crashRu
 	if working != nil {
 		target = fmt.Sprintf("the target accepts v%d (%s), not the current one", working.Version, working.State)
 	}
-	msg := fmt.Sprintf("after kill %d: LOST %s user %s (record %s): %s\n    versions: %s\n    runs, newest first: %s",
-		s.kills, u.kind, u.login, u.uid, target, strings.Join(vs, ", "), strings.Join(rs, "\n      "))
-	s.failures = append(s.failures, msg)
+	msg := fmt.Sprintf("after kill %d: LOST %s user %s (record %s): %s\n    versions: %s\n    runs, newest first: %s\n    script processes of killed servers alive when this restart had settled: %d",
+		s.kills, u.kind, u.login, u.uid, target, strings.Join(vs, ", "), strings.Join(rs, "\n      "), s.orphansNow)
 	s.t.Error(msg)
 	s.repair(u, current)
 }
@@ -691,6 +715,9 @@ func (s *crashSuite) report() {
 	byStatus := map[string]int{}
 	needsAttention := map[string]map[string]int{} // kind -> reason -> runs
 	total := 0
+	if s.exitedOnItsOwn() {
+		s.start()
+	}
 	for offset := 0; ; offset += 1000 {
 		var page struct {
 			List []crashRun `json:"list"`
@@ -734,6 +761,9 @@ func (s *crashSuite) report() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "crash suite figures\n")
 	fmt.Fprintf(&b, "  kills (SIGKILL): %d; servers that died by themselves: %d\n", s.kills, s.selfCrashes)
+	for why, logs := range s.crashLogs {
+		fmt.Fprintf(&b, "    %d x %s\n", len(logs), why)
+	}
 	fmt.Fprintf(&b, "  users: %d (%d each of %s)\n", len(s.users), *crashUsers, strings.Join(crashKinds, ", "))
 	fmt.Fprintf(&b, "  rotations asked for: %d; runs: %d", s.rotateRequests, total)
 	for _, st := range []string{"succeeded", "failed", "needs_attention", "queued", "running"} {
@@ -760,8 +790,8 @@ func (s *crashSuite) report() {
 	if n := sumOf(s.lost); n > 0 {
 		s.t.Errorf("%d credentials were lost: the target accepted a password the vault does not hold as current (details above)", n)
 	}
-	for _, log := range s.crashLogs {
-		s.t.Errorf("%s", log)
+	for why, logs := range s.crashLogs {
+		s.t.Errorf("%d servers died by themselves: %s; the first:\n%s", len(logs), why, logs[0])
 	}
 	for _, kind := range crashKinds {
 		if verifiable(kind) && len(needsAttention[kind]) > 0 {
@@ -784,12 +814,23 @@ func sumOf(m map[string]int) int {
 	return n
 }
 
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
+// logEnd returns why a server died, as the panic and its first function of keyturn, and the
+// part of its log that says so: from the panic on (its first frames), or the last lines.
+func logEnd(log string) (why, end string) {
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "fatal error:") {
+			why = l
+			for _, f := range lines[i:] {
+				if strings.HasPrefix(f, "github.com/keyturn/") {
+					why += " in " + f[:max(0, strings.LastIndex(f, "("))]
+					break
+				}
+			}
+			return why, strings.Join(lines[i:min(len(lines), i+24)], "\n")
+		}
 	}
-	return strings.Join(parts, "\n")
+	return "no panic in the log", strings.Join(lines[max(0, len(lines)-20):], "\n")
 }
 
 // setSubreaper makes this process the child subreaper of its descendants (prctl
