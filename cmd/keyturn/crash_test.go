@@ -38,6 +38,7 @@ var (
 	crashKills = flag.Int("crash.kills", 16, "crash suite: SIGKILLs of the server (the full suite: 500)")
 	crashUsers = flag.Int("crash.users", 4, "crash suite: users of each kind")
 	crashSeed  = flag.Uint64("crash.seed", 0, "crash suite: random seed (0: from the clock)")
+	crashAgain = flag.Float64("crash.again", 0.3, "crash suite: chance of killing a restarted server again before it has settled")
 )
 
 // Kinds of credential the suite rotates.
@@ -134,6 +135,7 @@ type crashSuite struct {
 
 	// Figures.
 	kills, selfCrashes      int
+	killsInRecovery         int // kills of a restarted server before it had settled
 	rotateRequests          int
 	lost                    map[string]int // by kind: checks that found the working credential not current
 	heldPending             map[string]int // by kind: the working credential only pending, its run needs_attention
@@ -401,10 +403,11 @@ func (s *crashSuite) died() bool {
 	return false
 }
 
-// kill kills the server with SIGKILL and waits for it to be gone.
-func (s *crashSuite) kill() {
+// kill kills the server with SIGKILL and waits for it to be gone; it returns false when the
+// server had died by itself.
+func (s *crashSuite) kill() bool {
 	if s.exitedOnItsOwn() {
-		return
+		return false
 	}
 	if err := s.srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		s.t.Fatal(err)
@@ -412,6 +415,7 @@ func (s *crashSuite) kill() {
 	<-s.srv.exited
 	s.dead = true
 	s.kills++
+	return true
 }
 
 func (s *crashSuite) stopServer() {
@@ -423,7 +427,8 @@ func (s *crashSuite) stopServer() {
 }
 
 // cycle rotates a random part of the users, kills the server after a random delay, starts it
-// again, lets it settle and checks every credential.
+// again (and now and then kills it again while it recovers), lets it settle and checks every
+// credential.
 func (s *crashSuite) cycle() {
 	for _, u := range s.users {
 		if s.rng.IntN(100) < 60 {
@@ -440,6 +445,14 @@ func (s *crashSuite) cycle() {
 	time.Sleep(time.Duration(s.rng.Int64N(int64(1500 * time.Millisecond))))
 	s.kill()
 	s.start()
+	// Sometimes kill the restarted server again while it settles the runs the last one left.
+	for s.kills < *crashKills && s.rng.Float64() < *crashAgain {
+		time.Sleep(time.Duration(s.rng.Int64N(int64(time.Second))))
+		if s.kill() {
+			s.killsInRecovery++
+		}
+		s.start()
+	}
 	for {
 		s.settle()
 		if s.check() {
@@ -760,7 +773,8 @@ func (s *crashSuite) report() {
 	sort.Slice(s.settleTimes, func(i, j int) bool { return s.settleTimes[i] < s.settleTimes[j] })
 	var b strings.Builder
 	fmt.Fprintf(&b, "crash suite figures\n")
-	fmt.Fprintf(&b, "  kills (SIGKILL): %d; servers that died by themselves: %d\n", s.kills, s.selfCrashes)
+	fmt.Fprintf(&b, "  kills (SIGKILL): %d, of which %d hit a restarted server before it had settled; servers that died by themselves: %d\n",
+		s.kills, s.killsInRecovery, s.selfCrashes)
 	for why, logs := range s.crashLogs {
 		fmt.Fprintf(&b, "    %d x %s\n", len(logs), why)
 	}
