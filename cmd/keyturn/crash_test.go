@@ -145,7 +145,7 @@ type crashSuite struct {
 	orphansKilled           int // of those, alive 30 s later: killed by the suite
 	settleTimes             []time.Duration
 	crashLogs               map[string][]string // why servers died by themselves: the log of each, by cause
-	seenNeedsAttentionCheck map[string]bool
+	seenNeedsAttentionCheck map[string]bool     // runs and OPA losses already counted
 }
 
 func TestCrashSuite(t *testing.T) {
@@ -689,6 +689,12 @@ func (s *crashSuite) judge(u *crashUser, versions []crashVersion, runs []crashRu
 		s.repair(u, current)
 		return
 	}
+	// An OPA key cannot be put back: count its loss once, not at every later check.
+	lossKey := fmt.Sprintf("%s/%v", u.uid, versions)
+	if u.kind == kindOPA && s.seenNeedsAttentionCheck[lossKey] {
+		return
+	}
+	s.seenNeedsAttentionCheck[lossKey] = true
 	s.lost[u.kind]++
 	var vs []string
 	for _, v := range versions {
