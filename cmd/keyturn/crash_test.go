@@ -38,6 +38,7 @@ var (
 	crashKills = flag.Int("crash.kills", 16, "crash suite: SIGKILLs of the server (the full suite: 500)")
 	crashUsers = flag.Int("crash.users", 4, "crash suite: users of each kind")
 	crashSeed  = flag.Uint64("crash.seed", 0, "crash suite: random seed (0: from the clock)")
+	crashOnly  = flag.String("crash.kinds", "", "crash suite: the kinds of credential to rotate, comma-separated (default: all)")
 	crashAgain = flag.Float64("crash.again", 0.3, "crash suite: chance of killing a restarted server again before it has settled")
 )
 
@@ -124,6 +125,7 @@ type crashSuite struct {
 	dataDir string
 	scripts string // the servers' --script-dir
 	creds   initOutput
+	kinds   []string // the kinds rotated
 	users   []*crashUser
 	byUID   map[string]*crashUser
 	client  *http.Client
@@ -162,6 +164,16 @@ func TestCrashSuite(t *testing.T) {
 	s := &crashSuite{t: t, rng: rand.New(rand.NewPCG(seed, 0x6b6579747572)), byUID: map[string]*crashUser{},
 		client: &http.Client{Timeout: 60 * time.Second}, servers: map[int]bool{},
 		lost: map[string]int{}, crashLogs: map[string][]string{}, heldPending: map[string]int{}, seenNeedsAttentionCheck: map[string]bool{}}
+
+	s.kinds = crashKinds
+	if *crashOnly != "" {
+		s.kinds = strings.Split(*crashOnly, ",")
+		for _, k := range s.kinds {
+			if !slices.Contains(crashKinds, k) {
+				t.Fatalf("-crash.kinds: %q is not one of %s", k, strings.Join(crashKinds, ", "))
+			}
+		}
+	}
 
 	// Processes a killed server leaves behind are re-parented to this process, so that the
 	// suite can find, count, reap and finally kill them.
@@ -309,7 +321,7 @@ func (s *crashSuite) seed() {
 		"fields": []any{crashField("url", s.emuURL+"/v1/teams/"+s.emu.OPATeam()), crashField("login", adminID), crashField("password", adminSecret)}})
 
 	scriptsOnly := map[string]any{"method": "scripts_only", "verify_with": "okta", "resource_uid": api}
-	for _, kind := range crashKinds {
+	for _, kind := range s.kinds {
 		for i := range *crashUsers {
 			u := &crashUser{kind: kind}
 			idx := s.seedIndex(kind, i)
@@ -784,7 +796,7 @@ func (s *crashSuite) report() {
 	for why, logs := range s.crashLogs {
 		fmt.Fprintf(&b, "    %d x %s\n", len(logs), why)
 	}
-	fmt.Fprintf(&b, "  users: %d (%d each of %s)\n", len(s.users), *crashUsers, strings.Join(crashKinds, ", "))
+	fmt.Fprintf(&b, "  users: %d (%d each of %s)\n", len(s.users), *crashUsers, strings.Join(s.kinds, ", "))
 	fmt.Fprintf(&b, "  rotations asked for: %d; runs: %d", s.rotateRequests, total)
 	for _, st := range []string{"succeeded", "failed", "needs_attention", "queued", "running"} {
 		fmt.Fprintf(&b, ", %s %d", st, byStatus[st])
@@ -793,7 +805,7 @@ func (s *crashSuite) report() {
 	fmt.Fprintf(&b, "  LOST (the working credential is not the vault's current), must be 0: %d %v\n", sumOf(s.lost), s.lost)
 	fmt.Fprintf(&b, "  working credential held only as pending, its run needs_attention: %d %v\n", sumOf(s.heldPending), s.heldPending)
 	fmt.Fprintf(&b, "  runs needs_attention by kind and why:\n")
-	for _, kind := range crashKinds {
+	for _, kind := range s.kinds {
 		for why, n := range needsAttention[kind] {
 			fmt.Fprintf(&b, "    %s: %d x %s\n", kind, n, why)
 		}
@@ -813,7 +825,7 @@ func (s *crashSuite) report() {
 	for why, logs := range s.crashLogs {
 		s.t.Errorf("%d servers died by themselves: %s; the first:\n%s", len(logs), why, logs[0])
 	}
-	for _, kind := range crashKinds {
+	for _, kind := range s.kinds {
 		if verifiable(kind) && len(needsAttention[kind]) > 0 {
 			s.t.Errorf("%s runs ended needs_attention although the engine can ask the target which password works: %v", kind, needsAttention[kind])
 		}
