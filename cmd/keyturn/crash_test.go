@@ -35,7 +35,7 @@ import (
 //
 //	go test -count=1 -timeout 2h -run TestCrashSuite ./cmd/keyturn -crash.kills=500 -v
 var (
-	crashKills = flag.Int("crash.kills", 16, "crash suite: SIGKILLs of the server (the full suite: 500)")
+	crashKills = flag.Int("crash.kills", 24, "crash suite: SIGKILLs of the server (the full suite: 500)")
 	crashUsers = flag.Int("crash.users", 4, "crash suite: users of each kind")
 	crashSeed  = flag.Uint64("crash.seed", 0, "crash suite: random seed (0: from the clock)")
 	crashOnly  = flag.String("crash.kinds", "", "crash suite: the kinds of credential to rotate, comma-separated (default: all)")
