@@ -2,10 +2,6 @@ package rotation_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +11,7 @@ import (
 	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 )
 
 // TestLeftScriptKilledBeforeTheRunIsSettled leaves a run as a crash would, mid-script, with
@@ -38,7 +35,7 @@ func TestLeftScriptKilledBeforeTheRunIsSettled(t *testing.T) {
 	}
 
 	// The script that crash left: it runs on, and its child in a new session with it.
-	marker := fmt.Sprintf("1000%d.%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	marker := procs.Marker()
 	sh := "#!/bin/bash\nsetsid sleep " + marker + " </dev/null >/dev/null 2>&1 &\nsleep 1000\n"
 	sb, err := script.NewSandbox(script.Sandboxed, "")
 	if err != nil {
@@ -58,12 +55,12 @@ func TestLeftScriptKilledBeforeTheRunIsSettled(t *testing.T) {
 	}()
 	<-recorded
 	for range 1000 {
-		if len(liveWith(marker)) > 0 {
+		if len(procs.With(marker)) > 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if len(liveWith(marker)) == 0 {
+	if len(procs.With(marker)) == 0 {
 		t.Fatal("the left script's child did not start")
 	}
 
@@ -84,7 +81,7 @@ func TestLeftScriptKilledBeforeTheRunIsSettled(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the left script was not killed")
 	}
-	if pids := liveWith(marker); len(pids) > 0 {
+	if pids := procs.With(marker); len(pids) > 0 {
 		t.Errorf("the left script's child outlived it: %v", pids)
 	}
 	for range 2000 {
@@ -102,27 +99,4 @@ func TestLeftScriptKilledBeforeTheRunIsSettled(t *testing.T) {
 	if got, want := f.current(), f.target.password("alice"); got != want {
 		t.Errorf("run ended %s; vault current %q, target holds %q", run.Status, got, want)
 	}
-}
-
-// liveWith returns the live pids whose command line holds marker.
-func liveWith(marker string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		st, err2 := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil || err2 != nil || !strings.Contains(string(cmd), marker) {
-			continue
-		}
-		s := string(st)
-		if i := strings.LastIndexByte(s, ')'); i > 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X') {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	return pids
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyturn/keyturn/internal/fault"
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -166,53 +167,19 @@ func modes(t *testing.T, f func(t *testing.T, o Options)) {
 	t.Run(Unsandboxed, func(t *testing.T) { f(t, Options{Sandbox: &unsb}) })
 }
 
-// sharedDir returns a directory that a sandboxed script can write and the test can read:
-// outside /tmp (private to each sandbox), writable by everyone.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "keyturn-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+// sharedDir returns a directory that a sandboxed script can write and the test can read.
+func sharedDir(t testing.TB) string { return procs.SharedDir(t) }
 
 // withMarker returns a unique argument that tags a test's processes in their command lines.
-func withMarker(t testing.TB) string {
-	return fmt.Sprintf("1000%d.%d", os.Getpid(), time.Now().UnixNano()%1e9)
-}
-
-// pidsOf returns the host pids of the processes whose command line holds marker.
-func pidsOf(marker string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(b, []byte(marker)) && !dead(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func withMarker(testing.TB) string { return procs.Marker() }
 
 // waitPids waits until n processes hold marker, and returns them; it may run in a goroutine
 // of its own, so it reports a failure with Errorf and returns n zero pids (which are not
 // alive, so every check on them fails too).
 func waitPids(t *testing.T, marker string, n int) []int {
 	t.Helper()
-	for range 1000 {
-		if pids := pidsOf(marker); len(pids) >= n {
-			return pids
-		}
-		time.Sleep(10 * time.Millisecond)
+	if pids := procs.Wait(marker, n, 10*time.Second); len(pids) >= n {
+		return pids
 	}
 	t.Errorf("no %d processes with %s", n, marker)
 	return make([]int, n)

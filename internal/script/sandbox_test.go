@@ -15,6 +15,7 @@ import (
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 )
 
 // The tests that need a server to die run one: this test binary again, running a script.
@@ -54,41 +55,10 @@ func sandbox(t *testing.T) *script.Sandbox {
 }
 
 // shared returns a directory outside /tmp that scripts and the test can both write.
-func shared(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "keyturn-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+func shared(t *testing.T) string { return procs.SharedDir(t) }
 
 // running returns the live host pids whose command line holds marker.
-func running(marker string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		st, err2 := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil || err2 != nil || !strings.Contains(string(b), marker) {
-			continue
-		}
-		s := string(st)
-		if i := strings.LastIndexByte(s, ')'); i > 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X') {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
+func running(marker string) []int { return procs.With(marker) }
 
 // TestScriptCannotReadTheServersSecrets runs, under a server running as root, a script that
 // tries to read the data directory's master key and database, the server's environment and
@@ -170,7 +140,7 @@ func TestScriptCannotReadTheServersSecrets(t *testing.T) {
 // and everything else in its sandbox die at once, so nothing changes the target afterwards.
 func TestScriptsDieWithTheServer(t *testing.T) {
 	out := shared(t)
-	marker := fmt.Sprintf("1000%d.%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	marker := procs.Marker()
 	sh := "#!/bin/bash\n" +
 		"setsid bash -c 'sleep 1; echo changed > " + out + "/changed' </dev/null >/dev/null 2>&1 &\n" +
 		"touch " + out + "/started\nexec sleep " + marker + "\n"
@@ -236,7 +206,7 @@ func leftovers(t *testing.T) int {
 // the child it started in a new session die, and Kill says so.
 func TestKillStopsALeftScript(t *testing.T) {
 	out := shared(t)
-	marker := fmt.Sprintf("1000%d.%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	marker := procs.Marker()
 	sh := "#!/bin/bash\nsetsid sleep " + marker + " </dev/null >/dev/null 2>&1 &\nsleep 1000\n"
 	r := script.NewRunner(script.Options{Sandbox: sandbox(t)})
 	recorded := make(chan script.Process, 1)
