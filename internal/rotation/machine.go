@@ -624,6 +624,11 @@ func (j *job) accepts(ctx context.Context, newPW, oldPW secret.Secret) acceptanc
 	if check(oldPW, j.account) {
 		return acceptsOld
 	}
+	// A change still in flight (sent by a script killed just before) may have landed between
+	// the two checks: ask for the new password once more before giving up.
+	if check(newPW, j.candidateAccount()) {
+		return acceptsNew
+	}
 	return acceptsNeither
 }
 

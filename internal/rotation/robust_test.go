@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/connector/okta"
 	"github.com/keyturn/keyturn/internal/connector/rest"
 	"github.com/keyturn/keyturn/internal/emulator"
 	"github.com/keyturn/keyturn/internal/metrics"
 	"github.com/keyturn/keyturn/internal/rotation"
+	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/vault"
 )
@@ -399,5 +401,59 @@ func TestScriptThatNeverRanEndsFailed(t *testing.T) {
 				t.Errorf("current %q, target %q", got, f.target.password("alice"))
 			}
 		})
+	}
+}
+
+// lateChange is a connector whose change lands late: Rotate times out without changing
+// anything, and the change arrives while the engine checks the old password (a request a
+// killed script sent just before it died).
+type lateChange struct {
+	mu      sync.Mutex
+	target  string // the password the target accepts
+	pending string // what the late change will set
+}
+
+func (c *lateChange) Rotate(_ context.Context, _ connector.Account, _, new secret.Secret) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = new.Reveal()
+	return connector.Transient("network", "the target did not answer", nil)
+}
+
+func (c *lateChange) Verify(_ context.Context, _ connector.Account, pw secret.Secret) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ok := pw.Reveal() == c.target
+	if c.pending != "" && !ok {
+		c.target, c.pending = c.pending, "" // the change lands now, after this check
+	}
+	if ok {
+		return nil
+	}
+	return connector.ErrRejected
+}
+
+// TestChangeLandingBetweenChecks: a change that lands between the check of the new password
+// and the check of the old one is found by asking for the new one again, not reported as
+// "accepts neither".
+func TestChangeLandingBetweenChecks(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, fixtureOptions{})
+	stop, cancel := context.WithTimeout(ctx, 5*time.Second)
+	f.engine.Stop(stop)
+	cancel()
+	late := &lateChange{target: "initial-Pw1!"}
+	f.engine = rotation.New(f.dv.DB, f.vault, audit.New(f.dv.DB, f.dv.Keys), script.NewRunner(script.Options{}),
+		map[string]connector.Connector{"rest": late}, rotation.Options{BackoffBase: time.Millisecond, Attempts: 1})
+	if err := f.engine.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+	run := f.rotate()
+	if run.Status != rotation.StatusSucceeded {
+		t.Fatalf("run ended %s: %+v", run.Status, run.Error)
+	}
+	if got := f.current(); got != late.target {
+		t.Errorf("vault current %q, target %q", got, late.target)
 	}
 }
