@@ -755,6 +755,7 @@ func (s *crashSuite) repair(u *crashUser, current *crashVersion) {
 func (s *crashSuite) report() {
 	byStatus := map[string]int{}
 	needsAttention := map[string]map[string]int{} // kind -> reason -> runs
+	failed := map[string]map[string]int{}         // kind -> error code -> runs
 	total := 0
 	if s.exitedOnItsOwn() {
 		s.start()
@@ -777,6 +778,17 @@ func (s *crashSuite) report() {
 					why = r.Error.Code + ": " + r.Error.Message
 				}
 				needsAttention[kind][why]++
+			}
+			if r.Status == "failed" {
+				kind := s.byUID[r.RecordUID].kind
+				if failed[kind] == nil {
+					failed[kind] = map[string]int{}
+				}
+				code := "?"
+				if r.Error != nil {
+					code = r.Error.Code
+				}
+				failed[kind][code]++
 			}
 		}
 		if len(page.List) < 1000 {
@@ -819,6 +831,12 @@ func (s *crashSuite) report() {
 	for _, kind := range s.kinds {
 		for why, n := range needsAttention[kind] {
 			fmt.Fprintf(&b, "    %s: %d x %s\n", kind, n, why)
+		}
+	}
+	fmt.Fprintf(&b, "  runs failed (the vault's current password still works) by kind and code:\n")
+	for _, kind := range s.kinds {
+		for code, n := range failed[kind] {
+			fmt.Fprintf(&b, "    %s: %d x %s\n", kind, n, code)
 		}
 	}
 	fmt.Fprintf(&b, "  script processes of killed servers alive once the restart settled: %d in all, at most %d at once; still alive 30 s later (killed by the suite): %d\n",
