@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,6 +165,11 @@ func Load(path string, fs *pflag.FlagSet) (Config, error) {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
+		// A misspelt key would silently leave its setting at the default (an audit sink
+		// never configured): refuse it, naming it.
+		if unknown := unknownKeys(k.Raw(), reflect.TypeFor[Config](), ""); len(unknown) > 0 {
+			return Config{}, fmt.Errorf("config file %s: unknown key %s (see keyturn server --help for the keys)", path, strings.Join(unknown, ", "))
+		}
 	}
 	known := map[string]bool{}
 	for _, key := range envKeys {
@@ -196,6 +203,40 @@ func Load(path string, fs *pflag.FlagSet) (Config, error) {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return cfg, cfg.Validate()
+}
+
+// unknownKeys returns the keys of m, at every level, that no koanf tag of the struct type t
+// names, as dotted paths (list elements as name[i]), sorted.
+func unknownKeys(m map[string]any, t reflect.Type, prefix string) []string {
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		if tag := f.Tag.Get("koanf"); tag != "" {
+			fields[tag] = f.Type
+		}
+	}
+	var unknown []string
+	for key, v := range m {
+		ft, ok := fields[key]
+		if !ok {
+			unknown = append(unknown, prefix+key)
+			continue
+		}
+		switch {
+		case ft.Kind() == reflect.Struct:
+			if sub, ok := v.(map[string]any); ok {
+				unknown = append(unknown, unknownKeys(sub, ft, prefix+key+".")...)
+			}
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			list, _ := v.([]any)
+			for i, el := range list {
+				if sub, ok := el.(map[string]any); ok {
+					unknown = append(unknown, unknownKeys(sub, ft.Elem(), fmt.Sprintf("%s%s[%d].", prefix, key, i))...)
+				}
+			}
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
 }
 
 // Validate checks the configuration and says what is wrong.

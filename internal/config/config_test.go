@@ -449,3 +449,22 @@ func TestScriptIsolation(t *testing.T) {
 		t.Errorf("from the environment and flags: %+v", got)
 	}
 }
+
+// TestUnknownKeysRefused: a misspelt key in the YAML file, at the top or inside an audit sink,
+// is refused and named, instead of leaving its setting at the default.
+func TestUnknownKeysRefused(t *testing.T) {
+	clearEnv(t)
+	for _, tc := range []struct{ yaml, want string }{
+		{"data: /d\naudit_sink:\n  - {name: a, type: jsonl, path: /tmp/a}\n", "unknown key audit_sink"},
+		{"data: /d\naudit_sinks:\n  - {name: a, type: jsonl, path: /tmp/a, secretfile: /k}\n", "unknown key audit_sinks[0].secretfile"},
+		{"data: /d\nscript_users: bob\nlisten_addr: x\n", "unknown key listen_addr, script_users"},
+	} {
+		_, err := config.Load(writeYAML(t, tc.yaml), serverFlags(t))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	if _, err := config.Load(writeYAML(t, "data: /d\naudit_sinks:\n  - {name: a, type: jsonl, path: /tmp/a}\n"), serverFlags(t)); err != nil {
+		t.Errorf("known keys: %v", err)
+	}
+}
