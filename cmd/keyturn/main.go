@@ -51,9 +51,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			return cmd.Help()
 		},
 	}
+	root.Version = currentVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newInitCommand(), newServerCommand(), newTeamCommand(), newEmulatorCommand(), newSandboxCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newServerCommand(), newTeamCommand(), newEmulatorCommand(), newSandboxCommand())
 	root.AddCommand(cli.Commands()...)
 	cli.MarkUsageErrors(root)
 	return root
