@@ -76,6 +76,20 @@ func New(d Deps) http.Handler {
 		mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// The path may be a route that takes other methods: 405 with Allow, not 404.
+		var allow []string
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); m != r.Method && pattern != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, d.Logger, methodNotAllowed(r, allow))
+			return
+		}
 		writeError(w, d.Logger, notFoundRoute(r))
 	})
 	return s.logRequests(mux)

@@ -256,3 +256,24 @@ func TestListFiltersAndPaging(t *testing.T) {
 		t.Fatalf("type filter: %+v", list.List)
 	}
 }
+
+// TestMethodNotAllowed: a method a route does not take answers 405 with Allow, naming the
+// methods it does take; a path no route has stays 404.
+func TestMethodNotAllowed(t *testing.T) {
+	env := testenv.Start(t)
+	for _, tc := range []struct{ method, path, allow string }{
+		{"DELETE", "/v1/teams/acme/records", "GET, HEAD, POST"},
+		{"PATCH", "/v1/teams/acme/records/AAAAAAAAAAAAAAAAAAAAAA", "GET, HEAD, PUT, DELETE"},
+		{"GET", "/v1/teams/acme/service_token", "POST"},
+	} {
+		resp, _ := env.Raw(t, tc.method, tc.path, env.Token, nil)
+		if got := resp.Header.Get("Allow"); resp.StatusCode != 405 || got != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want 405 %q", tc.method, tc.path, resp.StatusCode, got, tc.allow)
+		}
+		e := wantError(t, env, tc.method, tc.path, env.Token, nil, 405, "method_not_allowed")
+		if !strings.Contains(e.Message, tc.allow) {
+			t.Errorf("message %q does not name %s", e.Message, tc.allow)
+		}
+	}
+	wantError(t, env, "DELETE", "/v1/nothing", env.Token, nil, 404, "no_such_route")
+}

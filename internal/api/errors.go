@@ -26,6 +26,8 @@ var statusOf = map[fault.Kind]int{
 	fault.TooLarge:        http.StatusRequestEntityTooLarge,
 	fault.RateLimited:     http.StatusTooManyRequests,
 	fault.Unavailable:     http.StatusServiceUnavailable,
+
+	fault.MethodNotAllowed: http.StatusMethodNotAllowed,
 }
 
 var (
@@ -45,6 +47,10 @@ func forbidden(roles []auth.Role) error {
 		names[i] = string(r)
 	}
 	return fault.New(fault.Forbidden, "forbidden", "this needs one of the roles: %s", strings.Join(names, ", "))
+}
+
+func methodNotAllowed(r *http.Request, allow []string) error {
+	return fault.New(fault.MethodNotAllowed, "method_not_allowed", "%s %s: this resource takes %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
 }
 
 func notFoundRoute(r *http.Request) error {

@@ -13,15 +13,16 @@ type Kind int
 
 // The kinds. Internal is the zero value so that an unclassified error is never a client error.
 const (
-	Internal        Kind = iota // a bug or an unexpected failure; the message is not shown to clients
-	Invalid                     // malformed or unacceptable input
-	NotFound                    // the thing does not exist (or the caller may not know it does)
-	Conflict                    // the request conflicts with the current state, e.g. a stale revision
-	Unauthenticated             // missing, wrong or expired credentials
-	Forbidden                   // authenticated, but not allowed
-	TooLarge                    // the request body is too large
-	RateLimited                 // too many requests; retry later
-	Unavailable                 // the service is not ready
+	Internal         Kind = iota // a bug or an unexpected failure; the message is not shown to clients
+	Invalid                      // malformed or unacceptable input
+	NotFound                     // the thing does not exist (or the caller may not know it does)
+	Conflict                     // the request conflicts with the current state, e.g. a stale revision
+	Unauthenticated              // missing, wrong or expired credentials
+	Forbidden                    // authenticated, but not allowed
+	TooLarge                     // the request body is too large
+	RateLimited                  // too many requests; retry later
+	Unavailable                  // the service is not ready
+	MethodNotAllowed             // the resource exists but does not take this method
 )
 
 // Error is a classified error with a stable snake_case code and a human message that is safe
