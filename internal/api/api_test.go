@@ -156,6 +156,8 @@ func TestBadInput(t *testing.T) {
 		{"bad count", "GET", path + "?count=0", nil, 400, "invalid_request"},
 		{"bad folder filter", "GET", path + "?folder=a//b", nil, 400, "invalid_request"},
 		{"no route", "GET", "/v1/nothing", nil, 404, "no_such_route"},
+		{"unknown type filter", "GET", path + "?type=nope", nil, 400, "invalid_request"},
+		{"unknown status filter", "GET", "/v1/teams/acme/rotations?status=bogus", nil, 400, "invalid_request"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -293,6 +293,8 @@ func TestUsageErrors(t *testing.T) {
 		{"key id not a uuid", func() map[string]string { e := without(); e[EnvKeyID] = secret; return e }(), []string{"record", "list"}, "KEYTURN_KEY_ID is not an API key id"},
 		{"bad address", func() map[string]string { e := without(); e[EnvAddr] = "ftp://x"; return e }(), []string{"record", "list"}, "KEYTURN_ADDR"},
 		{"missing --type", h.env, []string{"record", "create", "--title", "T"}, "--type is required"},
+		{"list unknown type", h.env, []string{"record", "list", "--type", "nope"}, `--type "nope": want one of login, pamUser`},
+		{"list unknown status", h.env, []string{"rotation", "list", "--status", "bogus"}, `--status "bogus": want one of queued, running, succeeded, failed, needs_attention`},
 		{"missing --title", h.env, []string{"record", "create", "--type", "login"}, "--title is required"},
 		{"field without =", h.env, []string{"record", "create", "--type", "login", "--title", "T", "--field", "password:hunter2"}, "type[.label]=value"},
 		{"field bad type", h.env, []string{"record", "create", "--type", "login", "--title", "T", "--field", "9x=hunter2"}, "not a field type"},

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 const fieldHelp = `
@@ -126,6 +129,9 @@ With -o json: {"list": [...]} holding every page's records.
 ` + envHelp,
 		Args: cobra.NoArgs,
 		RunE: e.run(&out, nil, func(ctx context.Context, c *Client, inv *invocation) error {
+			if filter.Type != "" && !slices.Contains(vault.Types, filter.Type) {
+				return Usagef("--type %q: want one of %s", filter.Type, strings.Join(vault.Types, ", "))
+			}
 			items, err := c.ListRecords(ctx, filter)
 			if err != nil {
 				return err

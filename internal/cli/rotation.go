@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -399,6 +400,9 @@ With -o json: {"list": [...]} holding every page's runs.
 ` + envHelp,
 		Args: cobra.NoArgs,
 		RunE: e.run(&out, nil, func(ctx context.Context, c *Client, inv *invocation) error {
+			if filter.Status != "" && !slices.Contains(rotation.Statuses, filter.Status) {
+				return Usagef("--status %q: want one of %s", filter.Status, strings.Join(rotation.Statuses, ", "))
+			}
 			runs, err := c.ListRuns(ctx, filter)
 			if err != nil {
 				return err

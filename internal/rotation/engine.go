@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -449,6 +451,9 @@ type RunFilter struct {
 
 // List returns runs newest first and whether more remain.
 func (e *Engine) List(ctx context.Context, scope vault.Scope, f RunFilter) ([]Run, bool, error) {
+	if f.Status != "" && !slices.Contains(Statuses, f.Status) {
+		return nil, false, fault.New(fault.Invalid, "invalid_request", "status %q: want one of %s", f.Status, strings.Join(Statuses, ", "))
+	}
 	if f.Count <= 0 {
 		f.Count = 100
 	}

@@ -15,6 +15,9 @@ const (
 	StatusNeedsAttention = "needs_attention"
 )
 
+// Statuses lists every run status, for filters.
+var Statuses = []string{StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusNeedsAttention}
+
 // Run states, in order. Each is committed before the next side effect.
 const (
 	StateQueued         = "queued"

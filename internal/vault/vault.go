@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyturn/keyturn/internal/audit"
@@ -185,6 +187,9 @@ func (v *Vault) Meta(ctx context.Context, scope Scope, uid string) (Summary, err
 
 // List returns record metadata matching the options, and whether more remain past this page.
 func (v *Vault) List(ctx context.Context, scope Scope, opt ListOptions) ([]Summary, bool, error) {
+	if opt.Type != "" && !slices.Contains(Types, opt.Type) {
+		return nil, false, fault.New(fault.Invalid, "invalid_request", "type %q: want one of %s", opt.Type, strings.Join(Types, ", "))
+	}
 	if opt.Count <= 0 {
 		opt.Count = 100
 	}
