@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -118,20 +116,8 @@ func waitFile(t *testing.T, path string) string {
 	return ""
 }
 
-// dead reports whether pid has gone, or is a zombie waiting for a parent that does not reap
-// (PID 1 of a container may not): either way it runs no more.
-func dead(pid int) bool {
-	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
-		return true
-	}
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
-}
+// dead reports whether pid has gone, or is a zombie: either way it runs no more.
+func dead(pid int) bool { return !procs.Alive(pid) }
 
 // eventuallyDead waits a little for pid to die.
 func eventuallyDead(pid int) bool {

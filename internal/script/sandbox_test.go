@@ -54,12 +54,6 @@ func sandbox(t *testing.T) *script.Sandbox {
 	return &sb
 }
 
-// shared returns a directory outside /tmp that scripts and the test can both write.
-func shared(t *testing.T) string { return procs.SharedDir(t) }
-
-// running returns the live host pids whose command line holds marker.
-func running(marker string) []int { return procs.With(marker) }
-
 // TestScriptCannotReadTheServersSecrets runs, under a server running as root, a script that
 // tries to read the data directory's master key and database, the server's environment and
 // memory, and another run's private directory: every read fails.
@@ -79,7 +73,7 @@ func TestScriptCannotReadTheServersSecrets(t *testing.T) {
 	r := script.NewRunner(script.Options{Sandbox: sandbox(t)})
 
 	// Another run, which keeps a file in its private directory while the probe looks for it.
-	out := shared(t)
+	out := procs.SharedDir(t)
 	other := "#!/bin/bash\necho other-run-secret > \"$TMPDIR/other.txt\"\ntouch " + out + "/other-ready\n" +
 		"while [ ! -e " + out + "/probe-done ]; do sleep 0.02; done\n"
 	otherDone := make(chan error, 1)
@@ -139,7 +133,7 @@ func TestScriptCannotReadTheServersSecrets(t *testing.T) {
 // a child it started in a new session (setsid) that would change the target a second later,
 // and everything else in its sandbox die at once, so nothing changes the target afterwards.
 func TestScriptsDieWithTheServer(t *testing.T) {
-	out := shared(t)
+	out := procs.SharedDir(t)
 	marker := procs.Marker()
 	sh := "#!/bin/bash\n" +
 		"setsid bash -c 'sleep 1; echo changed > " + out + "/changed' </dev/null >/dev/null 2>&1 &\n" +
@@ -165,21 +159,21 @@ func TestScriptsDieWithTheServer(t *testing.T) {
 		t.Fatalf("recorded process: %q", line[:n])
 	}
 	for range 1000 {
-		if _, err := os.Stat(out + "/started"); err == nil && len(running(marker)) > 0 {
+		if _, err := os.Stat(out + "/started"); err == nil && len(procs.With(marker)) > 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if len(running(marker)) == 0 {
+	if len(procs.With(marker)) == 0 {
 		t.Fatal("the script did not start")
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	deadline := time.Now().Add(2 * time.Second)
-	for len(running(marker)) > 0 && time.Now().Before(deadline) {
+	for len(procs.With(marker)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if pids := running(marker); len(pids) > 0 {
+	if pids := procs.With(marker); len(pids) > 0 {
 		t.Errorf("the script outlived its server: %v", pids)
 	}
 	time.Sleep(1500 * time.Millisecond) // past the child's change
@@ -205,7 +199,7 @@ func leftovers(t *testing.T) int {
 // server still runs (what a successor does when the death signal was missed): the script and
 // the child it started in a new session die, and Kill says so.
 func TestKillStopsALeftScript(t *testing.T) {
-	out := shared(t)
+	out := procs.SharedDir(t)
 	marker := procs.Marker()
 	sh := "#!/bin/bash\nsetsid sleep " + marker + " </dev/null >/dev/null 2>&1 &\nsleep 1000\n"
 	r := script.NewRunner(script.Options{Sandbox: sandbox(t)})
@@ -218,18 +212,18 @@ func TestKillStopsALeftScript(t *testing.T) {
 	}()
 	p := <-recorded
 	for range 1000 {
-		if len(running(marker)) > 0 {
+		if len(procs.With(marker)) > 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if len(running(marker)) == 0 {
+	if len(procs.With(marker)) == 0 {
 		t.Fatal("the script's child did not start")
 	}
 	if err := script.Kill(context.Background(), p, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if pids := running(marker); len(pids) > 0 {
+	if pids := procs.With(marker); len(pids) > 0 {
 		t.Errorf("the script's child outlived Kill: %v", pids)
 	}
 	if res := <-done; res.ReturnCode != 128+int(syscall.SIGKILL) {
