@@ -182,10 +182,19 @@ func (e *env) scriptParams() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "params UID [--reveal]",
 		Short: "Show the parameters a pamUser record's scripts would receive",
-		Long: `Show, as JSON, the parameters a pamUser record's scripts would receive on standard input
-in a rotation now: the user, a placeholder new password, the old password and the records.
-Passwords and other secrets are masked unless --reveal is given (the server audits this).
-The record needs rotation settings ("keyturn rotation set").
+		Long: `Show, as JSON, what a pamUser record's scripts would read on standard input in a rotation
+now, layer by layer:
+
+  stdin    the one line the script reads: base64 of params
+  params   that line decoded: providerRecordUid, resourceRecordUid, userRecordUid,
+           newPassword (a placeholder here), oldPassword, user, and records, which the
+           script receives as a string: base64 of a JSON array
+  records  params.records decoded: one object per record (uid, title, then its fields)
+
+Passwords and other secrets are masked unless --reveal is given (the server audits this);
+with --reveal, stdin is the line a script would read but for newPassword, so
+"keyturn script params UID --reveal -o json | jq -r .stdin | ./rotate.sh" tries a script
+by hand. The record needs rotation settings ("keyturn rotation set").
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: e.run(&out, uidTo(&uid), func(ctx context.Context, c *Client, inv *invocation) error {

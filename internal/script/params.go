@@ -66,11 +66,8 @@ func (p Params) Line() (secret.Secret, error) {
 		return secret.Secret{}, err
 	}
 	arr := encodeDicts(dicts, false, nil)
-	records := make([]byte, base64.StdEncoding.EncodedLen(len(arr)))
-	base64.StdEncoding.Encode(records, arr)
+	obj := p.object(jsonString(base64.StdEncoding.EncodeToString(arr)), false)
 	clear(arr)
-	obj := p.object(jsonString(string(records)), false)
-	clear(records)
 	line := make([]byte, base64.StdEncoding.EncodedLen(len(obj)))
 	base64.StdEncoding.Encode(line, obj)
 	clear(obj)
@@ -79,12 +76,17 @@ func (p Params) Line() (secret.Secret, error) {
 	return s, nil
 }
 
-// Decoded returns the params object as the script sees it once decoded, with records decoded
-// to an array, as compact JSON whose keys are in the order the script receives them (for
-// `keyturn script params UID`). Unless reveal is set, newPassword, oldPassword and the
-// non-empty values of secret-like fields are shown as Masked: fields of types password,
-// secret, pinCode, oneTimeCode and keyPair, and any field whose value equals one of those
-// secrets or a password.
+// Decoded returns what a script reads on stdin, layer by layer (for `keyturn script params
+// UID`), as compact JSON {"stdin", "params", "records"}:
+//   - stdin is the line itself: base64 of params (Line);
+//   - params is that line decoded, the object the script gets, keys in the order it receives
+//     them; its records is a string, base64 of the records array, as the script receives it;
+//   - records is params.records decoded: the array of record dictionaries.
+//
+// Unless reveal is set, newPassword, oldPassword and the non-empty values of secret-like fields
+// are shown as Masked in all three: fields of types password, secret, pinCode, oneTimeCode and
+// keyPair, and any field whose value equals one of those secrets or a password. With reveal,
+// stdin is exactly Line().
 func (p Params) Decoded(reveal bool) (json.RawMessage, error) {
 	dicts, err := p.dicts()
 	if err != nil {
@@ -97,7 +99,17 @@ func (p Params) Decoded(reveal bool) (json.RawMessage, error) {
 			known[s.Reveal()] = true
 		}
 	}
-	return p.object(encodeDicts(dicts, !reveal, known), !reveal), nil
+	records := encodeDicts(dicts, !reveal, known)
+	obj := p.object(jsonString(base64.StdEncoding.EncodeToString(records)), !reveal)
+	var b bytes.Buffer
+	b.WriteString(`{"stdin":`)
+	b.Write(jsonString(base64.StdEncoding.EncodeToString(obj)))
+	b.WriteString(`,"params":`)
+	b.Write(obj)
+	b.WriteString(`,"records":`)
+	b.Write(records)
+	b.WriteString(`}`)
+	return b.Bytes(), nil
 }
 
 // object encodes the params object with records (already JSON) as the value of records.

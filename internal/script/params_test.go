@@ -199,22 +199,25 @@ func TestRecordsOrder(t *testing.T) {
 	}
 }
 
-// TestDecoded checks `keyturn script params`: masked and revealed.
+// TestDecoded checks `keyturn script params`: it shows what the script reads, layer by layer:
+// the stdin line, the params object it decodes to (records still a base64 string, as the
+// script receives it) and the records decoded; masked and revealed.
 func TestDecoded(t *testing.T) {
 	p, records, object := fixture()
 	got, err := p.Decoded(true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := strings.Replace(object, "RECORDS", records, 1); string(got) != want {
+	line, _ := p.Line()
+	params := strings.Replace(object, "RECORDS", q(base64.StdEncoding.EncodeToString([]byte(records))), 1)
+	if want := `{"stdin":` + q(line.Reveal()) + `,"params":` + params + `,"records":` + records + `}`; string(got) != want {
 		t.Errorf("revealed:\n got %s\nwant %s", got, want)
 	}
 	got, err = p.Decoded(false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"providerRecordUid":"cfgUID","resourceRecordUid":"resUID","userRecordUid":"usrUID",` +
-		`"newPassword":"********","oldPassword":"********","user":"alice@example.com","records":[` +
+	maskedRecords := `[` +
 		`{"uid":"cfgUID","title":"Config","region":"eu","api secret":"********"},` +
 		`{"uid":"resUID","title":"Directory","login":"admin","password":"********","password2":"********","password3":"********",` +
 		`"host":{"hostName":"dir.example.com","port":"636"},"url":["https://a.example.com","https://b.example.com"],"empty":"",` +
@@ -222,15 +225,40 @@ func TestDecoded(t *testing.T) {
 		`{"uid":"c1UID","title":"Record with Access Token","url":"https://api.example.com","password":"********"},` +
 		`{"uid":"c3UID","title":"Other","login":"bob","Password":"********","spare":"","keyPair":"********",` +
 		`"oneTimeCode":"********","copy of pw":"********"},` +
-		`{"uid":"usrUID","title":"Alice","login":"alice@example.com","password":"********","note":"a\"b<c>&","NOOP":"True"}]}`
+		`{"uid":"usrUID","title":"Alice","login":"alice@example.com","password":"********","note":"a\"b<c>&","NOOP":"True"}]`
+	maskedParams := `{"providerRecordUid":"cfgUID","resourceRecordUid":"resUID","userRecordUid":"usrUID",` +
+		`"newPassword":"********","oldPassword":"********","user":"alice@example.com","records":` +
+		q(base64.StdEncoding.EncodeToString([]byte(maskedRecords))) + `}`
+	want := `{"stdin":` + q(base64.StdEncoding.EncodeToString([]byte(maskedParams))) + `,"params":` + maskedParams +
+		`,"records":` + maskedRecords + `}`
 	if string(got) != want {
 		t.Errorf("masked:\n got %s\nwant %s", got, want)
+	}
+	var shown struct{ Stdin, Params, Records json.RawMessage }
+	if err := json.Unmarshal(got, &shown); err != nil {
+		t.Fatal(err)
 	}
 	for _, s := range SecretsOf(p) {
 		if strings.Contains(string(got), s.Reveal()) {
 			t.Errorf("masked output holds %q", s.Reveal())
 		}
 	}
+	// The masked layers hold no secret once decoded either.
+	params2, records2 := decodeLine(t, string(jsonUnquote(t, shown.Stdin)))
+	for _, s := range SecretsOf(p) {
+		if strings.Contains(string(params2), s.Reveal()) || strings.Contains(string(records2), s.Reveal()) {
+			t.Errorf("masked stdin decodes to %q", s.Reveal())
+		}
+	}
+}
+
+func jsonUnquote(t *testing.T, raw json.RawMessage) []byte {
+	t.Helper()
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	return []byte(s)
 }
 
 // TestSecretsOf checks the secrets given to the Redactor.
