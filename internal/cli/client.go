@@ -749,7 +749,7 @@ func (c *Client) DeleteScript(ctx context.Context, uid, scriptID string) error {
 }
 
 // ScriptParams returns the params a pamUser record's scripts would receive in a rotation now
-// (as JSON), secrets masked unless reveal.
+// (as JSON, with <, > and & unescaped as a script decodes them), secrets masked unless reveal.
 func (c *Client) ScriptParams(ctx context.Context, uid string, reveal bool) ([]byte, error) {
 	q := url.Values{"reveal": {strconv.FormatBool(reveal)}}
 	raw, _, err := c.do(ctx, http.MethodGet, c.url(c.teamPath("records", uid, "script_params"), q), nil)
@@ -759,7 +759,7 @@ func (c *Client) ScriptParams(ctx context.Context, uid string, reveal bool) ([]b
 	if !json.Valid(raw) {
 		return nil, errors.New("the server's answer is not JSON")
 	}
-	return raw, nil
+	return unescapeHTML(raw), nil
 }
 
 // AuditEvents returns up to limit of the team's audit events after sequence number after,
