@@ -7,7 +7,8 @@
 #   eval "$(examples/connect/emulator-env.sh secrets < emulator.json)"
 #
 # OKTA_* name seeded user 1 and REST_* seeded user 2 (user N: login user000N@example.com,
-# password Seed-000N-Pass). Needs bash, jq and curl.
+# password Seed-000N-Pass). Run it once per emulator: a second run finds robot taken (409).
+# Needs bash, jq and curl.
 set -euo pipefail
 dir=${1:?usage: emulator-env.sh DIR < emulator.json}
 umask 077
