@@ -4,6 +4,7 @@
 # robot, with an API key to rotate, and prints the variables as export lines:
 #
 #   keyturn emulator okta --users 10 > emulator.json &
+#   until [ -s emulator.json ]; do sleep 0.1; done
 #   eval "$(examples/connect/emulator-env.sh secrets < emulator.json)"
 #
 # OKTA_* name seeded user 1 and REST_* seeded user 2 (user N: login user000N@example.com,
