@@ -239,7 +239,7 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 		req.Header.Set("Authorization", cred.header)
 	}
 	if cred.dpop != nil {
-		proof, err := dpopProof(cred.dpop, method, base+path, "", cred.token, c.now())
+		proof, err := dpopProof(cred.dpop, method, htu(req.URL), "", cred.token, c.now())
 		if err != nil {
 			return 0, apiError{}, connector.NotChanged(err)
 		}

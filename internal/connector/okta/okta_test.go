@@ -352,3 +352,44 @@ func TestRotateErrorsSayWhetherTheChangeWasSent(t *testing.T) {
 	}
 	emu.SetFaults(emulator.Faults{})
 }
+
+// dpopAccount registers an OAuth app that requires DPoP and returns an account using it.
+func dpopAccount(t *testing.T, emu *emulator.Emulator, srv *httptest.Server, login string) connector.Account {
+	t.Helper()
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu.AddOAuthClient(emulator.OAuthClient{ClientID: "0oa-dpop", RequireDPoP: true,
+		Keys: []emulator.OAuthKey{{KID: "ec-1", PublicKey: &ecKey.PublicKey}}})
+	der, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	return connector.Account{Login: login, Target: connector.Target{URL: srv.URL,
+		Fields:  map[string]string{okta.FieldClientID: "0oa-dpop", okta.FieldKeyID: "ec-1"},
+		Secrets: map[string]secret.Secret{okta.FieldPrivateKey: secret.New(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}}}
+}
+
+// TestOAuthDPoPLoginsThatNeedEscaping: the user is looked up by login in the path, so a login
+// such as jürgen@example.com goes on the wire percent-encoded. The DPoP proof's htu must be
+// that URI as sent (RFC 9449), and the emulator compares it so: the rotation works end to end.
+func TestOAuthDPoPLoginsThatNeedEscaping(t *testing.T) {
+	emu, srv := org(t, emulator.Options{})
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	for i, login := range []string{"jürgen@example.com", "isaac.brock+ops@example.com", "o'brien@example.com"} {
+		old := "Seed-Escaped-Pass" + strconv.Itoa(i)
+		if _, err := emu.CreateUser(emulator.NewUser{Login: login, Password: old}); err != nil {
+			t.Fatal(err)
+		}
+		a := dpopAccount(t, emu, srv, login)
+		next := secret.FromString("Zq9#dpop-Escaped-" + strconv.Itoa(i))
+		if err := c.Rotate(ctx, a, secret.FromString(old), next); err != nil {
+			t.Fatalf("%s: rotate: %v", login, err)
+		}
+		if pw, _ := emu.Password(login); pw != next.Reveal() {
+			t.Fatalf("%s: Okta holds %q", login, pw)
+		}
+		if err := c.Verify(ctx, a, next); err != nil {
+			t.Fatalf("%s: verify: %v", login, err)
+		}
+	}
+}
