@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,8 +271,7 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	}
 	learned = resp.Header
 	if resp.StatusCode == http.StatusUnauthorized && !cred.token.IsZero() {
-		c.forgetToken(cred.token) // the token died early: the retry mints another
-		return resp.StatusCode, apiError{}, connector.NotChanged(connector.Transient("okta_token_expired", "Okta refused the OAuth access token", nil))
+		return resp.StatusCode, apiError{}, connector.NotChanged(c.tokenRefused(resp.Header, cred))
 	}
 	if resp.StatusCode == http.StatusForbidden && strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
 		return resp.StatusCode, apiError{}, connector.NotChanged(connector.Permanent("okta_insufficient_scope",
@@ -288,6 +288,68 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	var oe apiError
 	_ = json.Unmarshal(raw, &oe)
 	return resp.StatusCode, oe, nil
+}
+
+// tokenRefused classifies a 401 to a call made with an OAuth access token by the error its
+// WWW-Authenticate challenge names. invalid_token (or no error named) is a token that died
+// before its expires_in: it is forgotten and the error is transient, so the retry mints
+// another. invalid_dpop_proof is Okta refusing the call's DPoP proof: a new token would be
+// refused the same way, so it is permanent, as is any other error a challenge names.
+func (c *Connector) tokenRefused(h http.Header, cred credential) error {
+	code, desc := challengeError(h.Values("WWW-Authenticate"))
+	switch code {
+	case "", "invalid_token":
+		c.forgetToken(cred.token)
+		return connector.Transient("okta_token_expired", "Okta refused the OAuth access token as expired or invalid; a new one is minted on retry", nil)
+	case "invalid_dpop_proof":
+		msg := "Okta refused the DPoP proof of an API call (invalid_dpop_proof"
+		if desc != "" {
+			msg += ": " + desc
+		}
+		return connector.Permanent("okta_dpop_proof_refused", msg+"); a new token would be refused the same way: "+
+			"check that the resource record's url is the org URL the requests reach unchanged (no proxy rewriting the path or dropping the DPoP header) "+
+			"and that this host's clock is right", nil)
+	default:
+		msg := "Okta refused the OAuth access token (" + code
+		if desc != "" {
+			msg += ": " + desc
+		}
+		return connector.Permanent("okta_oauth_"+code, msg+")", nil)
+	}
+}
+
+// challengeError returns the error and error_description parameters of WWW-Authenticate
+// challenges (RFC 6750 §3, RFC 9449 §7.1), made safe to show: printable, at most 200 bytes.
+func challengeError(values []string) (code, desc string) {
+	for _, v := range values {
+		if m := challengeParam.FindAllStringSubmatch(v, -1); m != nil {
+			for _, kv := range m {
+				switch strings.ToLower(kv[1]) {
+				case "error":
+					code = printable(kv[2], 64)
+				case "error_description":
+					desc = printable(kv[2], 200)
+				}
+			}
+			if code != "" {
+				return strings.ToLower(code), desc
+			}
+		}
+	}
+	return "", ""
+}
+
+var challengeParam = regexp.MustCompile(`(?i)(?:^|[\s,])(error|error_description)\s*=\s*"((?:[^"\\]|\\.)*)"`)
+
+// printable keeps the printable ASCII of s, up to max bytes.
+func printable(s string, max int) string {
+	b := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f && c != '\\' {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // classify turns an Okta error answer into a connector error: 5xx are transient, the rest

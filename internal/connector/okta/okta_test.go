@@ -393,3 +393,90 @@ func TestOAuthDPoPLoginsThatNeedEscaping(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuth401sAreClassified: a 401 to an API call made with an OAuth token is told apart by
+// its WWW-Authenticate error. invalid_dpop_proof (here a proxy drops the DPoP header of API
+// calls) is a permanent configuration error with a clear message and no secret, and nothing
+// retries it; a token that genuinely expired early (invalid_token) stays transient, is
+// forgotten, and the next attempt mints a new token and succeeds.
+func TestOAuth401sAreClassified(t *testing.T) {
+	var mu sync.Mutex
+	skew := time.Duration(0)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Now().Add(skew)
+	}
+	emu := emulator.New(emulator.Options{Users: 2, Now: now})
+	dropDPoP := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		drop := dropDPoP
+		mu.Unlock()
+		if drop && strings.HasPrefix(r.URL.Path, "/api/v1/users") {
+			r.Header.Del("DPoP")
+		}
+		emu.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { emu.Close(); srv.Close() })
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	a := dpopAccount(t, emu, srv, emulator.SeedLogin(1))
+	old, next := secret.FromString(emulator.SeedPassword(1)), secret.FromString("Zq9#classified-Rotated-1")
+	requests := func(ep string) int64 { return emu.Stats().Requests[ep] }
+
+	mu.Lock()
+	dropDPoP = true
+	mu.Unlock()
+	err := c.Rotate(ctx, a, old, next)
+	var ce *connector.Error
+	if !errors.As(err, &ce) || ce.Transient || ce.Code != "okta_dpop_proof_refused" || !connector.IsNotChanged(err) {
+		t.Fatalf("a refused DPoP proof: %v (transient %v)", err, connector.IsTransient(err))
+	}
+	for _, want := range []string{"invalid_dpop_proof", "The DPoP proof JWT header is missing."} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the message %q does not say %q", err, want)
+		}
+	}
+	pemKey := a.Target.Secrets[okta.FieldPrivateKey].Reveal()
+	if strings.Contains(err.Error(), "eyJ") || strings.Contains(err.Error(), pemKey[30:60]) {
+		t.Errorf("the message carries a secret: %q", err)
+	}
+	if n := requests(emulator.EndpointGetUser); n != 1 {
+		t.Errorf("%d user lookups: a refused proof is not retried", n)
+	}
+	if pw, _ := emu.Password(a.Login); pw != old.Reveal() {
+		t.Fatal("the password changed")
+	}
+
+	// The proxy is fixed; then the token the connector holds dies early on Okta's side (Okta's
+	// clock jumps past its expiry for one call; a token minted after it is good again).
+	mu.Lock()
+	dropDPoP = false
+	mu.Unlock()
+	if err := c.Rotate(ctx, a, old, next); err != nil {
+		t.Fatalf("rotate once the proofs get through: %v", err)
+	}
+	mu.Lock()
+	skew = 2 * time.Hour
+	mu.Unlock()
+	tokens := requests(emulator.EndpointOAuthToken)
+	a.Login = emulator.SeedLogin(2)
+	old2 := secret.FromString(emulator.SeedPassword(2))
+	err = c.Rotate(ctx, a, old2, next)
+	if !errors.As(err, &ce) || !ce.Transient || ce.Code != "okta_token_expired" || !connector.IsNotChanged(err) {
+		t.Fatalf("an expired token: %v", err)
+	}
+	mu.Lock()
+	skew = 0
+	mu.Unlock()
+	if err := c.Rotate(ctx, a, old2, next); err != nil {
+		t.Fatalf("the retry after an expired token: %v", err)
+	}
+	if got := requests(emulator.EndpointOAuthToken) - tokens; got != 1 {
+		t.Errorf("%d token requests after the expiry, want 1 new token", got)
+	}
+	if pw, _ := emu.Password(a.Login); pw != next.Reveal() {
+		t.Fatalf("Okta holds %q", pw)
+	}
+}
