@@ -108,18 +108,49 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 		return nil
 	case status == http.StatusUnauthorized:
 		return connector.NotChanged(classify(status, oktaErr, "change_password"))
-	case status == http.StatusForbidden && oktaErr.ErrorCode == "E0000014" && strings.Contains(strings.ToLower(oktaErr.causes()), "old password") &&
-		isTrue(a.Target.Fields[FieldAdminReset]):
-		return c.adminSet(ctx, a, id, new)
+	case status == http.StatusForbidden && oktaErr.ErrorCode == "E0000014" && isTrue(a.Target.Fields[FieldAdminReset]):
+		return c.afterCredentialRefusal(ctx, a, id, old, new, status, oktaErr)
 	default:
 		return classify(status, oktaErr, "change_password")
 	}
 }
 
-// adminSet sets the password without the old one (the record allows it with Okta Admin Reset).
-func (c *Connector) adminSet(ctx context.Context, a connector.Account, id string, new secret.Secret) error {
+// afterCredentialRefusal handles change_password's 403 E0000014 ("Update of credentials
+// failed") when the record allows an admin reset. Okta answers the same status and code whether
+// the old password is wrong or the new one breaks the password policy (complexity, history),
+// and only its cause text, which is not a contract, tells them apart. So the connector asks
+// Okta instead: the Authn API checks the old password. Refused: the old password is what was
+// wrong, and the new one is set as admin. Accepted: the new password is what Okta refused, which
+// an admin set must not get around (it skips the history rule). When the record turns Authn
+// checks off, the admin set is sent with strict=true, so that Okta applies history and
+// minimum age to it as well.
+func (c *Connector) afterCredentialRefusal(ctx context.Context, a connector.Account, id string, old, new secret.Secret, status int, refusal apiError) error {
+	if !c.CanVerify(a) {
+		return c.adminSet(ctx, a, id, new, true)
+	}
+	err := c.Verify(ctx, a, old)
+	switch {
+	case errors.Is(err, connector.ErrRejected):
+		return c.adminSet(ctx, a, id, new, false)
+	case err == nil:
+		ce := classify(status, refusal, "change_password")
+		ce.Code = "password_policy"
+		ce.Message = "Okta refused the new password: the old one is right, so the new one breaks the password policy (complexity, history or minimum age); no admin reset. " + ce.Message
+		return ce
+	default:
+		return fmt.Errorf("okta: change_password was refused (HTTP %d E0000014) and checking the old password to choose an admin reset failed: %w", status, err)
+	}
+}
+
+// adminSet sets the password without the old one (the record allows it with Okta Admin Reset);
+// strict makes Okta enforce the history and minimum-age rules too.
+func (c *Connector) adminSet(ctx context.Context, a connector.Account, id string, new secret.Secret, strict bool) error {
 	body := map[string]any{"credentials": map[string]any{"password": map[string]string{"value": new.Reveal()}}}
-	status, oktaErr, err := c.call(ctx, a, "users", http.MethodPost, "/api/v1/users/"+url.PathEscape(id), body, nil)
+	path := "/api/v1/users/" + url.PathEscape(id)
+	if strict {
+		path += "?strict=true"
+	}
+	status, oktaErr, err := c.call(ctx, a, "users", http.MethodPost, path, body, nil)
 	if err != nil {
 		return err
 	}
@@ -354,7 +385,7 @@ func printable(s string, max int) string {
 
 // classify turns an Okta error answer into a connector error: 5xx are transient, the rest
 // permanent. The message carries Okta's code and summary, never a password.
-func classify(status int, e apiError, op string) error {
+func classify(status int, e apiError, op string) *connector.Error {
 	msg := fmt.Sprintf("Okta refused %s: HTTP %d", op, status)
 	if e.ErrorCode != "" {
 		msg += " " + e.ErrorCode + " " + e.ErrorSummary

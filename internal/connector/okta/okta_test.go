@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -478,5 +479,123 @@ func TestOAuth401sAreClassified(t *testing.T) {
 	}
 	if pw, _ := emu.Password(a.Login); pw != next.Reveal() {
 		t.Fatalf("Okta holds %q", pw)
+	}
+}
+
+// rewordingOrg serves emu behind a proxy that replaces the errorCauses of change_password's
+// 403 answers with causes (nil: left as the emulator words them), as a differently worded or
+// localized Okta would.
+func rewordingOrg(t *testing.T, emu *emulator.Emulator, causes []string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if causes == nil || !strings.HasSuffix(r.URL.Path, "/credentials/change_password") {
+			emu.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		emu.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if rec.Code == http.StatusForbidden {
+			var e map[string]any
+			if err := json.Unmarshal(body, &e); err != nil {
+				t.Errorf("403 body %s: %v", body, err)
+			}
+			list := []map[string]string{}
+			for _, c := range causes {
+				list = append(list, map[string]string{"errorSummary": c})
+			}
+			e["errorCauses"] = list
+			body, _ = json.Marshal(e)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestAdminResetKeysOnTheRefusalNotItsWording: change_password answers 403 E0000014 both when
+// the old password is wrong and when the new one breaks the policy (history, complexity); the
+// cause text differs, but it is not a contract. Whatever the wording (Okta's, none, another
+// language, or one that mentions the old password for a history refusal), a wrong old password
+// leads to the admin reset, and a refused new password never does: it is reported as
+// password_policy and the password stays as it was. With Authn checks off the admin set is
+// strict, so Okta still refuses a password from the history.
+func TestAdminResetKeysOnTheRefusalNotItsWording(t *testing.T) {
+	wordings := map[string][]string{
+		"okta's":     nil,
+		"no causes":  {},
+		"localized":  {"Das Kennwort entspricht nicht den Anforderungen"},
+		"misleading": {"Password requirements were not met: the new password must differ from your old password"},
+	}
+	ctx := context.Background()
+	for name, causes := range wordings {
+		for _, verify := range []string{"True", "False"} {
+			t.Run(name+" verify="+verify, func(t *testing.T) {
+				emu := emulator.New(emulator.Options{Users: 4})
+				t.Cleanup(emu.Close)
+				srv := rewordingOrg(t, emu, causes)
+				c := okta.New(okta.Options{})
+				acct := func(i int) connector.Account {
+					return connector.Account{Login: emulator.SeedLogin(i), Target: connector.Target{URL: srv.URL,
+						AdminSecret: secret.FromString(emu.Token()),
+						Fields:      map[string]string{okta.FieldAdminReset: "True", okta.FieldVerify: verify}}}
+				}
+				// A wrong old password (changed behind keyturn's back): the admin reset sets the new one.
+				next := secret.FromString("Zq9#reset-Rotated-1")
+				if err := c.Rotate(ctx, acct(1), secret.FromString("Not-The-Old-Pw1"), next); err != nil {
+					t.Fatalf("wrong old password: %v", err)
+				}
+				if pw, _ := emu.Password(emulator.SeedLogin(1)); pw != next.Reveal() {
+					t.Fatalf("wrong old password: Okta holds %q", pw)
+				}
+				// The right old password, a new one from the history: no admin reset.
+				a := acct(2)
+				seed := secret.FromString(emulator.SeedPassword(2))
+				mid := secret.FromString("Zq9#history-Mid-1")
+				if err := c.Rotate(ctx, a, seed, mid); err != nil {
+					t.Fatal(err)
+				}
+				err := c.Rotate(ctx, a, mid, seed)
+				var ce *connector.Error
+				if !errors.As(err, &ce) || ce.Transient {
+					t.Fatalf("history refusal: %v", err)
+				}
+				if pw, _ := emu.Password(a.Login); pw != mid.Reveal() {
+					t.Fatalf("history refusal: an admin reset set %q", pw)
+				}
+				if verify == "True" && ce.Code != "password_policy" {
+					t.Errorf("history refusal: code %s: %v", ce.Code, err)
+				}
+				// The right old password, a new one too weak: no admin reset.
+				err = c.Rotate(ctx, acct(3), secret.FromString(emulator.SeedPassword(3)), secret.FromString("weak"))
+				if !errors.As(err, &ce) || ce.Transient {
+					t.Fatalf("complexity refusal: %v", err)
+				}
+				if pw, _ := emu.Password(emulator.SeedLogin(3)); pw != emulator.SeedPassword(3) {
+					t.Fatalf("complexity refusal: Okta holds %q", pw)
+				}
+				if verify == "True" && ce.Code != "password_policy" {
+					t.Errorf("complexity refusal: code %s: %v", ce.Code, err)
+				}
+				// A locked-out user: change_password is refused and Authn cannot tell; no reset.
+				if verify == "True" {
+					if err := emu.SetUserStatus(emulator.SeedLogin(4), emulator.StatusLockedOut); err != nil {
+						t.Fatal(err)
+					}
+					err = c.Rotate(ctx, acct(4), secret.FromString(emulator.SeedPassword(4)), next)
+					if !errors.As(err, &ce) || ce.Code != "locked_out" {
+						t.Fatalf("locked out: %v", err)
+					}
+					if pw, _ := emu.Password(emulator.SeedLogin(4)); pw != emulator.SeedPassword(4) {
+						t.Fatalf("locked out: Okta holds %q", pw)
+					}
+				}
+			})
+		}
 	}
 }
