@@ -24,7 +24,7 @@ import (
 
 // Custom fields of the resource or user record that tune the connector.
 const (
-	FieldAdminReset = "Okta Admin Reset" // True: when the old password is refused, set the new one as admin
+	FieldAdminReset = "Okta Admin Reset" // True: when Okta refuses the old password (not the new one), set the new one as admin
 	FieldVerify     = "Okta Verify"      // False: do not check passwords with /api/v1/authn
 )
 
