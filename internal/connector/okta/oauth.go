@@ -217,8 +217,9 @@ func htu(u *url.URL) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
-// dpopProof signs a DPoP proof (RFC 9449) for one request: its method and URL (see htu), the time, a random jti, the server's nonce when it gave one, and for an API call the
-// hash of the access token (ath).
+// dpopProof signs a DPoP proof (RFC 9449) for one request: its method and target (see htu),
+// the time, a random jti, the server's nonce when it gave one, and for an API call the hash of
+// the access token (ath).
 func dpopProof(key *ecdsa.PrivateKey, method, target, nonce string, token secret.Secret, now time.Time) (string, error) {
 	point, err := key.PublicKey.Bytes() // 0x04 || X || Y
 	if err != nil || len(point) != 65 {

@@ -357,13 +357,18 @@ func challengeError(values []string) (code, desc string) {
 			for _, kv := range m {
 				switch strings.ToLower(kv[1]) {
 				case "error":
-					code = printable(kv[2], 64)
+					code = strings.Map(func(r rune) rune {
+						if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+							return r
+						}
+						return -1
+					}, strings.ToLower(printable(kv[2], 64)))
 				case "error_description":
 					desc = printable(kv[2], 200)
 				}
 			}
 			if code != "" {
-				return strings.ToLower(code), desc
+				return code, desc
 			}
 		}
 	}
