@@ -28,6 +28,7 @@ func newEmulatorCommand() *cobra.Command {
 		listen, token, team string
 		users, rateLimit    int
 		lockout             int
+		app                 oauthAppFlags
 	)
 	okta := &cobra.Command{
 		Use:   "okta [--listen ADDR] [--token T] [--users N] [--team NAME]",
@@ -37,7 +38,12 @@ private_key_jwt, /api/v1/authn) and of the Okta Privileged Access service-user A
 /v1/teams/NAME/. It prints one line of JSON on stdout: the base URL, the SSWS token, the
 seeded users' login and password patterns, and the OPA admin service user's key id and secret.
 It serves until SIGINT or SIGTERM. Seeded user i (1..N) has login user%04d@example.com and
-password Seed-%04d-Pass. State is lost when it stops.`,
+password Seed-%04d-Pass. State is lost when it stops.
+
+--oauth-public-key FILE or --oauth-generate-key registers an OAuth 2.0 "API Services" app
+(private_key_jwt at /oauth2/v1/token), optionally requiring DPoP, with the scopes granted; the
+output's "oauth" object gives its client_id, key ids and token URL. A generated private key is
+printed once (as oauth.private_key_pem) or written to --oauth-private-key-out, mode 0600.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if users < 0 {
@@ -47,7 +53,14 @@ password Seed-%04d-Pass. State is lost when it stops.`,
 			if token != "" {
 				opts.Tokens = []string{token}
 			}
+			client, privateKey, err := app.client(cmd.Flags())
+			if err != nil {
+				return err
+			}
 			em := emulator.New(opts)
+			if client != nil {
+				em.AddOAuthClient(*client)
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return err
@@ -68,7 +81,17 @@ password Seed-%04d-Pass. State is lost when it stops.`,
 					"key_secret":   secret,
 				},
 			}
-			if err := json.NewEncoder(cmd.OutOrStdout()).Encode(out); err != nil {
+			if client != nil {
+				o, err := app.output(*client, privateKey, base)
+				if err != nil {
+					_ = ln.Close()
+					return err
+				}
+				out["oauth"] = o
+			}
+			err = json.NewEncoder(cmd.OutOrStdout()).Encode(out)
+			privateKey.Clear()
+			if err != nil {
 				_ = ln.Close()
 				return err
 			}
@@ -98,6 +121,7 @@ password Seed-%04d-Pass. State is lost when it stops.`,
 	f.StringVar(&team, "team", "emulator", "Okta Privileged Access team name")
 	f.IntVar(&rateLimit, "rate-limit", emulator.DefaultRateLimit, "requests per minute allowed in each rate-limit bucket")
 	f.IntVar(&lockout, "lockout", 10, "failed /api/v1/authn attempts before a user is locked out (negative: never)")
+	app.register(f)
 	cmd.AddCommand(okta)
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -112,6 +113,82 @@ func (e *Emulator) endpointURLs(r *http.Request, path string) []string {
 	return []string{"https://" + r.Host + path, "http://" + r.Host + path, e.baseURL(r) + path}
 }
 
+// htuMatches reports whether a DPoP proof's htu names r's URI as the client sent it (RFC 9449
+// §4.3): scheme, host and the path as it was on the wire, not decoded (a login's "%40" stays
+// "%40"), ignoring query and fragment, after RFC 3986 syntax- and scheme-based normalization.
+func (e *Emulator) htuMatches(r *http.Request, htu string) bool {
+	want := normalizeURI(htu)
+	for _, u := range e.endpointURLs(r, sentPath(r)) {
+		if normalizeURI(u) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// sentPath is the path of r's request target as it was on the wire.
+func sentPath(r *http.Request) string {
+	if p := r.RequestURI; p != "" && p != "*" {
+		if i := strings.IndexAny(p, "?#"); i >= 0 {
+			p = p[:i]
+		}
+		if strings.HasPrefix(p, "/") {
+			return p
+		}
+		if u, err := url.Parse(p); err == nil { // absolute-form, as sent to a proxy
+			return u.EscapedPath()
+		}
+	}
+	return r.URL.EscapedPath()
+}
+
+// normalizeURI applies RFC 3986 §6.2.2 and §6.2.3 normalization to an absolute URI for
+// comparison: lower-case scheme and host, no default port, an empty path as "/", upper-case
+// percent-encoding hex digits, unreserved characters decoded; query and fragment dropped.
+// Reserved characters keep their form: "%40" and "@" differ.
+func normalizeURI(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	scheme = strings.ToLower(scheme)
+	host, path := rest, "/"
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		host, path = rest[:i], rest[i:]
+	}
+	host = strings.ToLower(host)
+	if (scheme == "http" && strings.HasSuffix(host, ":80")) || (scheme == "https" && strings.HasSuffix(host, ":443")) {
+		host = host[:strings.LastIndexByte(host, ':')]
+	}
+	var b strings.Builder
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c == '%' && i+2 < len(path) && isHex(path[i+1]) && isHex(path[i+2]) {
+			hex := strings.ToUpper(path[i+1 : i+3])
+			if d, err := url.PathUnescape("%" + hex); err == nil && len(d) == 1 && isUnreserved(d[0]) {
+				b.WriteByte(d[0])
+			} else {
+				b.WriteString("%" + hex)
+			}
+			i += 2
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return scheme + "://" + host + b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
 func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request, c *call) {
 	now := e.now()
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
@@ -122,7 +199,9 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request, c *call) 
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request body is not well-formed.")
 		return
 	}
-	f := r.PostForm
+	// Okta reads the parameters from the form body or the query string (okta-sdk-golang
+	// v5.0.2's PrivateKey mode sends them in the query, with an empty body); the body wins.
+	f := r.Form
 	switch gt := f.Get("grant_type"); gt {
 	case "client_credentials":
 	case "":
@@ -218,9 +297,6 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request, c *call) 
 	case iat > now.Add(time.Minute).Unix():
 		badClient("The client_assertion token was issued in the future.")
 		return
-	case jti == "":
-		badClient("The client_assertion token must have a 'jti' claim.")
-		return
 	}
 
 	scope := strings.Fields(f.Get("scope"))
@@ -247,7 +323,9 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request, c *call) 
 			return
 		}
 	}
-	if !e.oauth.useJTI("assertion:"+sub+":"+jti, now, time.Unix(exp, 0).Add(time.Minute)) {
+	// Okta does not require a jti (okta-sdk-golang v5.0.2 sends none); one that is present is
+	// checked for replay.
+	if jti != "" && !e.oauth.useJTI("assertion:"+sub+":"+jti, now, time.Unix(exp, 0).Add(time.Minute)) {
 		badClient("The client_assertion token has already been used (jti replay).")
 		return
 	}
@@ -309,7 +387,7 @@ func (e *Emulator) checkDPoP(w http.ResponseWriter, r *http.Request, now time.Ti
 	if j.str("htm") != r.Method {
 		return "", "invalid_dpop_proof", "The DPoP proof 'htm' claim does not match the request method."
 	}
-	if !slices.Contains(e.endpointURLs(r, r.URL.Path), strings.SplitN(j.str("htu"), "?", 2)[0]) {
+	if !e.htuMatches(r, j.str("htu")) {
 		return "", "invalid_dpop_proof", "The DPoP proof 'htu' claim does not match the request URL."
 	}
 	iat, ok := j.num("iat")

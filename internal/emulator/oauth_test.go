@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +168,6 @@ func TestClientAssertionChecks(t *testing.T) {
 		{"no exp", tokenForm(f.assertion(t, "0oa-rsa", "k1", "RS256", f.rsa, func(c map[string]any) { delete(c, "exp") }), ScopeUsersRead), 401, "invalid_client"},
 		{"no iat", tokenForm(f.assertion(t, "0oa-rsa", "k1", "RS256", f.rsa, func(c map[string]any) { delete(c, "iat") }), ScopeUsersRead), 401, "invalid_client"},
 		{"iat in the future", tokenForm(f.assertion(t, "0oa-rsa", "k1", "RS256", f.rsa, func(c map[string]any) { c["iat"] = now.Add(10 * time.Minute).Unix() }), ScopeUsersRead), 401, "invalid_client"},
-		{"no jti", tokenForm(f.assertion(t, "0oa-rsa", "k1", "RS256", f.rsa, func(c map[string]any) { delete(c, "jti") }), ScopeUsersRead), 401, "invalid_client"},
 		{"no kid with two keys", tokenForm(f.assertion(t, "0oa-two", "", "RS256", f.rsa, nil), ScopeUsersRead), 401, "invalid_client"},
 		{"unknown kid", tokenForm(f.assertion(t, "0oa-two", "zz", "RS256", f.rsa, nil), ScopeUsersRead), 401, "invalid_client"},
 		{"kid of the other key", tokenForm(f.assertion(t, "0oa-two", "b", "RS256", f.rsa, nil), ScopeUsersRead), 401, "invalid_client"},
@@ -285,4 +285,138 @@ func TestDPoP(t *testing.T) {
 	p := proof(proofKey, "GET", usersURL, "", tr.AccessToken)
 	f.raw("GET", "/api/v1/users", nil, "Authorization", "DPoP "+tr.AccessToken, "DPoP", p).status(t, 200)
 	f.raw("GET", "/api/v1/users", nil, "Authorization", "DPoP "+tr.AccessToken, "DPoP", p).status(t, 401)
+}
+
+// TestTokenRequestAsOktaSDKGolangV5Sends: okta-sdk-golang v5.0.2 in PrivateKey mode sends the
+// token request's parameters in the query string with an empty form body, and its assertion
+// has no jti (exp one hour ahead). Okta accepts that; a jti, when present, is still checked for
+// replay, and the other checks still apply to a request in the query string.
+func TestTokenRequestAsOktaSDKGolangV5Sends(t *testing.T) {
+	f := newOAuthFixture(t)
+	noJTI := func(mutate func(map[string]any)) string {
+		return f.assertion(t, "0oa-rsa", "k1", "RS256", f.rsa, func(c map[string]any) {
+			delete(c, "jti")
+			c["exp"] = f.clock.Now().Add(time.Hour).Unix()
+			if mutate != nil {
+				mutate(c)
+			}
+		})
+	}
+	inQuery := func(form url.Values) *resp {
+		return f.raw("POST", "/oauth2/v1/token?"+form.Encode(), nil, "Content-Type", "application/x-www-form-urlencoded")
+	}
+	scope := ScopeUsersRead + " " + ScopeUsersManage
+	a := noJTI(nil)
+	for i := range 2 { // without a jti there is nothing to replay-check
+		r := inQuery(tokenForm(a, scope))
+		r.status(t, 200)
+		var tr tokenResponse
+		r.json(t, &tr)
+		if tr.TokenType != "Bearer" || tr.AccessToken == "" || tr.Scope != scope {
+			t.Fatalf("request %d: %s", i+1, r.body)
+		}
+		f.raw("GET", "/api/v1/users", nil, "Authorization", "Bearer "+tr.AccessToken).status(t, 200)
+	}
+	// The form body, as before, also takes an assertion without a jti.
+	f.tokenRequest(t, tokenForm(noJTI(nil), scope)).status(t, 200)
+
+	// A jti in a query-string request is checked for replay.
+	withJTI := f.assertion(t, "0oa-rsa", "k1", "RS256", f.rsa, nil)
+	inQuery(tokenForm(withJTI, scope)).status(t, 200)
+	// The other checks hold for the query string too.
+	for name, a := range map[string]string{
+		"replayed jti": withJTI,
+		"wrong aud":    noJTI(func(c map[string]any) { c["aud"] = "https://elsewhere.okta.com/oauth2/v1/token" }),
+		"expired":      noJTI(func(c map[string]any) { c["exp"] = f.clock.Now().Add(-time.Second).Unix() }),
+		"exp too far":  noJTI(func(c map[string]any) { c["exp"] = f.clock.Now().Add(61 * time.Minute).Unix() }),
+		"iss not sub":  noJTI(func(c map[string]any) { c["iss"] = "someone" }),
+		"bad signature": f.assertion(t, "0oa-rsa", "k1", "ES256", f.ec, func(c map[string]any) {
+			delete(c, "jti")
+		}),
+	} {
+		r := inQuery(tokenForm(a, scope))
+		r.status(t, 401)
+		var e oauthErr
+		r.json(t, &e)
+		if e.Error != "invalid_client" {
+			t.Errorf("%s: %s", name, r.body)
+		}
+	}
+}
+
+// dpopToken gets a DPoP-bound token for 0oa-dpop and returns it with a proof signer for it.
+func (f *oauthFixture) dpopToken(t *testing.T) (string, func(method, htu string) string) {
+	t.Helper()
+	proofKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	n := 0
+	sign := func(method, htu, nonce, accessToken string) string {
+		n++
+		claims := map[string]any{"htm": method, "htu": htu, "iat": f.clock.Now().Unix(), "jti": "dpop-" + strconv.Itoa(n) + "-" + time.Now().Format(time.RFC3339Nano)}
+		if nonce != "" {
+			claims["nonce"] = nonce
+		}
+		if accessToken != "" {
+			sum := sha256.Sum256([]byte(accessToken))
+			claims["ath"] = b64url(sum[:])
+		}
+		return signJWT(t, "ES256", proofKey, map[string]any{"typ": "dpop+jwt", "jwk": publicJWK(proofKey)}, claims)
+	}
+	tokenURL := f.srv.URL + "/oauth2/v1/token"
+	form := func() url.Values {
+		return tokenForm(f.assertion(t, "0oa-dpop", "d", "ES256", f.ec, nil), ScopeUsersManage)
+	}
+	r := f.tokenRequest(t, form(), "DPoP", sign("POST", tokenURL, "", ""))
+	nonce := r.Header.Get("DPoP-Nonce")
+	r = f.tokenRequest(t, form(), "DPoP", sign("POST", tokenURL, nonce, ""))
+	r.status(t, 200)
+	var tr tokenResponse
+	r.json(t, &tr)
+	if tr.TokenType != "DPoP" {
+		t.Fatalf("%s", r.body)
+	}
+	return tr.AccessToken, func(method, htu string) string { return sign(method, htu, "", tr.AccessToken) }
+}
+
+// TestDPoPHTUIsTheRequestURIAsSent: RFC 9449 compares htu with the request URI as the client
+// sent it, so a lookup by login sent as "isaac.brock%40example.com" (what okta-sdk-nodejs
+// sends) is proved with "%40" in htu, not the decoded "@"; a non-ASCII login's UTF-8
+// percent-encoding likewise. Syntax-based normalization applies (hex case, host case, default
+// port, encoded unreserved characters), and the query is ignored.
+func TestDPoPHTUIsTheRequestURIAsSent(t *testing.T) {
+	f := newOAuthFixture(t)
+	for _, login := range []string{"isaac.brock@example.com", "jürgen@example.com", "a~b@example.com"} {
+		if _, err := f.em.CreateUser(NewUser{Login: login, Password: "Some-Pass-123"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, proof := f.dpopToken(t)
+	hostPort := strings.TrimPrefix(f.srv.URL, "http://")
+	get := func(path, htu string) *resp {
+		return f.raw("GET", path, nil, "Authorization", "DPoP "+tok, "DPoP", proof("GET", htu))
+	}
+	for _, c := range []struct{ name, path, htu string }{
+		{"%40 as sent", "/api/v1/users/isaac.brock%40example.com", f.srv.URL + "/api/v1/users/isaac.brock%40example.com"},
+		{"@ as sent", "/api/v1/users/isaac.brock@example.com", f.srv.URL + "/api/v1/users/isaac.brock@example.com"},
+		{"UTF-8 escapes", "/api/v1/users/j%C3%BCrgen@example.com", f.srv.URL + "/api/v1/users/j%C3%BCrgen@example.com"},
+		{"hex case", "/api/v1/users/j%c3%bcrgen%40example.com", f.srv.URL + "/api/v1/users/j%C3%BCrgen%40example.com"},
+		{"scheme and host case", "/api/v1/users/isaac.brock%40example.com", "HTTP://" + strings.ToUpper(hostPort) + "/api/v1/users/isaac.brock%40example.com"},
+		{"encoded unreserved", "/api/v1/users/a%7Eb%40example.com", f.srv.URL + "/api/v1/users/a~b%40example.com"},
+		{"query ignored", "/api/v1/users?limit=1", f.srv.URL + "/api/v1/users"},
+		{"query in htu ignored", "/api/v1/users?limit=1", f.srv.URL + "/api/v1/users?limit=1"},
+	} {
+		if r := get(c.path, c.htu); r.StatusCode != 200 {
+			t.Errorf("%s: %s with htu %s: %d %s %s", c.name, c.path, c.htu, r.StatusCode, r.Header.Get("WWW-Authenticate"), r.body)
+		}
+	}
+	for _, c := range []struct{ name, path, htu string }{
+		{"decoded @ for a sent %40", "/api/v1/users/isaac.brock%40example.com", f.srv.URL + "/api/v1/users/isaac.brock@example.com"},
+		{"%40 for a sent @", "/api/v1/users/isaac.brock@example.com", f.srv.URL + "/api/v1/users/isaac.brock%40example.com"},
+		{"decoded UTF-8", "/api/v1/users/j%C3%BCrgen@example.com", f.srv.URL + "/api/v1/users/jürgen@example.com"},
+		{"another path", "/api/v1/users/isaac.brock%40example.com", f.srv.URL + "/api/v1/users/isaac.brock"},
+	} {
+		r := get(c.path, c.htu)
+		if wa := r.Header.Get("WWW-Authenticate"); r.StatusCode != 401 || !strings.Contains(wa, `error="invalid_dpop_proof"`) || !strings.Contains(wa, "htu") {
+			t.Errorf("%s: %s with htu %s: %d %q", c.name, c.path, c.htu, r.StatusCode, wa)
+		}
+	}
 }

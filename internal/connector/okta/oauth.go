@@ -189,7 +189,7 @@ func (c *Connector) tokenRequest(ctx context.Context, a connector.Account, base 
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	if proofKey != nil {
-		proof, err := dpopProof(proofKey, http.MethodPost, tokenURL, nonce, secret.Secret{}, c.now())
+		proof, err := dpopProof(proofKey, http.MethodPost, htu(req.URL), nonce, secret.Secret{}, c.now())
 		if err != nil {
 			return tokenAnswer{}, err
 		}
@@ -210,17 +210,24 @@ func (c *Connector) tokenRequest(ctx context.Context, a connector.Account, base 
 	return out, nil
 }
 
-// dpopProof signs a DPoP proof (RFC 9449) for one request: its method and URL without the
-// query, the time, a random jti, the server's nonce when it gave one, and for an API call the
-// hash of the access token (ath).
-func dpopProof(key *ecdsa.PrivateKey, method, rawURL, nonce string, token secret.Secret, now time.Time) (string, error) {
+// htu is a DPoP proof's htu for a request to u: the URI exactly as the HTTP client sends it
+// (RFC 9449 §4.2), scheme, host and escaped path, without query or fragment. A login in the
+// path stays as it is on the wire ("j%C3%BCrgen@example.com"), never decoded.
+func htu(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
+}
+
+// dpopProof signs a DPoP proof (RFC 9449) for one request: its method and target (see htu),
+// the time, a random jti, the server's nonce when it gave one, and for an API call the hash of
+// the access token (ath).
+func dpopProof(key *ecdsa.PrivateKey, method, target, nonce string, token secret.Secret, now time.Time) (string, error) {
 	point, err := key.PublicKey.Bytes() // 0x04 || X || Y
 	if err != nil || len(point) != 65 {
 		return "", errors.New("okta: the DPoP key is not an uncompressed P-256 point")
 	}
 	jwk := map[string]string{"kty": "EC", "crv": "P-256",
 		"x": base64.RawURLEncoding.EncodeToString(point[1:33]), "y": base64.RawURLEncoding.EncodeToString(point[33:])}
-	claims := map[string]any{"htm": method, "htu": strings.SplitN(rawURL, "?", 2)[0], "iat": now.Unix(), "jti": randomHex()}
+	claims := map[string]any{"htm": method, "htu": target, "iat": now.Unix(), "jti": randomHex()}
 	if nonce != "" {
 		claims["nonce"] = nonce
 	}

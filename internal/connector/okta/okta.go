@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 
 // Custom fields of the resource or user record that tune the connector.
 const (
-	FieldAdminReset = "Okta Admin Reset" // True: when the old password is refused, set the new one as admin
+	FieldAdminReset = "Okta Admin Reset" // True: when Okta refuses the old password (not the new one), set the new one as admin
 	FieldVerify     = "Okta Verify"      // False: do not check passwords with /api/v1/authn
 )
 
@@ -107,18 +108,49 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 		return nil
 	case status == http.StatusUnauthorized:
 		return connector.NotChanged(classify(status, oktaErr, "change_password"))
-	case status == http.StatusForbidden && oktaErr.ErrorCode == "E0000014" && strings.Contains(strings.ToLower(oktaErr.causes()), "old password") &&
-		isTrue(a.Target.Fields[FieldAdminReset]):
-		return c.adminSet(ctx, a, id, new)
+	case status == http.StatusForbidden && oktaErr.ErrorCode == "E0000014" && isTrue(a.Target.Fields[FieldAdminReset]):
+		return c.afterCredentialRefusal(ctx, a, id, old, new, status, oktaErr)
 	default:
 		return classify(status, oktaErr, "change_password")
 	}
 }
 
-// adminSet sets the password without the old one (the record allows it with Okta Admin Reset).
-func (c *Connector) adminSet(ctx context.Context, a connector.Account, id string, new secret.Secret) error {
+// afterCredentialRefusal handles change_password's 403 E0000014 ("Update of credentials
+// failed") when the record allows an admin reset. Okta answers the same status and code whether
+// the old password is wrong or the new one breaks the password policy (complexity, history),
+// and only its cause text, which is not a contract, tells them apart. So the connector asks
+// Okta instead: the Authn API checks the old password. Refused: the old password is what was
+// wrong, and the new one is set as admin. Accepted: the new password is what Okta refused, which
+// an admin set must not get around (it skips the history rule). When the record turns Authn
+// checks off, the admin set is sent with strict=true, so that Okta applies history and
+// minimum age to it as well.
+func (c *Connector) afterCredentialRefusal(ctx context.Context, a connector.Account, id string, old, new secret.Secret, status int, refusal apiError) error {
+	if !c.CanVerify(a) {
+		return c.adminSet(ctx, a, id, new, true)
+	}
+	err := c.Verify(ctx, a, old)
+	switch {
+	case errors.Is(err, connector.ErrRejected):
+		return c.adminSet(ctx, a, id, new, false)
+	case err == nil:
+		ce := classify(status, refusal, "change_password")
+		ce.Code = "password_policy"
+		ce.Message = "Okta refused the new password: the old one is right, so the new one breaks the password policy (complexity, history or minimum age); no admin reset. " + ce.Message
+		return ce
+	default:
+		return fmt.Errorf("okta: change_password was refused (HTTP %d E0000014) and checking the old password to choose an admin reset failed: %w", status, err)
+	}
+}
+
+// adminSet sets the password without the old one (the record allows it with Okta Admin Reset);
+// strict makes Okta enforce the history and minimum-age rules too.
+func (c *Connector) adminSet(ctx context.Context, a connector.Account, id string, new secret.Secret, strict bool) error {
 	body := map[string]any{"credentials": map[string]any{"password": map[string]string{"value": new.Reveal()}}}
-	status, oktaErr, err := c.call(ctx, a, "users", http.MethodPost, "/api/v1/users/"+url.PathEscape(id), body, nil)
+	path := "/api/v1/users/" + url.PathEscape(id)
+	if strict {
+		path += "?strict=true"
+	}
+	status, oktaErr, err := c.call(ctx, a, "users", http.MethodPost, path, body, nil)
 	if err != nil {
 		return err
 	}
@@ -239,7 +271,7 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 		req.Header.Set("Authorization", cred.header)
 	}
 	if cred.dpop != nil {
-		proof, err := dpopProof(cred.dpop, method, base+path, "", cred.token, c.now())
+		proof, err := dpopProof(cred.dpop, method, htu(req.URL), "", cred.token, c.now())
 		if err != nil {
 			return 0, apiError{}, connector.NotChanged(err)
 		}
@@ -270,8 +302,7 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	}
 	learned = resp.Header
 	if resp.StatusCode == http.StatusUnauthorized && !cred.token.IsZero() {
-		c.forgetToken(cred.token) // the token died early: the retry mints another
-		return resp.StatusCode, apiError{}, connector.NotChanged(connector.Transient("okta_token_expired", "Okta refused the OAuth access token", nil))
+		return resp.StatusCode, apiError{}, connector.NotChanged(c.tokenRefused(resp.Header, cred))
 	}
 	if resp.StatusCode == http.StatusForbidden && strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
 		return resp.StatusCode, apiError{}, connector.NotChanged(connector.Permanent("okta_insufficient_scope",
@@ -290,9 +321,76 @@ func (c *Connector) call(ctx context.Context, a connector.Account, class, method
 	return resp.StatusCode, oe, nil
 }
 
+// tokenRefused classifies a 401 to a call made with an OAuth access token by the error its
+// WWW-Authenticate challenge names. invalid_token (or no error named) is a token that died
+// before its expires_in: it is forgotten and the error is transient, so the retry mints
+// another. invalid_dpop_proof is Okta refusing the call's DPoP proof: a new token would be
+// refused the same way, so it is permanent, as is any other error a challenge names.
+func (c *Connector) tokenRefused(h http.Header, cred credential) error {
+	code, desc := challengeError(h.Values("WWW-Authenticate"))
+	switch code {
+	case "", "invalid_token":
+		c.forgetToken(cred.token)
+		return connector.Transient("okta_token_expired", "Okta refused the OAuth access token as expired or invalid; a new one is minted on retry", nil)
+	case "invalid_dpop_proof":
+		msg := "Okta refused the DPoP proof of an API call (invalid_dpop_proof"
+		if desc != "" {
+			msg += ": " + desc
+		}
+		return connector.Permanent("okta_dpop_proof_refused", msg+"); a new token would be refused the same way: "+
+			"check that the resource record's url is the org URL the requests reach unchanged (no proxy rewriting the path or dropping the DPoP header) "+
+			"and that this host's clock is right", nil)
+	default:
+		msg := "Okta refused the OAuth access token (" + code
+		if desc != "" {
+			msg += ": " + desc
+		}
+		return connector.Permanent("okta_oauth_"+code, msg+")", nil)
+	}
+}
+
+// challengeError returns the error and error_description parameters of WWW-Authenticate
+// challenges (RFC 6750 §3, RFC 9449 §7.1), made safe to show: printable, at most 200 bytes.
+func challengeError(values []string) (code, desc string) {
+	for _, v := range values {
+		if m := challengeParam.FindAllStringSubmatch(v, -1); m != nil {
+			for _, kv := range m {
+				switch strings.ToLower(kv[1]) {
+				case "error":
+					code = strings.Map(func(r rune) rune {
+						if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+							return r
+						}
+						return -1
+					}, strings.ToLower(printable(kv[2], 64)))
+				case "error_description":
+					desc = printable(kv[2], 200)
+				}
+			}
+			if code != "" {
+				return code, desc
+			}
+		}
+	}
+	return "", ""
+}
+
+var challengeParam = regexp.MustCompile(`(?i)(?:^|[\s,])(error|error_description)\s*=\s*"((?:[^"\\]|\\.)*)"`)
+
+// printable keeps the printable ASCII of s, up to max bytes.
+func printable(s string, max int) string {
+	b := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f && c != '\\' {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
 // classify turns an Okta error answer into a connector error: 5xx are transient, the rest
 // permanent. The message carries Okta's code and summary, never a password.
-func classify(status int, e apiError, op string) error {
+func classify(status int, e apiError, op string) *connector.Error {
 	msg := fmt.Sprintf("Okta refused %s: HTTP %d", op, status)
 	if e.ErrorCode != "" {
 		msg += " " + e.ErrorCode + " " + e.ErrorSummary

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -351,4 +352,250 @@ func TestRotateErrorsSayWhetherTheChangeWasSent(t *testing.T) {
 		}
 	}
 	emu.SetFaults(emulator.Faults{})
+}
+
+// dpopAccount registers an OAuth app that requires DPoP and returns an account using it.
+func dpopAccount(t *testing.T, emu *emulator.Emulator, srv *httptest.Server, login string) connector.Account {
+	t.Helper()
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu.AddOAuthClient(emulator.OAuthClient{ClientID: "0oa-dpop", RequireDPoP: true,
+		Keys: []emulator.OAuthKey{{KID: "ec-1", PublicKey: &ecKey.PublicKey}}})
+	der, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	return connector.Account{Login: login, Target: connector.Target{URL: srv.URL,
+		Fields:  map[string]string{okta.FieldClientID: "0oa-dpop", okta.FieldKeyID: "ec-1"},
+		Secrets: map[string]secret.Secret{okta.FieldPrivateKey: secret.New(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}}}
+}
+
+// TestOAuthDPoPLoginsThatNeedEscaping: the user is looked up by login in the path, so a login
+// such as jürgen@example.com goes on the wire percent-encoded. The DPoP proof's htu must be
+// that URI as sent (RFC 9449), and the emulator compares it so: the rotation works end to end.
+func TestOAuthDPoPLoginsThatNeedEscaping(t *testing.T) {
+	emu, srv := org(t, emulator.Options{})
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	for i, login := range []string{"jürgen@example.com", "isaac.brock+ops@example.com", "o'brien@example.com"} {
+		old := "Seed-Escaped-Pass" + strconv.Itoa(i)
+		if _, err := emu.CreateUser(emulator.NewUser{Login: login, Password: old}); err != nil {
+			t.Fatal(err)
+		}
+		a := dpopAccount(t, emu, srv, login)
+		next := secret.FromString("Zq9#dpop-Escaped-" + strconv.Itoa(i))
+		if err := c.Rotate(ctx, a, secret.FromString(old), next); err != nil {
+			t.Fatalf("%s: rotate: %v", login, err)
+		}
+		if pw, _ := emu.Password(login); pw != next.Reveal() {
+			t.Fatalf("%s: Okta holds %q", login, pw)
+		}
+		if err := c.Verify(ctx, a, next); err != nil {
+			t.Fatalf("%s: verify: %v", login, err)
+		}
+	}
+}
+
+// TestOAuth401sAreClassified: a 401 to an API call made with an OAuth token is told apart by
+// its WWW-Authenticate error. invalid_dpop_proof (here a proxy drops the DPoP header of API
+// calls) is a permanent configuration error with a clear message and no secret, and nothing
+// retries it; a token that genuinely expired early (invalid_token) stays transient, is
+// forgotten, and the next attempt mints a new token and succeeds.
+func TestOAuth401sAreClassified(t *testing.T) {
+	var mu sync.Mutex
+	skew := time.Duration(0)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Now().Add(skew)
+	}
+	emu := emulator.New(emulator.Options{Users: 2, Now: now})
+	dropDPoP := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		drop := dropDPoP
+		mu.Unlock()
+		if drop && strings.HasPrefix(r.URL.Path, "/api/v1/users") {
+			r.Header.Del("DPoP")
+		}
+		emu.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { emu.Close(); srv.Close() })
+	c := okta.New(okta.Options{})
+	ctx := context.Background()
+	a := dpopAccount(t, emu, srv, emulator.SeedLogin(1))
+	old, next := secret.FromString(emulator.SeedPassword(1)), secret.FromString("Zq9#classified-Rotated-1")
+	requests := func(ep string) int64 { return emu.Stats().Requests[ep] }
+
+	mu.Lock()
+	dropDPoP = true
+	mu.Unlock()
+	err := c.Rotate(ctx, a, old, next)
+	var ce *connector.Error
+	if !errors.As(err, &ce) || ce.Transient || ce.Code != "okta_dpop_proof_refused" || !connector.IsNotChanged(err) {
+		t.Fatalf("a refused DPoP proof: %v (transient %v)", err, connector.IsTransient(err))
+	}
+	for _, want := range []string{"invalid_dpop_proof", "The DPoP proof JWT header is missing."} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the message %q does not say %q", err, want)
+		}
+	}
+	pemKey := a.Target.Secrets[okta.FieldPrivateKey].Reveal()
+	if strings.Contains(err.Error(), "eyJ") || strings.Contains(err.Error(), pemKey[30:60]) {
+		t.Errorf("the message carries a secret: %q", err)
+	}
+	if n := requests(emulator.EndpointGetUser); n != 1 {
+		t.Errorf("%d user lookups: a refused proof is not retried", n)
+	}
+	if pw, _ := emu.Password(a.Login); pw != old.Reveal() {
+		t.Fatal("the password changed")
+	}
+
+	// The proxy is fixed; then the token the connector holds dies early on Okta's side (Okta's
+	// clock jumps past its expiry for one call; a token minted after it is good again).
+	mu.Lock()
+	dropDPoP = false
+	mu.Unlock()
+	if err := c.Rotate(ctx, a, old, next); err != nil {
+		t.Fatalf("rotate once the proofs get through: %v", err)
+	}
+	mu.Lock()
+	skew = 2 * time.Hour
+	mu.Unlock()
+	tokens := requests(emulator.EndpointOAuthToken)
+	a.Login = emulator.SeedLogin(2)
+	old2 := secret.FromString(emulator.SeedPassword(2))
+	err = c.Rotate(ctx, a, old2, next)
+	if !errors.As(err, &ce) || !ce.Transient || ce.Code != "okta_token_expired" || !connector.IsNotChanged(err) {
+		t.Fatalf("an expired token: %v", err)
+	}
+	mu.Lock()
+	skew = 0
+	mu.Unlock()
+	if err := c.Rotate(ctx, a, old2, next); err != nil {
+		t.Fatalf("the retry after an expired token: %v", err)
+	}
+	if got := requests(emulator.EndpointOAuthToken) - tokens; got != 1 {
+		t.Errorf("%d token requests after the expiry, want 1 new token", got)
+	}
+	if pw, _ := emu.Password(a.Login); pw != next.Reveal() {
+		t.Fatalf("Okta holds %q", pw)
+	}
+}
+
+// rewordingOrg serves emu behind a proxy that replaces the errorCauses of change_password's
+// 403 answers with causes (nil: left as the emulator words them), as a differently worded or
+// localized Okta would.
+func rewordingOrg(t *testing.T, emu *emulator.Emulator, causes []string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if causes == nil || !strings.HasSuffix(r.URL.Path, "/credentials/change_password") {
+			emu.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		emu.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if rec.Code == http.StatusForbidden {
+			var e map[string]any
+			if err := json.Unmarshal(body, &e); err != nil {
+				t.Errorf("403 body %s: %v", body, err)
+			}
+			list := []map[string]string{}
+			for _, c := range causes {
+				list = append(list, map[string]string{"errorSummary": c})
+			}
+			e["errorCauses"] = list
+			body, _ = json.Marshal(e)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestAdminResetKeysOnTheRefusalNotItsWording: change_password answers 403 E0000014 both when
+// the old password is wrong and when the new one breaks the policy (history, complexity); the
+// cause text differs, but it is not a contract. Whatever the wording (Okta's, none, another
+// language, or one that mentions the old password for a history refusal), a wrong old password
+// leads to the admin reset, and a refused new password never does: it is reported as
+// password_policy and the password stays as it was. With Authn checks off the admin set is
+// strict, so Okta still refuses a password from the history.
+func TestAdminResetKeysOnTheRefusalNotItsWording(t *testing.T) {
+	wordings := map[string][]string{
+		"okta's":     nil,
+		"no causes":  {},
+		"localized":  {"Das Kennwort entspricht nicht den Anforderungen"},
+		"misleading": {"Password requirements were not met: the new password must differ from your old password"},
+	}
+	ctx := context.Background()
+	for name, causes := range wordings {
+		for _, verify := range []string{"True", "False"} {
+			t.Run(name+" verify="+verify, func(t *testing.T) {
+				emu := emulator.New(emulator.Options{Users: 4})
+				t.Cleanup(emu.Close)
+				srv := rewordingOrg(t, emu, causes)
+				c := okta.New(okta.Options{})
+				acct := func(i int) connector.Account {
+					return connector.Account{Login: emulator.SeedLogin(i), Target: connector.Target{URL: srv.URL,
+						AdminSecret: secret.FromString(emu.Token()),
+						Fields:      map[string]string{okta.FieldAdminReset: "True", okta.FieldVerify: verify}}}
+				}
+				// A wrong old password (changed behind keyturn's back): the admin reset sets the new one.
+				next := secret.FromString("Zq9#reset-Rotated-1")
+				if err := c.Rotate(ctx, acct(1), secret.FromString("Not-The-Old-Pw1"), next); err != nil {
+					t.Fatalf("wrong old password: %v", err)
+				}
+				if pw, _ := emu.Password(emulator.SeedLogin(1)); pw != next.Reveal() {
+					t.Fatalf("wrong old password: Okta holds %q", pw)
+				}
+				// The right old password, a new one from the history: no admin reset.
+				a := acct(2)
+				seed := secret.FromString(emulator.SeedPassword(2))
+				mid := secret.FromString("Zq9#history-Mid-1")
+				if err := c.Rotate(ctx, a, seed, mid); err != nil {
+					t.Fatal(err)
+				}
+				err := c.Rotate(ctx, a, mid, seed)
+				var ce *connector.Error
+				if !errors.As(err, &ce) || ce.Transient {
+					t.Fatalf("history refusal: %v", err)
+				}
+				if pw, _ := emu.Password(a.Login); pw != mid.Reveal() {
+					t.Fatalf("history refusal: an admin reset set %q", pw)
+				}
+				if verify == "True" && ce.Code != "password_policy" {
+					t.Errorf("history refusal: code %s: %v", ce.Code, err)
+				}
+				// The right old password, a new one too weak: no admin reset.
+				err = c.Rotate(ctx, acct(3), secret.FromString(emulator.SeedPassword(3)), secret.FromString("weak"))
+				if !errors.As(err, &ce) || ce.Transient {
+					t.Fatalf("complexity refusal: %v", err)
+				}
+				if pw, _ := emu.Password(emulator.SeedLogin(3)); pw != emulator.SeedPassword(3) {
+					t.Fatalf("complexity refusal: Okta holds %q", pw)
+				}
+				if verify == "True" && ce.Code != "password_policy" {
+					t.Errorf("complexity refusal: code %s: %v", ce.Code, err)
+				}
+				// A locked-out user: change_password is refused and Authn cannot tell; no reset.
+				if verify == "True" {
+					if err := emu.SetUserStatus(emulator.SeedLogin(4), emulator.StatusLockedOut); err != nil {
+						t.Fatal(err)
+					}
+					err = c.Rotate(ctx, acct(4), secret.FromString(emulator.SeedPassword(4)), next)
+					if !errors.As(err, &ce) || ce.Code != "locked_out" {
+						t.Fatalf("locked out: %v", err)
+					}
+					if pw, _ := emu.Password(emulator.SeedLogin(4)); pw != emulator.SeedPassword(4) {
+						t.Fatalf("locked out: Okta holds %q", pw)
+					}
+				}
+			})
+		}
+	}
 }

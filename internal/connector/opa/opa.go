@@ -118,15 +118,26 @@ func (c *Connector) Finalize(ctx context.Context, a connector.Account, issued co
 
 // exchange trades a key for a bearer token.
 func (c *Connector) exchange(ctx context.Context, teamURL, keyID string, keySecret secret.Secret) (adminToken, error) {
+	team, err := teamOf(teamURL)
+	if err != nil {
+		return adminToken{}, err
+	}
 	body := map[string]string{"key_id": keyID, "key_secret": keySecret.Reveal()}
 	var out struct {
 		BearerToken string    `json:"bearer_token"`
 		ExpiresAt   time.Time `json:"expires_at"`
+		TeamName    string    `json:"team_name"`
 	}
 	status, err := c.do(ctx, http.MethodPost, teamURL+"/service_token", secret.Secret{}, body, &out)
 	switch {
 	case err != nil:
 		return adminToken{}, err
+	case status == http.StatusOK && out.BearerToken != "" && !strings.EqualFold(out.TeamName, team):
+		// As Okta's SDK does: a token for another team (a proxy or a wrong URL in between) is
+		// not used, and says nothing about the key.
+		return adminToken{}, connector.Permanent("opa_team_mismatch", fmt.Sprintf(
+			"OPA answered the service token request for team %q with a token for team %q: check the team URL (url) of the resource record",
+			team, printable(out.TeamName)), nil)
 	case status == http.StatusOK && out.BearerToken != "":
 		return adminToken{bearer: secret.FromString(out.BearerToken), expires: out.ExpiresAt}, nil
 	case status == http.StatusUnauthorized:
@@ -134,6 +145,36 @@ func (c *Connector) exchange(ctx context.Context, teamURL, keyID string, keySecr
 	default:
 		return adminToken{}, statusError(status, "service_token")
 	}
+}
+
+// teamOf returns the team name of a team URL, https://{org}.pam.okta.com/v1/teams/{team}.
+func teamOf(teamURL string) (string, error) {
+	bad := connector.Permanent("bad_team_url", "the OPA team URL (url) must end in /v1/teams/{team_name}", nil)
+	u, err := url.Parse(teamURL)
+	if err != nil {
+		return "", bad
+	}
+	segs := strings.Split(strings.TrimSuffix(u.EscapedPath(), "/"), "/")
+	n := len(segs)
+	if n < 3 || segs[n-3] != "v1" || segs[n-2] != "teams" || segs[n-1] == "" {
+		return "", bad
+	}
+	team, err := url.PathUnescape(segs[n-1])
+	if err != nil {
+		return "", bad
+	}
+	return team, nil
+}
+
+// printable keeps s's printable ASCII, at most 64 bytes, for a message.
+func printable(s string) string {
+	b := make([]byte, 0, min(len(s), 64))
+	for i := 0; i < len(s) && len(b) < 64; i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // admin calls the team API with the admin key's token, minting (or re-minting after a 401)

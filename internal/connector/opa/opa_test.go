@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/connector/opa"
+	"github.com/keyturn/keyturn/internal/emulator"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/testenv"
 )
@@ -74,5 +77,61 @@ func TestIssueVerifyFinalize(t *testing.T) {
 	var ce *connector.Error
 	if _, err := c.Issue(ctx, bad, secret.Secret{}); !errors.As(err, &ce) || ce.Transient || ce.Code != "opa_admin_key_refused" {
 		t.Fatalf("bad admin key: %v", err)
+	}
+}
+
+// TestServiceTokenMustBeForTheTeam: the service token answer names its team; like Okta's SDK,
+// the connector refuses a token for another team than the URL's (here a proxy routes team
+// acme's URL to team emulator), with a clear permanent error, and makes no key. Verify does not
+// take it for a refused key. A URL that names no team is a configuration error.
+func TestServiceTokenMustBeForTheTeam(t *testing.T) {
+	emu := emulator.New(emulator.Options{OPATeam: "emulator"})
+	if _, err := emu.CreateServiceUser("robot"); err != nil {
+		t.Fatal(err)
+	}
+	keyID, keySecret, err := emu.AddServiceUserKey("robot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := httptest.NewServer(emu)
+	misrouted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.URL.Path = strings.Replace(r.URL.Path, "/v1/teams/acme/", "/v1/teams/emulator/", 1)
+		r.URL.RawPath = ""
+		emu.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { emu.Close(); direct.Close(); misrouted.Close() })
+	adminID, adminSecret := emu.AdminKey()
+	acct := func(teamURL string) connector.Account {
+		return connector.Account{Login: "robot", Target: connector.Target{URL: teamURL, AdminLogin: adminID,
+			AdminSecret: secret.FromString(adminSecret), Fields: map[string]string{opa.KeyIDField: keyID}}}
+	}
+	c := opa.New(nil)
+	ctx := context.Background()
+	if err := c.Verify(ctx, acct(direct.URL+"/v1/teams/emulator"), secret.FromString(keySecret)); err != nil {
+		t.Fatalf("the right team: %v", err)
+	}
+	if err := c.Verify(ctx, acct(direct.URL+"/v1/teams/EMULATOR"), secret.FromString(keySecret)); err != nil {
+		t.Fatalf("the team name in another case: %v", err)
+	}
+
+	wrong := acct(misrouted.URL + "/v1/teams/acme")
+	var ce *connector.Error
+	err = c.Verify(ctx, wrong, secret.FromString(keySecret))
+	if errors.Is(err, connector.ErrRejected) || !errors.As(err, &ce) || ce.Transient || ce.Code != "opa_team_mismatch" {
+		t.Fatalf("verify with another team's token: %v", err)
+	}
+	if !strings.Contains(err.Error(), `"acme"`) || !strings.Contains(err.Error(), `"emulator"`) || strings.Contains(err.Error(), keySecret) {
+		t.Fatalf("message: %q", err)
+	}
+	before, _ := emu.ServiceUserKeyIDs("robot")
+	if _, err := c.Issue(ctx, wrong, secret.FromString(keySecret)); !errors.As(err, &ce) || ce.Code != "opa_team_mismatch" {
+		t.Fatalf("issue with another team's token: %v", err)
+	}
+	if after, _ := emu.ServiceUserKeyIDs("robot"); len(after) != len(before) {
+		t.Fatalf("a key was made with another team's token: %v -> %v", before, after)
+	}
+
+	if err := c.Verify(ctx, acct(direct.URL), secret.FromString(keySecret)); !errors.As(err, &ce) || ce.Code != "bad_team_url" {
+		t.Fatalf("a URL without a team: %v", err)
 	}
 }
