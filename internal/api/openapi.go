@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // op documents a route for the OpenAPI document.
@@ -47,13 +48,16 @@ var (
 // schemas are the shapes of ARCHITECTURE.md §2-§4.
 var schemas = obj{
 	"Error": props([]string{"code", "message"}, obj{"code": str, "message": str}),
-	"Field": props([]string{"type", "value"}, obj{"type": str, "label": str,
+	"Field": props([]string{"type", "value"}, obj{"type": obj{"type": "string", "enum": vault.FieldTypes}, "label": str,
 		"value": obj{"type": "array", "items": obj{}}}),
 	"RecordInput": props([]string{"type", "title"}, obj{"type": obj{"type": "string",
 		"enum": []string{"login", "pamUser", "pamConfiguration", "pamMachine", "pamDatabase", "pamDirectory", "general"}},
 		"title": str, "folder": str, "fields": obj{"type": "array", "items": ref("Field")},
 		"custom": obj{"type": "array", "items": ref("Field")}, "notes": str,
-		"revision": obj{"type": "integer", "description": "required on update: the revision read"}}),
+		"revision":   obj{"type": "integer", "description": "required on update: the revision read"},
+		"uid":        obj{"type": "string", "description": "as a GET answers it: on update it must be the uid of the record in the path; refused on create"},
+		"created_at": obj{"type": "string", "format": "date-time", "description": "as a GET answers it; ignored"},
+		"updated_at": obj{"type": "string", "format": "date-time", "description": "as a GET answers it; ignored"}}),
 	"Record": props(nil, obj{"uid": str, "type": str, "title": str, "folder": str,
 		"fields": obj{"type": "array", "items": ref("Field")}, "custom": obj{"type": "array", "items": ref("Field")},
 		"notes": str, "revision": integer, "created_at": stamp, "updated_at": stamp}),
