@@ -86,7 +86,7 @@ var schemas = obj{
 		"connector": obj{"type": "string", "enum": []string{"okta", "opa", "rest"}}, "configuration_uid": str, "resource_uid": str,
 		"schedule": anyObj, "complexity": anyObj, "verify_with": str, "enabled": boolean, "window": str, "paused": boolean,
 		"catch_up": obj{"type": "string", "enum": []string{"run_once", "skip"}}, "next_run_at": stamp, "revision": integer}),
-	"RotationInfo": obj{"allOf": []any{ref("RotationSettings"), props(nil, obj{"state": str, "last_rotation_id": str,
+	"RotationInfo": obj{"allOf": []any{ref("RotationSettings"), props(nil, obj{"record_uid": str, "state": str, "last_rotation_id": str,
 		"next_run_at": stamp, "next_heartbeat_at": stamp, "drift": anyObj})}},
 	"RotateAccepted": props(nil, obj{"rotation_id": str, "status": str}),
 	"ExecResult":     props(nil, obj{"name": str, "return_code": integer, "stdout": str, "stderr": str, "duration_ms": integer}),
@@ -125,7 +125,11 @@ func document(routes []route) obj {
 			"responses": responses(rt)}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
-			params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": str})
+			param := obj{"name": m[1], "in": "path", "required": true, "schema": str}
+			if m[1] == "uid" {
+				param["description"] = "a record's uid, or its exact title (400 ambiguous_title, listing their uids, when several records you can see have it)"
+			}
+			params = append(params, param)
 		}
 		for _, q := range rt.doc.query {
 			params = append(params, obj{"name": q, "in": "query", "schema": str})
