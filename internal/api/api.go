@@ -178,11 +178,23 @@ func (s *server) wrap(rt route) http.Handler {
 				return
 			}
 		}
+		if rt.recordPath() {
+			// {uid} takes a record's uid or its exact title: one resolver for every route.
+			uid, err := s.Vault.Lookup(r.Context(), scope(p), r.PathValue("uid"))
+			if err != nil {
+				writeError(w, s.Logger, err)
+				return
+			}
+			r.SetPathValue("uid", uid)
+		}
 		if err := rt.h(w, r, p); err != nil {
 			writeError(w, s.Logger, err)
 		}
 	})
 }
+
+// recordPath reports whether the route names a record: its {uid} is a uid or a title.
+func (rt route) recordPath() bool { return !rt.public && strings.Contains(rt.path, "{uid}") }
 
 // authorize checks the bearer token, that it belongs to the path's team, and the roles.
 func (s *server) authorize(r *http.Request, roles []auth.Role) (*auth.Principal, error) {

@@ -63,6 +63,7 @@ func TestDecodeRecordAccepts(t *testing.T) {
 		`{"fields":[{"type":"login","value":null}]}`,
 		`{"revision":-1}`,
 		`{"revision":9223372036854775807}`,
+		`{"uid":"abc","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-02T00:00:00.5Z","title":"x"}`, // what a GET answers
 	} {
 		if _, err := decodeRecord([]byte(body)); err != nil {
 			t.Errorf("decodeRecord(%q): %v", body, err)
@@ -77,7 +78,7 @@ var decodeErrorCases = []struct {
 }{
 	{"unknown key", `{"title":"x","passwrd":"y"}`, "unknown_field", `unknown field "passwrd"`},
 	{"unknown key in a field", `{"fields":[{"type":"login","lable":"x"}]}`, "unknown_field", `unknown field "lable"`},
-	{"uid is not accepted", `{"uid":"abc","title":"x"}`, "unknown_field", `unknown field "uid"`},
+	{"unknown key beside the read-only ones", `{"uid":"abc","created_at":"2026-01-01T00:00:00Z","etag":"x"}`, "unknown_field", `unknown field "etag"`},
 
 	{"title number", `{"title":5}`, "malformed_json", "title must be a JSON string, not number"},
 	{"type array", `{"type":["login"]}`, "malformed_json", "type must be a JSON string, not array"},

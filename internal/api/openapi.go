@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // op documents a route for the OpenAPI document.
@@ -47,13 +48,16 @@ var (
 // schemas are the shapes of ARCHITECTURE.md §2-§4.
 var schemas = obj{
 	"Error": props([]string{"code", "message"}, obj{"code": str, "message": str}),
-	"Field": props([]string{"type", "value"}, obj{"type": str, "label": str,
+	"Field": props([]string{"type", "value"}, obj{"type": obj{"type": "string", "enum": vault.FieldTypes}, "label": str,
 		"value": obj{"type": "array", "items": obj{}}}),
 	"RecordInput": props([]string{"type", "title"}, obj{"type": obj{"type": "string",
 		"enum": []string{"login", "pamUser", "pamConfiguration", "pamMachine", "pamDatabase", "pamDirectory", "general"}},
 		"title": str, "folder": str, "fields": obj{"type": "array", "items": ref("Field")},
 		"custom": obj{"type": "array", "items": ref("Field")}, "notes": str,
-		"revision": obj{"type": "integer", "description": "required on update: the revision read"}}),
+		"revision":   obj{"type": "integer", "description": "required on update: the revision read"},
+		"uid":        obj{"type": "string", "description": "as a GET answers it: on update it must be the uid of the record in the path; refused on create"},
+		"created_at": obj{"type": "string", "format": "date-time", "description": "as a GET answers it; ignored"},
+		"updated_at": obj{"type": "string", "format": "date-time", "description": "as a GET answers it; ignored"}}),
 	"Record": props(nil, obj{"uid": str, "type": str, "title": str, "folder": str,
 		"fields": obj{"type": "array", "items": ref("Field")}, "custom": obj{"type": "array", "items": ref("Field")},
 		"notes": str, "revision": integer, "created_at": stamp, "updated_at": stamp}),
@@ -82,7 +86,7 @@ var schemas = obj{
 		"connector": obj{"type": "string", "enum": []string{"okta", "opa", "rest"}}, "configuration_uid": str, "resource_uid": str,
 		"schedule": anyObj, "complexity": anyObj, "verify_with": str, "enabled": boolean, "window": str, "paused": boolean,
 		"catch_up": obj{"type": "string", "enum": []string{"run_once", "skip"}}, "next_run_at": stamp, "revision": integer}),
-	"RotationInfo": obj{"allOf": []any{ref("RotationSettings"), props(nil, obj{"state": str, "last_rotation_id": str,
+	"RotationInfo": obj{"allOf": []any{ref("RotationSettings"), props(nil, obj{"record_uid": str, "state": str, "last_rotation_id": str,
 		"next_run_at": stamp, "next_heartbeat_at": stamp, "drift": anyObj})}},
 	"RotateAccepted": props(nil, obj{"rotation_id": str, "status": str}),
 	"ExecResult":     props(nil, obj{"name": str, "return_code": integer, "stdout": str, "stderr": str, "duration_ms": integer}),
@@ -121,7 +125,11 @@ func document(routes []route) obj {
 			"responses": responses(rt)}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
-			params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": str})
+			param := obj{"name": m[1], "in": "path", "required": true, "schema": str}
+			if m[1] == "uid" {
+				param["description"] = "a record's uid, or its exact title (400 ambiguous_title, listing their uids, when several records you can see have it)"
+			}
+			params = append(params, param)
 		}
 		for _, q := range rt.doc.query {
 			params = append(params, obj{"name": q, "in": "query", "schema": str})

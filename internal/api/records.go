@@ -14,7 +14,9 @@ import (
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
-// recordInput is the body of record create and update requests.
+// recordInput is the body of record create and update requests. It takes every key a GET
+// answers, so a record read, changed and sent back is accepted: uid must then be the record's
+// own, and the timestamps, which the server keeps, are ignored.
 type recordInput struct {
 	Type     string        `json:"type"`
 	Title    string        `json:"title"`
@@ -23,6 +25,11 @@ type recordInput struct {
 	Custom   []vault.Field `json:"custom"`
 	Notes    string        `json:"notes"`
 	Revision *int64        `json:"revision"`
+
+	// Read-only: what a GET answers besides the above.
+	UID       *string         `json:"uid,omitempty"`
+	CreatedAt json.RawMessage `json:"created_at,omitempty"`
+	UpdatedAt json.RawMessage `json:"updated_at,omitempty"`
 }
 
 // decodeRecord parses a record request body strictly: one JSON object, no unknown keys.
@@ -66,6 +73,9 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err != nil {
 		return err
 	}
+	if in.UID != nil {
+		return fault.Invalidf("uid is assigned by the server: leave it out of a new record")
+	}
 	rec, err := s.Vault.Create(r.Context(), scope(p), in.record(""))
 	if err != nil {
 		return err
@@ -93,7 +103,11 @@ func (s *server) updateRecord(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if in.Revision == nil {
 		return fault.New(fault.Invalid, "missing_required_field", "revision is required: send the revision you read, so a concurrent change is not overwritten")
 	}
-	rec, err := s.Vault.Update(r.Context(), scope(p), in.record(r.PathValue("uid")))
+	uid := r.PathValue("uid")
+	if in.UID != nil && *in.UID != uid {
+		return fault.Invalidf("uid %q in the body is not the uid of the record in the path (%s): a record's uid cannot change", *in.UID, uid)
+	}
+	rec, err := s.Vault.Update(r.Context(), scope(p), in.record(uid))
 	if err != nil {
 		return err
 	}

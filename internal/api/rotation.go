@@ -31,11 +31,19 @@ func (s *server) putRotation(w http.ResponseWriter, r *http.Request, p *auth.Pri
 }
 
 func (s *server) getRotation(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	info, err := s.Engine.Info(r.Context(), scope(p), r.PathValue("uid"))
+	uid := r.PathValue("uid")
+	info, err := s.Engine.Info(r.Context(), scope(p), uid)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, info)
+	// record_uid says which record the path named, which may have been by its title.
+	return writeJSON(w, http.StatusOK, rotationInfo{RecordUID: uid, Info: info})
+}
+
+// rotationInfo is a record's rotation settings and state, as GET …/rotation answers them.
+type rotationInfo struct {
+	RecordUID string `json:"record_uid"`
+	rotation.Info
 }
 
 type rotateResponse struct {

@@ -32,6 +32,11 @@ func ExitCode(err error) int {
 	if errors.As(err, &u) {
 		return ExitBadUsage
 	}
+	// A record named by a title several records share: the command line must name it by uid.
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Code == "ambiguous_title" {
+		return ExitBadUsage
+	}
 	return ExitFailed
 }
 

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"regexp"
+	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // stdinValue is the field value that means "read the value from standard input".
@@ -15,8 +17,6 @@ const stdinValue = "-"
 
 // maxStdinValue bounds a value read from standard input.
 const maxStdinValue = 1 << 20
-
-var fieldTypeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
 
 // fieldSpec is one --field type[.label]=value or --custom label=value.
 type fieldSpec struct {
@@ -74,11 +74,12 @@ func parseFieldSpec(flag, s string) (fieldSpec, error) {
 		spec.Type, spec.Label = "text", key
 	} else {
 		typ, label, hasLabel := strings.Cut(key, ".")
-		if !fieldTypeRE.MatchString(typ) {
+		if !slices.Contains(vault.FieldTypes, typ) {
 			if typ == "" {
 				return fieldSpec{}, Usagef("--field needs the form %s: the type is empty", form)
 			}
-			return fieldSpec{}, Usagef("--field %q: %q is not a field type (a letter, then letters, digits or _)", key, typ)
+			return fieldSpec{}, Usagef("--field %q: %q is not a field type: use one of %s (the label after '.' is free text)",
+				key, typ, strings.Join(vault.FieldTypes, ", "))
 		}
 		if hasLabel && strings.TrimSpace(label) == "" {
 			return fieldSpec{}, Usagef("--field %q: the label after '.' is empty", key)

@@ -34,10 +34,12 @@ func (e *env) recordCommand() *cobra.Command {
 		e.recordCreate(), e.recordGet(), e.recordList(), e.recordUpdate(), e.recordDelete(), e.recordHistory())
 }
 
-// uidArg returns the UID argument, refusing an empty one.
-func uidArg(args []string) (string, error) { return idArg(args[0], "record UID") }
+// uidArg returns the record argument, refusing an empty one. It is a record's UID or its
+// exact title: the server resolves it, and refuses a title several records share
+// (ambiguous_title, a usage error).
+func uidArg(args []string) (string, error) { return idArg(args[0], "record UID or title") }
 
-// uidTo is an argCheck that keeps the UID argument (see uidArg) in *uid.
+// uidTo is an argCheck that keeps the record argument (see uidArg) in *uid.
 func uidTo(uid *string) argCheck {
 	return func(_ *cobra.Command, args []string) (err error) {
 		*uid, err = uidArg(args)
@@ -98,7 +100,7 @@ func (e *env) recordGet() *cobra.Command {
 	var uid string
 	var out output
 	cmd := &cobra.Command{
-		Use:   "get UID [--reveal]",
+		Use:   "get UID|TITLE [--reveal]",
 		Short: "Show a record with its fields",
 		Long: `Show a record with its fields and custom fields. Values of hidden types (password, secret,
 pinCode, oneTimeCode, keyPair) are shown as ******** unless --reveal is given.
@@ -156,7 +158,7 @@ func (e *env) recordUpdate() *cobra.Command {
 	var std, cus []fieldSpec // --field and --custom, parsed
 	var out output
 	cmd := &cobra.Command{
-		Use:   "update UID [--title T] [--folder F] [--notes N] [--field type[.label]=value ...] [--custom label=value ...]",
+		Use:   "update UID|TITLE [--title T] [--folder F] [--notes N] [--field type[.label]=value ...] [--custom label=value ...]",
 		Short: "Change a record",
 		Long: `Read a record, change what the flags give and nothing else, and write it back.
 
@@ -198,7 +200,7 @@ it in between, nothing is saved and the command fails (exit code 1); run it agai
 			if flags.Changed("notes") {
 				in.Notes = notes
 			}
-			updated, raw, err := c.UpdateRecord(ctx, uid, in)
+			updated, raw, err := c.UpdateRecord(ctx, rec.UID, in) // the uid: the argument may be the title being changed
 			if err != nil {
 				var ae *APIError
 				if errors.As(err, &ae) && ae.Status == http.StatusConflict {
@@ -223,7 +225,7 @@ func (e *env) recordDelete() *cobra.Command {
 	var uid string
 	var out output
 	cmd := &cobra.Command{
-		Use:   "delete UID",
+		Use:   "delete UID|TITLE",
 		Short: "Delete a record and its password versions",
 		Long:  "Delete a record and its password versions. With -o json: {\"uid\": UID, \"deleted\": true}.\n" + envHelp,
 		Args:  cobra.ExactArgs(1),
@@ -243,7 +245,7 @@ func (e *env) recordHistory() *cobra.Command {
 	var uid string
 	var out output
 	cmd := &cobra.Command{
-		Use:   "history UID [--reveal]",
+		Use:   "history UID|TITLE [--reveal]",
 		Short: "List a record's password versions",
 		Long: `List a record's password versions, newest first, with their states (current, previous,
 ...). --reveal also shows each version's value (the server audits this).

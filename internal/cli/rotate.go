@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,39 +169,29 @@ func resolveTargets(ctx context.Context, c *Client, args []string, folder string
 	return uids, nil
 }
 
-// resolveRecord returns the UID an argument names: the argument itself when it is the UID
-// of a record with rotation settings, else the UID of the one record with exactly that title,
-// else the argument (the rotate request then says what is wrong with it). A title several
-// records share is a usage error listing their UIDs.
+// resolveRecord returns the UID an argument names, as the server resolves a record named in a
+// path (its UID, or else its exact title): the UID of the record whose rotation settings the
+// name reads. When they cannot be read (no such record, no settings), it returns the argument,
+// and the rotate request says what is wrong with it. A title several records share is a usage
+// error listing their UIDs (the server's ambiguous_title).
 func resolveRecord(ctx context.Context, c *Client, arg string) (string, error) {
-	_, _, err := c.RotationInfo(ctx, arg)
-	if err == nil {
+	_, raw, err := c.RotationInfo(ctx, arg)
+	if ae := (*APIError)(nil); errors.As(err, &ae) {
+		if ae.Code == "ambiguous_title" {
+			return "", UsageError{fmt.Errorf("rotate %s: %w", clean(arg), err)}
+		}
 		return arg, nil
 	}
-	if ae := (*APIError)(nil); !errors.As(err, &ae) {
+	if err != nil {
 		return "", err
 	}
-	recs, err := c.ListRecords(ctx, ListFilter{Title: arg})
-	if err != nil {
-		return "", fmt.Errorf("look for a record titled %s: %w", clean(arg), err)
+	var named struct {
+		RecordUID string `json:"record_uid"`
 	}
-	var matches []string
-	for _, r := range recs {
-		if r.Title == arg {
-			matches = append(matches, r.UID)
-		}
-	}
-	switch len(matches) {
-	case 0:
+	if json.Unmarshal(raw, &named) != nil || named.RecordUID == "" {
 		return arg, nil
-	case 1:
-		return matches[0], nil
 	}
-	for i, m := range matches {
-		matches[i] = clean(m)
-	}
-	return "", Usagef("%d records are titled %s (%s): give the UID of the one to rotate",
-		len(matches), clean(arg), strings.Join(matches, ", "))
+	return named.RecordUID, nil
 }
 
 // newBar returns a progress bar on w counting n rotations as they start, or end when waiting.

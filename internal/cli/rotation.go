@@ -32,7 +32,7 @@ func (e *env) rotationSet() *cobra.Command {
 	var change rotationChange // what the flags change
 	var out output
 	cmd := &cobra.Command{
-		Use: `set UID [--method scripts_only|general] [--connector okta|opa|rest] [--schedule "CRON"|on-demand|default|JSON] [--tz ZONE] ` +
+		Use: `set UID|TITLE [--method scripts_only|general] [--connector okta|opa|rest] [--schedule "CRON"|on-demand|default|JSON] [--tz ZONE] ` +
 			`[--window DURATION] [--pause|--resume] [--catch-up run_once|skip|default] [--next-run-at TIME] ` +
 			`[--complexity "len,caps,lower,digits,special[,chars]"|default] [--config UID] [--resource UID] [--verify-with okta|opa|rest] [--disable|--enable]`,
 		Short: "Set a pamUser record's rotation settings",
@@ -338,7 +338,7 @@ settings (with -o json, as the API returns them).
 `
 	}
 	cmd := &cobra.Command{
-		Use:   name + " UID",
+		Use:   name + " UID|TITLE",
 		Short: short,
 		Long:  long + envHelp,
 		Args:  cobra.ExactArgs(1),
@@ -366,7 +366,7 @@ func (e *env) rotationInfo() *cobra.Command {
 	var uid string
 	var out output
 	cmd := &cobra.Command{
-		Use:   "info UID",
+		Use:   "info UID|TITLE",
 		Short: "Show a record's rotation settings and state",
 		Long: `Show a pamUser record's rotation settings, the status of its last rotation ("never_rotated"
 when there has been none), that rotation's id, when the next scheduled one is due ("-" when

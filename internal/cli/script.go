@@ -30,7 +30,7 @@ func (e *env) scriptAdd() *cobra.Command {
 	var in ScriptInput // the script, once read
 	var out output
 	cmd := &cobra.Command{
-		Use:   "add UID --file F [--name N] [--credential UID ...] [--command PREFIX] [--timeout 120s]",
+		Use:   "add UID|TITLE --file F [--name N] [--credential UID ...] [--command PREFIX] [--timeout 120s]",
 		Short: "Attach a script to a record",
 		Long: `Attach a script to a pamUser, resource or configuration record. Scripts run with every
 rotation: those of the pamUser, then of its resource, then of its configuration, each record's
@@ -124,7 +124,7 @@ func (e *env) scriptList() *cobra.Command {
 	var uid string
 	var out output
 	cmd := &cobra.Command{
-		Use:   "list UID",
+		Use:   "list UID|TITLE",
 		Short: "List a record's scripts in the order they run",
 		Long: `List a record's scripts in the order they run: id, name, command, credential records,
 timeout, size and the SHA-256 of the content (never the content itself).
@@ -151,7 +151,7 @@ func (e *env) scriptDelete() *cobra.Command {
 	var uid, id string
 	var out output
 	cmd := &cobra.Command{
-		Use:   "delete UID SCRIPT_ID",
+		Use:   "delete UID|TITLE SCRIPT_ID",
 		Short: "Detach a script from a record",
 		Long: `Detach a script from a record; later rotations no longer run it.
 With -o json: {"uid": UID, "script_id": SCRIPT_ID, "deleted": true}.
@@ -180,7 +180,7 @@ func (e *env) scriptParams() *cobra.Command {
 	var uid string
 	var out output
 	cmd := &cobra.Command{
-		Use:   "params UID [--reveal]",
+		Use:   "params UID|TITLE [--reveal]",
 		Short: "Show the parameters a pamUser record's scripts would receive",
 		Long: `Show, as JSON, what a pamUser record's scripts would read on standard input in a rotation
 now, layer by layer:

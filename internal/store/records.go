@@ -69,11 +69,18 @@ func (r Reader) Record(ctx context.Context, teamID int64, uid string) (Record, e
 		`SELECT `+recordColumns+` FROM records WHERE uid = $1 AND team_id = $2`, uid, teamID), true)
 }
 
-// RecordsByTitle returns the records of a team with exactly this title, with their sealed data.
-func (r Reader) RecordsByTitle(ctx context.Context, teamID int64, title string, limit int) ([]Record, error) {
-	rows, err := r.q.QueryContext(ctx,
-		`SELECT `+recordColumns+` FROM records WHERE team_id = $1 AND title = $2 ORDER BY uid LIMIT $3`,
-		teamID, title, limit)
+// RecordsByTitle returns at most limit records of a team with exactly this title, in or below
+// one of the folders within (any folder when within is empty), with their sealed data.
+func (r Reader) RecordsByTitle(ctx context.Context, teamID int64, title string, within []string, limit int) ([]Record, error) {
+	q := `SELECT ` + recordColumns + ` FROM records WHERE team_id = $1 AND title = $2`
+	args := []any{teamID, title}
+	if len(within) > 0 {
+		cond, more := withinFolders("folder", within, len(args))
+		args = append(args, more...)
+		q += ` AND (` + cond + `)`
+	}
+	args = append(args, limit)
+	rows, err := r.q.QueryContext(ctx, q+` ORDER BY uid LIMIT $`+strconv.Itoa(len(args)), args...)
 	if err != nil {
 		return nil, err
 	}

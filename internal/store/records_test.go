@@ -54,9 +54,14 @@ func TestRecordRoundTrip(t *testing.T) {
 	if _, err := db.Record(ctx, team.ID+1, "uid-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Record of another team = %v, want ErrNotFound", err)
 	}
-	byTitle, err := db.RecordsByTitle(ctx, team.ID, "Okta Admin", 10)
+	byTitle, err := db.RecordsByTitle(ctx, team.ID, "Okta Admin", nil, 10)
 	if err != nil || len(byTitle) != 1 || !reflect.DeepEqual(byTitle[0], want) {
 		t.Fatalf("RecordsByTitle = %+v, %v", byTitle, err)
+	}
+	for within, n := range map[string]int{"Shared": 1, "Shared/Okta": 1, "Apps": 0, "Shared/Ok": 0} {
+		if got, err := db.RecordsByTitle(ctx, team.ID, "Okta Admin", []string{within}, 10); err != nil || len(got) != n {
+			t.Fatalf("RecordsByTitle within %s = %d records, %v; want %d", within, len(got), err, n)
+		}
 	}
 	// Metadata listing carries no sealed data.
 	list, err := db.ListRecords(ctx, RecordFilter{TeamID: team.ID, Limit: 10})

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/keyturn/keyturn/internal/fault"
-	"github.com/keyturn/keyturn/internal/store"
 )
 
 // Notation is a parsed Keeper notation reference:
@@ -181,31 +180,14 @@ func (v *Vault) Resolve(ctx context.Context, scope Scope, ref string) (json.RawM
 	return val, rec.UID, err
 }
 
-// findRecord finds a record by uid, or else by exact title (which must be unique).
+// findRecord opens the record a name denotes (see Lookup).
 func (v *Vault) findRecord(ctx context.Context, scope Scope, name string) (Record, error) {
-	rec, err := v.Get(ctx, scope, name)
-	if err == nil || fault.KindOf(err) != fault.NotFound {
-		return rec, err
-	}
-	rows, err := v.db.RecordsByTitle(ctx, scope.TeamID, name, 100)
+	row, err := v.lookup(ctx, scope, name)
 	if err != nil {
-		return Record{}, fmt.Errorf("find record %q: %w", name, err)
+		return Record{}, err
 	}
-	var found []store.Record
-	for _, r := range rows {
-		if InFolders(r.Folder, scope.Folders) {
-			found = append(found, r)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return Record{}, fault.NotFoundf("no record with uid or title %q", name)
-	case 1:
-		rec, _, err := v.openRecord(found[0])
-		return rec, err
-	default:
-		return Record{}, fault.New(fault.Invalid, "ambiguous_title", "%d records have the title %q: use the uid", len(found), name)
-	}
+	rec, _, err := v.openRecord(row)
+	return rec, err
 }
 
 // Select applies the reference to a record.

@@ -5,18 +5,32 @@ package vault
 import (
 	"encoding/json"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyturn/keyturn/internal/fault"
 )
 
 // Types are the record types keyturn accepts.
 var Types = []string{"login", "pamUser", "pamConfiguration", "pamMachine", "pamDatabase", "pamDirectory", "general"}
+
+// FieldTypes are the field types a record's fields and custom fields may have: Keeper's
+// standard field types, as Keeper Commander and the Secrets Manager SDKs know them. A field's
+// label is free text; its type must be one of these.
+var FieldTypes = []string{
+	"login", "password", "url", "email", "text", "multiline", "secret", "note", "pinCode",
+	"oneTimeCode", "otp", "keyPair", "privateKey", "passkey", "securityQuestion",
+	"name", "phone", "address", "birthDate", "date", "expirationDate", "company",
+	"accountNumber", "licenseNumber", "paymentCard", "bankAccount",
+	"host", "pamHostname", "pamResources", "pamSettings", "trafficEncryptionSeed",
+	"databaseType", "directoryType", "schedule", "script",
+	"checkbox", "dropdown", "isSSIDHidden", "wifiEncryption",
+	"fileRef", "addressRef", "cardRef", "recordRef",
+}
 
 // requiredFields lists, per record type, the field types a record must carry with a value.
 var requiredFields = map[string][]string{
@@ -77,8 +91,6 @@ type content struct {
 	Notes  string  `json:"notes"`
 }
 
-var fieldTypeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
-
 // Validate checks a record's type, title, folder and fields, and normalises empty lists.
 func (r *Record) Validate() error {
 	if !slices.Contains(Types, r.Type) {
@@ -128,11 +140,11 @@ func (r *Record) Validate() error {
 }
 
 func checkField(group string, i int, f *Field) error {
-	if !fieldTypeRE.MatchString(f.Type) {
+	if !slices.Contains(FieldTypes, f.Type) {
 		if f.Type == "" {
-			return fault.Invalidf("%s[%d]: type is required", group, i)
+			return fault.Invalidf("%s[%d]: type is required (one of %s)", group, i, strings.Join(FieldTypes, ", "))
 		}
-		return fault.Invalidf("%s[%d]: field type %q is not a valid type name", group, i, f.Type)
+		return fault.Invalidf("%s[%d]: unknown field type %q: use one of %s (the label is free text)", group, i, f.Type, strings.Join(FieldTypes, ", "))
 	}
 	if err := checkText(group+"["+strconv.Itoa(i)+"].label", f.Label, MaxLabel); err != nil {
 		return err
@@ -155,10 +167,26 @@ func checkText(name, s string, limit int) error {
 	if len(s) > limit {
 		return fault.Invalidf("%s is longer than %d bytes", name, limit)
 	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
-		return fault.Invalidf("%s contains a control character", name)
+	if i := strings.IndexFunc(s, invisible); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return fault.Invalidf("%s contains the invisible character U+%04X (a control, format or bidirectional override character): remove it", name, r)
 	}
 	return nil
+}
+
+// invisible reports whether r is a character refused in titles, folders and labels because it
+// is invisible or changes how the text around it is shown: control characters, line and
+// paragraph separators, and format characters such as the bidirectional overrides (U+202A..E,
+// U+2066..9), zero-width spaces and the byte order mark. The zero-width joiner and non-joiner
+// (U+200D, U+200C) are allowed: emoji sequences and several scripts need them.
+func invisible(r rune) bool {
+	switch {
+	case r == '\u200c' || r == '\u200d':
+		return false
+	case unicode.IsControl(r), unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp):
+		return true
+	}
+	return false
 }
 
 // ValidateFolder checks a folder path such as "Shared/Okta": segments separated by single

@@ -175,6 +175,51 @@ func (v *Vault) Get(ctx context.Context, scope Scope, uid string) (Record, error
 	return rec, err
 }
 
+// maxTitleMatches bounds how many records sharing a title an ambiguity error lists.
+const maxTitleMatches = 20
+
+// Lookup returns the uid of the record a name denotes within the scope: the record whose uid
+// it is, or else the one record whose title it is exactly. It is how every route and command
+// that takes a record accepts a title. A title no record in the scope has is NotFound, like an
+// unknown uid; a title several records in the scope share is Invalid with the code
+// ambiguous_title, listing their uids. Records outside the scope are never counted or listed,
+// so neither error tells the caller of a record it may not see.
+func (v *Vault) Lookup(ctx context.Context, scope Scope, name string) (string, error) {
+	row, err := v.lookup(ctx, scope, name)
+	return row.UID, err
+}
+
+func (v *Vault) lookup(ctx context.Context, scope Scope, name string) (store.Record, error) {
+	row, err := v.db.Record(ctx, scope.TeamID, name)
+	switch {
+	case err == nil && InFolders(row.Folder, scope.Folders):
+		return row, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return store.Record{}, fmt.Errorf("find record %q: %w", name, err)
+	}
+	rows, err := v.db.RecordsByTitle(ctx, scope.TeamID, name, scope.Folders, maxTitleMatches+1)
+	if err != nil {
+		return store.Record{}, fmt.Errorf("find record titled %q: %w", name, err)
+	}
+	switch len(rows) {
+	case 0:
+		return store.Record{}, notFound(nil, name)
+	case 1:
+		return rows[0], nil
+	}
+	uids := make([]string, 0, len(rows))
+	for _, r := range rows[:min(len(rows), maxTitleMatches)] {
+		uids = append(uids, r.UID)
+	}
+	count := strconv.Itoa(len(rows))
+	if len(rows) > maxTitleMatches {
+		count = "more than " + strconv.Itoa(maxTitleMatches)
+		uids = append(uids, "…")
+	}
+	return store.Record{}, fault.New(fault.Invalid, "ambiguous_title", "%s records have the title %q: name one by its uid (%s)",
+		count, name, strings.Join(uids, ", "))
+}
+
 // Meta returns a record's metadata (no field values, nothing decrypted) within the scope.
 func (v *Vault) Meta(ctx context.Context, scope Scope, uid string) (Summary, error) {
 	row, err := v.db.Record(ctx, scope.TeamID, uid)

@@ -25,7 +25,7 @@ type fixture struct {
 	scope vault.Scope
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keyturn.db")
