@@ -278,7 +278,7 @@ func TestRotationSetAndInfo(t *testing.T) {
 	}
 	h.failCode(ExitFailed, "rotation", "info", "no-such-record")
 	h.failCode(ExitBadUsage, "rotation", "info")
-	h.failCode(ExitBadUsage, "rotation", "info", "-o", "yaml", "--", uid)
+	h.failCode(ExitBadUsage, "rotation", "info", "-o", "xml", "--", uid)
 }
 
 func TestScriptCommands(t *testing.T) {

@@ -524,8 +524,8 @@ func TestServiceUserUsageErrors(t *testing.T) {
 		{[]string{"service-user", "update", "bob", "--folder", "A", "--all-folders"}, "not both"},
 		{[]string{"service-user", "update", "bob", "--status"}, "needs an argument"},
 		{[]string{"service-user", "list", "extra"}, "unknown command"},
-		{[]string{"service-user", "list", "-o", "yaml"}, "use table or json"},
-		{[]string{"service-user", "key", "rotate", "bob", "-o", "yaml"}, "use table or json"},
+		{[]string{"service-user", "list", "-o", "xml"}, "use table, json or yaml"},
+		{[]string{"service-user", "key", "rotate", "bob", "-o", "xml"}, "use table, json or yaml"},
 		{[]string{"service-user", "create", "carol", "--nope"}, "unknown flag"},
 		{[]string{"service-user", "nope"}, "unknown command"},
 	}
