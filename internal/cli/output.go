@@ -89,6 +89,11 @@ func writeRawYAML(w io.Writer, raw []byte) error {
 		return fmt.Errorf("the server's answer is not JSON: %w", err)
 	}
 	blockStyle(&doc)
+	// The encoder escapes every character beyond U+FFFF (most emoji) as \UXXXXXXXX. Each
+	// becomes a private-use character the document does not hold, which it writes as it is,
+	// and then is put back.
+	astral := newAstralSwap(raw)
+	astral.hide(&doc)
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -98,8 +103,78 @@ func writeRawYAML(w io.Writer, raw []byte) error {
 	if err := enc.Close(); err != nil {
 		return fmt.Errorf("write the answer as YAML: %w", err)
 	}
-	_, err := w.Write(buf.Bytes())
+	_, err := io.WriteString(w, astral.restore(buf.String()))
 	return err
+}
+
+// astralSwap stands private-use characters of the Basic Multilingual Plane in for characters
+// beyond it, for the YAML encoder.
+type astralSwap struct {
+	free  []rune        // private-use characters not in the document, not yet taken
+	stand map[rune]rune // a character beyond U+FFFF: the one standing in for it
+	back  *strings.Replacer
+}
+
+func newAstralSwap(raw []byte) *astralSwap {
+	s := &astralSwap{stand: map[rune]rune{}}
+	used := map[rune]bool{}
+	for _, r := range string(raw) {
+		used[r] = true
+	}
+	// JSON may also write a character as \uXXXX: those count as used too, whatever their case.
+	for i := bytes.Index(raw, []byte(`\u`)); i >= 0 && i+6 <= len(raw); {
+		if n, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16); err == nil {
+			used[rune(n)] = true
+		}
+		j := bytes.Index(raw[i+2:], []byte(`\u`))
+		if j < 0 {
+			break
+		}
+		i += 2 + j
+	}
+	for r := rune(0xE000); r <= 0xF8FF; r++ {
+		if !used[r] {
+			s.free = append(s.free, r)
+		}
+	}
+	return s
+}
+
+// hide replaces, in every scalar of n, each character beyond U+FFFF by its stand-in, as long
+// as stand-ins are left (the rest stay, and are escaped).
+func (s *astralSwap) hide(n *yaml.Node) {
+	if strings.IndexFunc(n.Value, func(r rune) bool { return r > 0xFFFF }) >= 0 {
+		n.Value = strings.Map(func(r rune) rune {
+			if r <= 0xFFFF {
+				return r
+			}
+			if in, ok := s.stand[r]; ok {
+				return in
+			}
+			if len(s.free) == 0 {
+				return r
+			}
+			in := s.free[0]
+			s.free = s.free[1:]
+			s.stand[r] = in
+			return in
+		}, n.Value)
+	}
+	for _, c := range n.Content {
+		s.hide(c)
+	}
+}
+
+// restore puts the characters the stand-ins stood for back into text.
+func (s *astralSwap) restore(text string) string {
+	if len(s.stand) == 0 {
+		return text
+	}
+	pairs := make([]string, 0, 2*len(s.stand))
+	for r, in := range s.stand {
+		pairs = append(pairs, string(in), string(r))
+	}
+	return strings.NewReplacer(pairs...).Replace(text)
 }
 
 // blockStyle clears the JSON (flow, double-quoted) styles of a parsed document, so that the

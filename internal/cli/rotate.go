@@ -39,9 +39,9 @@ type rotateOutcome struct {
 	lost *ConnError // why the server could not be asked how the run went, with --wait
 }
 
-// goOn says which rotations were left running in the server, and how to follow them; verb
-// is "go on" or "may go on".
-func goOn(outcomes []rotateOutcome, verb string) string {
+// goOn says which rotations were left running in the server, and how to follow them, with
+// the verb for one rotation and for several.
+func goOn(outcomes []rotateOutcome, one, several string) string {
 	var ids []string
 	for _, o := range outcomes {
 		if o.RotationID != "" && (o.Run == nil || !o.Run.Terminal()) {
@@ -52,9 +52,9 @@ func goOn(outcomes []rotateOutcome, verb string) string {
 	case 0:
 		return "no rotation was left running"
 	case 1:
-		return "the rotation " + verb + " in the server: follow it with " + ids[0]
+		return "the rotation " + one + " in the server: follow it with " + ids[0]
 	}
-	return fmt.Sprintf("the %d rotations %s in the server: follow them with %s", len(ids), verb, strings.Join(ids, ", "))
+	return fmt.Sprintf("the %d rotations %s in the server: follow them with %s", len(ids), several, strings.Join(ids, ", "))
 }
 
 func (e *env) rotateCommand() *cobra.Command {
@@ -132,11 +132,11 @@ rotations may go on there. Interrupted while waiting (Ctrl-C), it stops waiting 
 				if wait {
 					what += ": stopped waiting"
 				}
-				return InterruptedError{fmt.Errorf("%s; %s", what, goOn(outcomes, "go on"))}
+				return InterruptedError{fmt.Errorf("%s; %s", what, goOn(outcomes, "goes on", "go on"))}
 			}
 			if lost := slices.IndexFunc(outcomes, func(o rotateOutcome) bool { return o.lost != nil }); lost >= 0 {
-				return fmt.Errorf("lost the connection to the server while waiting: %w; %s",
-					outcomes[lost].lost, goOn(outcomes, "may go on"))
+				return fmt.Errorf("lost the connection to the server at %s while waiting: %w; %s",
+					c.cfg.Addr.Redacted(), outcomes[lost].lost, goOn(outcomes, "may go on", "may go on"))
 			}
 			failed := 0
 			for _, o := range outcomes {
