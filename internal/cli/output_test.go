@@ -170,14 +170,14 @@ func TestWriteRawYAML(t *testing.T) {
 func TestTableAlignsByDisplayWidth(t *testing.T) {
 	h := newHarness(t)
 	titles := map[string]string{ // title: its folder
-		"plain":       "F0",
-		"日本語のタイトル":    "F1",
+		"plain":        "F0",
+		"日本語のタイトル":     "F1",
 		"Okta 🔑 admin": "F2",
-		"Cafe\u0301":  "F3",             // e and a combining acute accent: 1 column
+		"Cafe\u0301":   "F3",             // e and a combining acute accent: 1 column
 		"dev 👩\u200d💻": "F4",             // woman technologist: one 2-column cluster
-		"한국어":         "F5",             // Hangul
-		"ｆｕｌｌ":        "F6",             // fullwidth Latin
-		"x":           "Shared/中文/フォルダ", // a wide cell in the aligned column itself
+		"한국어":          "F5",             // Hangul
+		"ｆｕｌｌ":         "F6",             // fullwidth Latin
+		"x":            "Shared/中文/フォルダ", // a wide cell in the aligned column itself
 	}
 	for title, folder := range titles {
 		h.ok("", "record", "create", "--type", "login", "--title", title, "--folder", folder)
