@@ -50,7 +50,7 @@ func goOn(outcomes []rotateOutcome, one, several string) string {
 	}
 	switch len(ids) {
 	case 0:
-		return "no rotation was left running"
+		return "the server reported no rotation started that goes on"
 	case 1:
 		return "the rotation " + one + " in the server: follow it with " + ids[0]
 	}
