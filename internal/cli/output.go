@@ -92,7 +92,7 @@ func writeRawYAML(w io.Writer, raw []byte) error {
 	// The encoder escapes every character beyond U+FFFF (most emoji) as \UXXXXXXXX. Each
 	// becomes a private-use character the document does not hold, which it writes as it is,
 	// and then is put back.
-	astral := newAstralSwap(raw)
+	astral := newAstralSwap(&doc)
 	astral.hide(&doc)
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -112,26 +112,22 @@ func writeRawYAML(w io.Writer, raw []byte) error {
 type astralSwap struct {
 	free  []rune        // private-use characters not in the document, not yet taken
 	stand map[rune]rune // a character beyond U+FFFF: the one standing in for it
-	back  *strings.Replacer
 }
 
-func newAstralSwap(raw []byte) *astralSwap {
-	s := &astralSwap{stand: map[rune]rune{}}
+// newAstralSwap returns a swap for the document doc, whose own characters are never taken.
+func newAstralSwap(doc *yaml.Node) *astralSwap {
 	used := map[rune]bool{}
-	for _, r := range string(raw) {
-		used[r] = true
-	}
-	// JSON may also write a character as \uXXXX: those count as used too, whatever their case.
-	for i := bytes.Index(raw, []byte(`\u`)); i >= 0 && i+6 <= len(raw); {
-		if n, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16); err == nil {
-			used[rune(n)] = true
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		for _, r := range n.Value {
+			used[r] = true
 		}
-		j := bytes.Index(raw[i+2:], []byte(`\u`))
-		if j < 0 {
-			break
+		for _, c := range n.Content {
+			walk(c)
 		}
-		i += 2 + j
 	}
+	walk(doc)
+	s := &astralSwap{stand: map[rune]rune{}}
 	for r := rune(0xE000); r <= 0xF8FF; r++ {
 		if !used[r] {
 			s.free = append(s.free, r)

@@ -152,7 +152,7 @@ func TestOutputYAML(t *testing.T) {
 func TestWriteRawYAML(t *testing.T) {
 	long := strings.Repeat("word ", 60)
 	in := fmt.Sprintf(`{"b":"true","a":"1.0","n":12345678901234567890,"f":1.5e3,"nul":null,"e":{},"l":[],`+
-		`"multi":"one\ntwo\n","long":%q,"colon":"a: b","hash":"# c","uni":"日本 🔑","ctl":"x\u0007y"}`, long)
+		`"multi":"one\ntwo\n","long":%q,"colon":"a: b","hash":"# c","uni":"日本 🔑","pua":"\ue000🔑\ue001","ctl":"x\u0007y"}`, long)
 	var buf bytes.Buffer
 	if err := writeRawYAML(&buf, []byte(in)); err != nil {
 		t.Fatal(err)
