@@ -182,8 +182,8 @@ func (e *env) scriptParams() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "params UID [--reveal]",
 		Short: "Show the parameters a pamUser record's scripts would receive",
-		Long: `Show, as JSON, what a pamUser record's scripts would read on standard input in a rotation
-now, layer by layer:
+		Long: `Show, as JSON (-o yaml: as YAML), what a pamUser record's scripts would read on standard
+input in a rotation now, layer by layer:
 
   stdin    the one line the script reads: base64 of params
   params   that line decoded: providerRecordUid, resourceRecordUid, userRecordUid,
