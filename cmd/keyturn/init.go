@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -13,17 +13,23 @@ import (
 
 func newInitCommand() *cobra.Command {
 	var dir, team, passphraseFile string
+	var out cli.Output
 	cmd := &cobra.Command{
-		Use:   "init --data DIR --team NAME [--passphrase-file F]",
+		Use:   "init --data DIR --team NAME [--passphrase-file F] [-o json|yaml|table]",
 		Short: "Create a vault: data directory, database, master key, first team and its admin key",
 		Long: `Create a vault in DIR (mode 0700): the SQLite database, a random master key wrapped by a key
 derived from the passphrase in F (Argon2id) or, without --passphrase-file, by a random key file
 DIR/master.key (mode 0600), the team NAME, and an admin service user holding every role.
 
-Prints the admin's API key once, as JSON: {"team_name", "service_user", "key_id", "key_secret"}.
+Prints the admin's API key once, as JSON by default: {"team_name", "service_user", "key_id",
+"key_secret"} (-o yaml: the same as YAML; -o table: one "name: value" line each).
 Keep the key secret: it is stored only as a keyed hash and cannot be shown again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := out.Format()
+			if err != nil {
+				return err
+			}
 			if dir == "" || team == "" {
 				return cli.Usagef("--data and --team are required")
 			}
@@ -31,23 +37,29 @@ Keep the key secret: it is stored only as a keyed hash and cannot be shown again
 			if err != nil {
 				return err
 			}
-			return printCredentials(cmd.OutOrStdout(), creds)
+			return printCredentials(cmd.OutOrStdout(), format, creds)
 		},
 	}
+	cli.AddOutputFlagDefault(cmd, &out, "json")
 	cmd.Flags().StringVar(&dir, "data", "", "data directory to create")
 	cmd.Flags().StringVar(&team, "team", "", "name of the first team")
 	cmd.Flags().StringVar(&passphraseFile, "passphrase-file", "", "file holding the passphrase that seals the master key (default: a key file in DIR)")
 	return cmd
 }
 
-// printCredentials prints a team's first admin key, the only time its secret is shown.
-func printCredentials(w io.Writer, creds auth.Credentials) error {
-	out := json.NewEncoder(w)
-	out.SetIndent("", "  ")
-	return out.Encode(struct {
+// printCredentials prints a team's first admin key, the only time its secret is shown, in
+// format f.
+func printCredentials(w io.Writer, f cli.Format, creds auth.Credentials) error {
+	v := struct {
 		TeamName    string `json:"team_name"`
 		ServiceUser string `json:"service_user"`
 		KeyID       string `json:"key_id"`
 		KeySecret   string `json:"key_secret"`
-	}{creds.TeamName, creds.ServiceUser, creds.KeyID, creds.KeySecret.Reveal()})
+	}{creds.TeamName, creds.ServiceUser, creds.KeyID, creds.KeySecret.Reveal()}
+	if f == cli.FormatTable {
+		_, err := fmt.Fprintf(w, "team_name: %s\nservice_user: %s\nkey_id: %s\nkey_secret: %s\n",
+			v.TeamName, v.ServiceUser, v.KeyID, v.KeySecret)
+		return err
+	}
+	return cli.WriteAs(w, f, v)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,33 +9,49 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyturn/keyturn/internal/cli"
 	"github.com/keyturn/keyturn/internal/sandbox"
 )
 
 func newSandboxCommand() *cobra.Command {
 	var listen string
 	var once, asJSON bool
+	var out cli.Output
 	cmd := &cobra.Command{
-		Use:   "sandbox [--listen ADDR] [--once] [--json]",
+		Use:   "sandbox [--listen ADDR] [--once] [-o table|json|yaml]",
 		Short: "Run keyturn against its Okta and OPA emulator: seeded scenarios, rotations, report",
 		Long: `Start the Okta + OPA emulator and a keyturn server on a temporary vault, seed the scenarios of
 Keeper's Okta and REST guides and an OPA service-user key, rotate each once, check every new
 credential against the emulator, and print a report. The exit code is 0 only when every
 scenario ended as expected and its credential works. Needs bash, jq and curl.
 
-Without --once it keeps serving and prints the API address and an admin key to explore with.`,
+Without --once it keeps serving and prints the API address and an admin key to explore with.
+
+With -o json the report is {"scenarios": [{"name", "method", "status", "expected_status",
+"verified", "detail"}]}; -o yaml prints the same as YAML. --json is -o json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runSandbox(cmd.Context(), listen, once, asJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			format, err := out.Format()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if cmd.Flags().Changed("output") && format != cli.FormatJSON {
+					return cli.Usagef("--json is -o json: give one of them")
+				}
+				format = cli.FormatJSON
+			}
+			return runSandbox(cmd.Context(), listen, once, format, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8200", "address of the sandbox's keyturn API")
 	cmd.Flags().BoolVar(&once, "once", false, "exit after the report")
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print the report as JSON: {"scenarios": [{"name", "method", "status", "expected_status", "verified"}]}`)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (the same as -o json)")
+	cli.AddOutputFlag(cmd, &out)
 	return cmd
 }
 
-func runSandbox(ctx context.Context, listen string, once, asJSON bool, stdout, stderr io.Writer) error {
+func runSandbox(ctx context.Context, listen string, once bool, format cli.Format, stdout, stderr io.Writer) error {
 	if once && listen == "127.0.0.1:8200" {
 		listen = "127.0.0.1:0" // a one-shot run must not collide with a server already there
 	}
@@ -53,10 +68,8 @@ func runSandbox(ctx context.Context, listen string, once, asJSON bool, stdout, s
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
+	if format != cli.FormatTable {
+		if err := cli.WriteAs(stdout, format, report); err != nil {
 			return err
 		}
 	} else {

@@ -15,14 +15,19 @@ func newTeamCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	var dir, name, passphraseFile string
+	var out cli.Output
 	add := &cobra.Command{
-		Use:   "add --data DIR --team NAME [--passphrase-file F]",
+		Use:   "add --data DIR --team NAME [--passphrase-file F] [-o json|yaml|table]",
 		Short: "Add a team with an admin service user holding every role",
 		Long: `Add the team NAME to the vault in DIR, with an admin service user holding every role, and
-print the admin's API key once, as keyturn init does. Nothing of one team is visible to another.
-It can run while the server runs.`,
+print the admin's API key once, as keyturn init does (JSON by default; -o yaml or table).
+Nothing of one team is visible to another. It can run while the server runs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := out.Format()
+			if err != nil {
+				return err
+			}
 			if dir == "" || name == "" {
 				return cli.Usagef("--data and --team are required")
 			}
@@ -38,9 +43,10 @@ It can run while the server runs.`,
 			if err != nil {
 				return err
 			}
-			return printCredentials(cmd.OutOrStdout(), creds)
+			return printCredentials(cmd.OutOrStdout(), format, creds)
 		},
 	}
+	cli.AddOutputFlagDefault(add, &out, "json")
 	add.Flags().StringVar(&dir, "data", "", "data directory made by keyturn init")
 	add.Flags().StringVar(&name, "team", "", "name of the new team")
 	add.Flags().StringVar(&passphraseFile, "passphrase-file", "", "file holding the passphrase, if the vault was sealed with one")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -58,25 +57,24 @@ func (v versionInfo) String() string {
 }
 
 func newVersionCommand() *cobra.Command {
-	var output string
+	var out cli.Output
 	cmd := &cobra.Command{
-		Use:   "version [-o json]",
+		Use:   "version [-o json|yaml]",
 		Short: "Print keyturn's version, commit, Go version and build date",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := currentVersion()
-			switch output {
-			case "", "table":
-				fmt.Fprintln(cmd.OutOrStdout(), v)
-			case "json":
-				js, _ := json.Marshal(v)
-				fmt.Fprintln(cmd.OutOrStdout(), string(js))
-			default:
-				return cli.Usagef("-o %q: want table or json", output)
+			format, err := out.Format()
+			if err != nil {
+				return err
 			}
-			return nil
+			v := currentVersion()
+			if format == cli.FormatTable {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), v)
+				return err
+			}
+			return cli.WriteAs(cmd.OutOrStdout(), format, v)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
+	cli.AddOutputFlag(cmd, &out)
 	return cmd
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -20,7 +19,7 @@ func (e *env) auditCommand() *cobra.Command {
 	var after int64
 	var limit int
 	var follow bool
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "audit [--after N] [--limit N] [--follow]",
 		Short: "Show the team's audit events",
@@ -30,8 +29,8 @@ most N of them (1 to 1000; default the server's, 100). A service user limited to
 only the events of records in them: not those of service users, keys or deleted records.
 
 --follow then keeps asking for new events every second and shows them as they come, until
-interrupted (Ctrl-C). With -o json each event is printed as one line of JSON; without
---follow the API's {"list": [...]} is printed.
+interrupted (Ctrl-C). With -o json each event is printed as one line of JSON, with -o yaml as
+one YAML document ("---" first); without --follow the API's {"list": [...]} is printed.
 ` + envHelp,
 		Example: `  keyturn audit --follow
   keyturn audit --after 1200 --limit 50 -o json`,
@@ -52,20 +51,20 @@ interrupted (Ctrl-C). With -o json each event is printed as one line of JSON; wi
 				}
 				return inv.writeRaw(raw, func(w io.Writer) error { return (&eventTable{w: w}).write(events) })
 			}
-			return e.followAudit(ctx, c, inv.w, after, limit, inv.asJSON)
+			return e.followAudit(ctx, c, inv.w, after, limit, inv.format)
 		}),
 	}
 	f := cmd.Flags()
 	f.Int64Var(&after, "after", 0, "show the events after this sequence number")
 	f.IntVar(&limit, "limit", 0, "show at most this many events (1 to 1000; default 100)")
 	f.BoolVar(&follow, "follow", false, "keep showing new events as they come, until interrupted")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 // followAudit shows the events after seq after, then polls for new ones until ctx ends,
 // which is how it stops: that is not an error.
-func (e *env) followAudit(ctx context.Context, c *Client, w io.Writer, after int64, limit int, asJSON bool) error {
+func (e *env) followAudit(ctx context.Context, c *Client, w io.Writer, after int64, limit int, f Format) error {
 	page := limit
 	if page <= 0 {
 		page = followPage
@@ -83,9 +82,9 @@ func (e *env) followAudit(ctx context.Context, c *Client, w io.Writer, after int
 				}
 				return err
 			}
-			if asJSON {
+			if f != FormatTable {
 				for _, ev := range events {
-					if err := writeJSONLine(w, ev); err != nil {
+					if err := writeEvent(w, f, ev); err != nil {
 						return err
 					}
 				}
@@ -118,11 +117,18 @@ func (e *env) followAudit(ctx context.Context, c *Client, w io.Writer, after int
 	}
 }
 
-// writeJSONLine writes v as one line of compact JSON.
-func writeJSONLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
+// writeEvent writes one followed event: with -o json as one line of compact JSON, with -o yaml
+// as one YAML document starting with "---".
+func writeEvent(w io.Writer, f Format, ev AuditEvent) error {
+	b, err := json.Marshal(ev)
 	if err != nil {
 		return err
+	}
+	if f == FormatYAML {
+		if _, err := io.WriteString(w, "---\n"); err != nil {
+			return err
+		}
+		return writeRawYAML(w, b)
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
@@ -152,7 +158,7 @@ func (t *eventTable) write(events []AuditEvent) error {
 			if i == len(t.widths) {
 				t.widths = append(t.widths, 0)
 			}
-			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(cell))
+			t.widths[i] = max(t.widths[i], displayWidth(cell))
 		}
 	}
 	var b strings.Builder
@@ -160,7 +166,7 @@ func (t *eventTable) write(events []AuditEvent) error {
 		for i, cell := range row {
 			b.WriteString(cell)
 			if i < len(row)-1 {
-				b.WriteString(strings.Repeat(" ", t.widths[i]-utf8.RuneCountInString(cell)+2))
+				b.WriteString(strings.Repeat(" ", t.widths[i]-displayWidth(cell)+2))
 			}
 		}
 		b.WriteByte('\n')

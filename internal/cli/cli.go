@@ -89,12 +89,12 @@ func (e *env) client() (*Client, error) {
 }
 
 // invocation is what a command's body is given besides its context and client: the command
-// (for its flags, standard input and standard error), its standard output, and whether -o
-// json was given.
+// (for its flags, standard input and standard error), its standard output, and the output
+// format -o asked for.
 type invocation struct {
 	cmd    *cobra.Command
 	w      io.Writer
-	asJSON bool
+	format Format
 }
 
 // argCheck checks a command's arguments, and any flags that need it, before the client is
@@ -106,10 +106,10 @@ type argCheck func(cmd *cobra.Command, args []string) error
 // this order: the -o flag is checked, then check (when not nil) checks the arguments and
 // flags, then the client is made from the environment; only then does body run, with the
 // command's context.
-func (e *env) run(out *output, check argCheck,
+func (e *env) run(out *Output, check argCheck,
 	body func(ctx context.Context, c *Client, inv *invocation) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		asJSON, err := out.json()
+		format, err := out.Format()
 		if err != nil {
 			return err
 		}
@@ -122,7 +122,7 @@ func (e *env) run(out *output, check argCheck,
 		if err != nil {
 			return err
 		}
-		return body(cmd.Context(), c, &invocation{cmd: cmd, w: cmd.OutOrStdout(), asJSON: asJSON})
+		return body(cmd.Context(), c, &invocation{cmd: cmd, w: cmd.OutOrStdout(), format: format})
 	}
 }
 

@@ -305,7 +305,7 @@ func TestUsageErrors(t *testing.T) {
 		{"empty stdin", h.env, []string{"record", "create", "--type", "login", "--title", "T", "--field", "password=-"}, "standard input is empty"},
 		{"update bad field", h.env, []string{"record", "update", "x", "--field", "hunter2"}, "type[.label]=value"},
 		{"update nothing", h.env, []string{"record", "update", "x"}, "nothing to change"},
-		{"bad output", h.env, []string{"record", "list", "-o", "yaml"}, "use table or json"},
+		{"bad output", h.env, []string{"record", "list", "-o", "xml"}, "use table, json or yaml"},
 		{"get without uid", h.env, []string{"record", "get"}, "accepts 1 arg"},
 		{"list with args", h.env, []string{"record", "list", "extra"}, "unknown command"},
 		{"unknown flag", h.env, []string{"record", "get", "x", "--nope"}, "unknown flag"},

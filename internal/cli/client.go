@@ -129,6 +129,13 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
 }
 
+// ConnError is a request that got no answer from the server: it could not be reached, or the
+// connection failed before the whole answer came.
+type ConnError struct{ Err error }
+
+func (e *ConnError) Error() string { return e.Err.Error() }
+func (e *ConnError) Unwrap() error { return e.Err }
+
 // Client calls one team's part of the keyturn API.
 type Client struct {
 	cfg  Config
@@ -252,12 +259,12 @@ func (c *Client) exchange(ctx context.Context, method string, u *url.URL, body a
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is already in our message
 		}
-		return nil, nil, 0, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+		return nil, nil, 0, fmt.Errorf("%s %s: %w", method, u.Redacted(), &ConnError{err})
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("%s %s: read the answer: %w", method, u.Redacted(), err)
+		return nil, nil, 0, fmt.Errorf("%s %s: read the answer: %w", method, u.Redacted(), &ConnError{err})
 	}
 	if len(raw) > maxResponseBytes {
 		return nil, nil, 0, fmt.Errorf("%s %s: the answer is larger than %d bytes", method, u.Redacted(), maxResponseBytes)

@@ -12,6 +12,8 @@ const (
 	ExitOK       = 0
 	ExitFailed   = 1 // the operation failed; the message says why
 	ExitBadUsage = 2 // the command line is wrong
+
+	ExitInterrupted = 130 // interrupted (Ctrl-C) before it finished: 128 + SIGINT, as shells report it
 )
 
 // UsageError is an error in how a command was called.
@@ -19,6 +21,13 @@ type UsageError struct{ Err error }
 
 func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
+
+// InterruptedError is a command stopped by an interrupt (Ctrl-C) before it finished; what it
+// asked the server to do may go on there, and the message says how to follow it.
+type InterruptedError struct{ Err error }
+
+func (e InterruptedError) Error() string { return e.Err.Error() }
+func (e InterruptedError) Unwrap() error { return e.Err }
 
 // Usagef returns a UsageError with a formatted message.
 func Usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
@@ -36,6 +45,10 @@ func ExitCode(err error) int {
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Code == "ambiguous_title" {
 		return ExitBadUsage
+	}
+	var i InterruptedError
+	if errors.As(err, &i) {
+		return ExitInterrupted
 	}
 	return ExitFailed
 }

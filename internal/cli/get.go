@@ -12,7 +12,7 @@ import (
 
 func (e *env) getCommand() *cobra.Command {
 	var ref string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "get REF",
 		Short: "Print one value named by Keeper notation",
@@ -20,7 +20,7 @@ func (e *env) getCommand() *cobra.Command {
 keeper://UID/field/password, keeper://TITLE/custom_field/env or keeper://UID/field/host[0][hostName].
 
 A string value is printed as it is, followed by a newline; any other value as JSON.
-With -o json the API's answer {"value": ...} is printed.
+With -o json the API's answer {"value": ...} is printed; -o yaml prints it as YAML.
 ` + envHelp,
 		Example: `  PW="$(keyturn get keeper://3bX.../field/password)"`,
 		Args:    cobra.ExactArgs(1),
@@ -45,6 +45,6 @@ With -o json the API's answer {"value": ...} is printed.
 			})
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }

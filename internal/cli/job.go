@@ -12,7 +12,7 @@ import (
 
 func (e *env) jobCommand() *cobra.Command {
 	var id string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "job ROTATION_ID",
 		Short: "Show a rotation run: status, state, error, times and the scripts' exec log",
@@ -34,13 +34,13 @@ With -o json, the run as the API returns it.
 			return inv.writeRaw(raw, func(w io.Writer) error { return writeRun(w, run) })
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 // writeRun writes a rotation run and its exec log as text.
 func writeRun(w io.Writer, r Run) error {
-	tw := newTable(&trimWriter{w: w})
+	tw := newTable(w)
 	fmt.Fprintf(tw, "ID:\t%s\n", clean(r.ID))
 	fmt.Fprintf(tw, "Record:\t%s\n", clean(r.RecordUID))
 	fmt.Fprintf(tw, "Trigger:\t%s\n", clean(r.Trigger))

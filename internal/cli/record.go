@@ -51,7 +51,7 @@ func (e *env) recordCreate() *cobra.Command {
 	var in RecordInput
 	var fields, custom []string
 	var std, cus []fieldSpec // --field and --custom, parsed
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "create --type TYPE --title TITLE [--folder F] [--notes N] [--field type[.label]=value ...] [--custom label=value ...]",
 		Short: "Create a record",
@@ -86,19 +86,20 @@ general; a pamUser record needs a login field.
 	}
 	f := cmd.Flags()
 	f.StringVar(&in.Type, "type", "", "record type (required)")
+	completeFlag(cmd, "type", recordTypeValues...)
 	f.StringVar(&in.Title, "title", "", "record title (required)")
 	f.StringVar(&in.Folder, "folder", "", "folder path, such as Shared/Okta")
 	f.StringVar(&in.Notes, "notes", "", "notes")
 	f.StringArrayVar(&fields, "field", nil, "standard field type[.label]=value; value - reads standard input (repeatable)")
 	f.StringArrayVar(&custom, "custom", nil, "custom text field label=value; value - reads standard input (repeatable)")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordGet() *cobra.Command {
 	var reveal bool
 	var uid string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "get UID|TITLE [--reveal]",
 		Short: "Show a record with its fields",
@@ -116,13 +117,13 @@ With -o json the record is printed as the API returns it, values unmasked.
 		}),
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "show the values of password and secret fields")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordList() *cobra.Command {
 	var filter ListFilter
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "list [--type T] [--folder F] [--title T]",
 		Short: "List records (metadata only)",
@@ -145,9 +146,10 @@ With -o json: {"list": [...]} holding every page's records.
 	}
 	f := cmd.Flags()
 	f.StringVar(&filter.Type, "type", "", "only records of this type")
+	completeFlag(cmd, "type", recordTypeValues...)
 	f.StringVar(&filter.Folder, "folder", "", "only records in this folder")
 	f.StringVar(&filter.Title, "title", "", "only records with this title")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -156,7 +158,7 @@ func (e *env) recordUpdate() *cobra.Command {
 	var fields, custom []string
 	var uid string
 	var std, cus []fieldSpec // --field and --custom, parsed
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "update UID|TITLE [--title T] [--folder F] [--notes N] [--field type[.label]=value ...] [--custom label=value ...]",
 		Short: "Change a record",
@@ -217,13 +219,13 @@ it in between, nothing is saved and the command fails (exit code 1); run it agai
 	f.StringVar(&notes, "notes", "", "new notes (\"\" clears them)")
 	f.StringArrayVar(&fields, "field", nil, "set standard field type[.label]=value; value - reads standard input (repeatable)")
 	f.StringArrayVar(&custom, "custom", nil, "set custom field label=value; value - reads standard input (repeatable)")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordDelete() *cobra.Command {
 	var uid string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "delete UID|TITLE",
 		Short: "Delete a record and its password versions",
@@ -236,14 +238,14 @@ func (e *env) recordDelete() *cobra.Command {
 			return inv.write(map[string]any{"uid": uid, "deleted": true}, textf("deleted %s\n", uid))
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) recordHistory() *cobra.Command {
 	var reveal bool
 	var uid string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "history UID|TITLE [--reveal]",
 		Short: "List a record's password versions",
@@ -279,6 +281,6 @@ func (e *env) recordHistory() *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "show each version's value")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }

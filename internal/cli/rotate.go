@@ -36,6 +36,26 @@ type rotateOutcome struct {
 	Status     string    `json:"status"`
 	Error      *RunError `json:"error,omitempty"`
 	Run        *Run      `json:"run,omitempty"` // the run as last read, with --wait
+
+	lost *ConnError // why the server could not be asked how the run went, with --wait
+}
+
+// goOn says which rotations were left running in the server, and how to follow them, with
+// the verb for one rotation and for several.
+func goOn(outcomes []rotateOutcome, one, several string) string {
+	var ids []string
+	for _, o := range outcomes {
+		if o.RotationID != "" && (o.Run == nil || !o.Run.Terminal()) {
+			ids = append(ids, "keyturn job "+clean(o.RotationID))
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return "the server reported no rotation started that goes on"
+	case 1:
+		return "the rotation " + one + " in the server: follow it with " + ids[0]
+	}
+	return fmt.Sprintf("the %d rotations %s in the server: follow them with %s", len(ids), several, strings.Join(ids, ", "))
 }
 
 func (e *env) rotateCommand() *cobra.Command {
@@ -43,7 +63,7 @@ func (e *env) rotateCommand() *cobra.Command {
 	var wait bool
 	var timeout time.Duration
 	var names []string // the records named: UIDs or titles
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "rotate UID|TITLE ... [--folder F] [--wait] [--timeout 5m]",
 		Short: "Rotate the passwords of pamUser records now",
@@ -61,7 +81,10 @@ The table shows each record's rotation id and status, and why it failed; "keytur
 shows a rotation's exec log. With -o json: {"list": [{record_uid, rotation_id, status,
 error, run}]}.
 
-Exit code 1 when a rotation could not start, or, with --wait, did not succeed in time.
+Exit code 1 when a rotation could not start, or, with --wait, did not succeed in time. When
+the server cannot be reached while waiting, the command stops at once (exit code 1): the
+rotations may go on there. Interrupted while waiting (Ctrl-C), it stops waiting and exits with
+130: the rotations go on in the server, and the message says how to follow them.
 ` + envHelp,
 		Example: `  keyturn rotate 3bX... --wait
   keyturn rotate "Okta admin" "OPA admin"
@@ -105,6 +128,17 @@ Exit code 1 when a rotation could not start, or, with --wait, did not succeed in
 			if err := writeOutcomes(inv, outcomes); err != nil {
 				return err
 			}
+			if ctx.Err() != nil {
+				what := "interrupted"
+				if wait {
+					what += ": stopped waiting"
+				}
+				return InterruptedError{fmt.Errorf("%s; %s", what, goOn(outcomes, "goes on", "go on"))}
+			}
+			if lost := slices.IndexFunc(outcomes, func(o rotateOutcome) bool { return o.lost != nil }); lost >= 0 {
+				return fmt.Errorf("lost the connection to the server at %s while waiting: %w; %s",
+					c.cfg.Addr.Redacted(), outcomes[lost].lost, goOn(outcomes, "may go on", "may go on"))
+			}
 			failed := 0
 			for _, o := range outcomes {
 				if !o.ok(wait) {
@@ -125,7 +159,7 @@ Exit code 1 when a rotation could not start, or, with --wait, did not succeed in
 	f.StringVar(&folder, "folder", "", "rotate every pamUser record in or below this folder too")
 	f.BoolVar(&wait, "wait", false, "wait until each rotation has ended")
 	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits at most")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -294,6 +328,11 @@ func (e *env) waitRun(ctx context.Context, c *Client, sem chan struct{}, o *rota
 			}
 		case ctx.Err() != nil:
 			// the loop reports it
+		case errors.As(err, &o.lost):
+			// The server went away: asking again until --timeout would only hide that.
+			o.Error = &RunError{Code: "server_unreachable", Message: fmt.Sprintf(
+				"stopped waiting while %s: the server cannot be reached (%v); see keyturn job %s", o.Status, o.lost, o.RotationID)}
+			return
 		case !transient(err):
 			o.Error = errorOf(fmt.Errorf("read the rotation's status: %w", err))
 			return
@@ -308,15 +347,16 @@ func waitEnded(ctx context.Context, o *rotateOutcome, timeout time.Duration) *Ru
 		return &RunError{Code: "wait_timeout", Message: fmt.Sprintf("still %s after waiting %s; see keyturn job %s",
 			o.Status, timeout, o.RotationID)}
 	}
-	return &RunError{Code: "interrupted", Message: fmt.Sprintf("stopped waiting while %s; see keyturn job %s",
+	return &RunError{Code: "interrupted", Message: fmt.Sprintf("stopped waiting while %s; it goes on in the server: see keyturn job %s",
 		o.Status, o.RotationID)}
 }
 
-// transient reports whether a failed API call may succeed if tried again.
+// transient reports whether a failed API call may succeed if tried again: the server answered
+// that it is busy or failing. A server that cannot be reached is not waited for.
 func transient(err error) bool {
 	var ae *APIError
 	if !errors.As(err, &ae) {
-		return true // the network
+		return false
 	}
 	return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
 }

@@ -30,7 +30,7 @@ func (e *env) rotationSet() *cobra.Command {
 	var f setFlags
 	var uid string
 	var change rotationChange // what the flags change
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use: `set UID|TITLE [--method scripts_only|general] [--connector okta|opa|rest] [--schedule "CRON"|on-demand|default|JSON] [--tz ZONE] ` +
 			`[--window DURATION] [--pause|--resume] [--catch-up run_once|skip|default] [--next-run-at TIME] ` +
@@ -103,7 +103,11 @@ the API returns them). An empty value ("--connector ''") removes a setting.
 	fs.StringVar(&f.verifyWith, "verify-with", "", "a connector that verifies the new password: okta, opa or rest")
 	fs.BoolVar(&f.disable, "disable", false, "keep the settings but rotate no more")
 	fs.BoolVar(&f.enable, "enable", false, "rotate again after --disable")
-	addOutputFlag(cmd, &out)
+	completeFlag(cmd, "method", methodValues...)
+	completeFlag(cmd, "connector", connectorValues...)
+	completeFlag(cmd, "verify-with", connectorValues...)
+	completeFlag(cmd, "catch-up", rotation.CatchUpRunOnce, rotation.CatchUpSkip, "default")
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -324,7 +328,7 @@ func scheduleJSON(schedule, tz string, tzGiven bool) (json.RawMessage, error) {
 // rotationPause is rotation pause (pause) or rotation resume: a read-modify-write of paused.
 func (e *env) rotationPause(pause bool) *cobra.Command {
 	var uid string
-	var out output
+	var out Output
 	name, short, long := "resume", "Start a record's scheduled rotations again",
 		`Start a pamUser record's scheduled rotations again after "keyturn rotation pause": the next
 run is the schedule's next time from now. The other settings stay as they are. Then show the
@@ -358,13 +362,13 @@ settings (with -o json, as the API returns them).
 			})
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) rotationInfo() *cobra.Command {
 	var uid string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "info UID|TITLE",
 		Short: "Show a record's rotation settings and state",
@@ -383,13 +387,13 @@ the drift: its state, since when, and the message. With -o json, as the API retu
 			return inv.writeRaw(raw, func(w io.Writer) error { return writeRotation(w, uid, info, true) })
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) rotationList() *cobra.Command {
 	var filter RunFilter
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "list [--record UID] [--status S]",
 		Short: "List rotation runs, newest first",
@@ -416,13 +420,14 @@ With -o json: {"list": [...]} holding every page's runs.
 	f := cmd.Flags()
 	f.StringVar(&filter.RecordUID, "record", "", "only runs of this record")
 	f.StringVar(&filter.Status, "status", "", "only runs with this status")
-	addOutputFlag(cmd, &out)
+	completeFlag(cmd, "status", runStatusValues...)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 // writeRotation writes rotation settings as text, with the state when withState is set.
 func writeRotation(w io.Writer, uid string, info RotationInfo, withState bool) error {
-	tw := newTable(&trimWriter{w: w})
+	tw := newTable(w)
 	fmt.Fprintf(tw, "Record:\t%s\n", clean(uid))
 	fmt.Fprintf(tw, "Method:\t%s\n", clean(info.Method))
 	fmt.Fprintf(tw, "Connector:\t%s\n", orDash(info.Connector))

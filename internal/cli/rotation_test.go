@@ -278,7 +278,7 @@ func TestRotationSetAndInfo(t *testing.T) {
 	}
 	h.failCode(ExitFailed, "rotation", "info", "no-such-record")
 	h.failCode(ExitBadUsage, "rotation", "info")
-	h.failCode(ExitBadUsage, "rotation", "info", "-o", "yaml", "--", uid)
+	h.failCode(ExitBadUsage, "rotation", "info", "-o", "xml", "--", uid)
 }
 
 func TestScriptCommands(t *testing.T) {
@@ -336,7 +336,9 @@ func TestScriptCommands(t *testing.T) {
 	if !strings.Contains(out, "\n  \"") {
 		t.Errorf("params is not indented:\n%s", out)
 	}
-	if params["userRecordUid"] != uid || params["oldPassword"] != script.Masked || params["user"] != "okta.admin@example.com" {
+	// {stdin, params, records}: what the script reads, layer by layer
+	inner, _ := params["params"].(map[string]any)
+	if inner["userRecordUid"] != uid || inner["oldPassword"] != script.Masked || inner["user"] != "okta.admin@example.com" {
 		t.Errorf("params: %v", params)
 	}
 	if strings.Contains(out, pw1) {
@@ -347,7 +349,7 @@ func TestScriptCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &params); err != nil {
 		t.Fatal(err)
 	}
-	if params["oldPassword"] != pw1 || !strings.Contains(out, pw1) {
+	if inner, _ := params["params"].(map[string]any); inner["oldPassword"] != pw1 || !strings.Contains(out, pw1) {
 		t.Errorf("params --reveal does not show the password:\n%s", out)
 	}
 	if out2 := h.ok("", "script", "params", "-o", "json", "--", uid); !json.Valid([]byte(out2)) || strings.Contains(out2, pw1) {

@@ -259,7 +259,7 @@ func TestRotationSchedule(t *testing.T) {
 			t.Errorf("rotation %s without settings: %v", cmd, r.err)
 		}
 		h.failCode(ExitBadUsage, "rotation", cmd)
-		h.failCode(ExitBadUsage, "rotation", cmd, "-o", "yaml", "--", uid)
+		h.failCode(ExitBadUsage, "rotation", cmd, "-o", "xml", "--", uid)
 	}
 	h.failCode(ExitFailed, "rotation", "info", "--", fresh)
 }

@@ -28,7 +28,7 @@ func (e *env) scriptAdd() *cobra.Command {
 	var timeout time.Duration
 	var uid string
 	var in ScriptInput // the script, once read
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "add UID|TITLE --file F [--name N] [--credential UID ...] [--command PREFIX] [--timeout 120s]",
 		Short: "Attach a script to a record",
@@ -91,7 +91,7 @@ With -o json the script is printed as the API returns it (never its content).
 	f.StringArrayVar(&creds, "credential", nil, "UID of a record whose values the script receives too (repeatable)")
 	f.StringVar(&command, "command", "", "interpreter command the script runs with, such as \"pwsh -File\"")
 	f.DurationVar(&timeout, "timeout", 0, "how long the script may run (default the server's, 120s)")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -122,7 +122,7 @@ func readScript(stdin io.Reader, file string) ([]byte, error) {
 
 func (e *env) scriptList() *cobra.Command {
 	var uid string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "list UID|TITLE",
 		Short: "List a record's scripts in the order they run",
@@ -143,13 +143,13 @@ With -o json: the API's {"list": [...]}.
 				}))
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) scriptDelete() *cobra.Command {
 	var uid, id string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "delete UID|TITLE SCRIPT_ID",
 		Short: "Detach a script from a record",
@@ -171,19 +171,19 @@ With -o json: {"uid": UID, "script_id": SCRIPT_ID, "deleted": true}.
 				textf("deleted script %s of %s\n", clean(id), clean(uid)))
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) scriptParams() *cobra.Command {
 	var reveal bool
 	var uid string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "params UID|TITLE [--reveal]",
 		Short: "Show the parameters a pamUser record's scripts would receive",
-		Long: `Show, as JSON, what a pamUser record's scripts would read on standard input in a rotation
-now, layer by layer:
+		Long: `Show, as JSON (-o yaml: as YAML), what a pamUser record's scripts would read on standard
+input in a rotation now, layer by layer:
 
   stdin    the one line the script reads: base64 of params
   params   that line decoded: providerRecordUid, resourceRecordUid, userRecordUid,
@@ -202,17 +202,20 @@ by hand. The record needs rotation settings ("keyturn rotation set").
 			if err != nil {
 				return err
 			}
+			if inv.format == FormatYAML {
+				return writeRawYAML(inv.w, raw)
+			}
 			return writeRawJSON(inv.w, raw)
 		}),
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "show passwords and other secrets")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 // writeScript writes an attached script as text.
 func writeScript(w io.Writer, s ScriptInfo) error {
-	tw := newTable(&trimWriter{w: w})
+	tw := newTable(w)
 	fmt.Fprintf(tw, "ID:\t%s\n", clean(s.ID))
 	fmt.Fprintf(tw, "Record:\t%s\n", clean(s.RecordUID))
 	fmt.Fprintf(tw, "Name:\t%s\n", clean(s.Name))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -55,7 +56,7 @@ func nameTo(name *string) argCheck {
 
 func (e *env) userCreate() *cobra.Command {
 	var in UserInput
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "create NAME [--role R ...] [--folder F ...]",
 		Short: "Create a service user",
@@ -75,14 +76,15 @@ and show it (with -o json, the user as the API returns it).
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&in.Roles, "role", nil, "grant this role (repeatable)")
+	completeFlag(cmd, "role", roleValues()...)
 	f.StringArrayVar(&in.Folders, "folder", nil, "limit the roles to this folder prefix (repeatable; none: every folder)")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) userList() *cobra.Command {
 	var filter UserFilter
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "list [--contains S] [--starts-with S] [--status ACTIVE|DISABLED|DELETED]",
 		Short: "List service users",
@@ -105,13 +107,14 @@ With -o json: {"list": [...]} holding every page's users.
 	f.StringVar(&filter.Contains, "contains", "", "only users whose name contains this text")
 	f.StringVar(&filter.StartsWith, "starts-with", "", "only users whose name starts with this text")
 	f.StringVar(&filter.Status, "status", "", "only users with this status: ACTIVE, DISABLED or DELETED")
-	addOutputFlag(cmd, &out)
+	completeFlag(cmd, "status", userStatusValues...)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) userGet() *cobra.Command {
 	var name string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show a service user",
@@ -125,7 +128,7 @@ func (e *env) userGet() *cobra.Command {
 			return inv.writeRaw(raw, func(w io.Writer) error { return writeUser(w, u) })
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -135,7 +138,7 @@ func (e *env) userUpdate() *cobra.Command {
 	var noRoles, allFolders bool
 	var name string
 	var ch UserChange // what the flags change
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "update NAME [--status S] [--role R ... | --no-roles] [--folder F ... | --all-folders]",
 		Short: "Change a service user's status, roles or folders",
@@ -188,17 +191,19 @@ its folders.
 	}
 	f := cmd.Flags()
 	f.StringVar(&status, "status", "", "new status: ACTIVE, DISABLED or DELETED")
+	completeFlag(cmd, "status", userStatusValues...)
 	f.StringArrayVar(&roles, "role", nil, "a role the user is to have; together they replace its roles (repeatable)")
+	completeFlag(cmd, "role", roleValues()...)
 	f.BoolVar(&noRoles, "no-roles", false, "take every role away")
 	f.StringArrayVar(&folders, "folder", nil, "a folder prefix the roles are limited to; together they replace its folders (repeatable)")
 	f.BoolVar(&allFolders, "all-folders", false, "lift the folder limits: the roles apply to every folder")
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) keyRotate() *cobra.Command {
 	var name string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "rotate NAME",
 		Short: "Issue a new API key to a service user; its older keys expire soon",
@@ -209,43 +214,49 @@ func (e *env) keyRotate() *cobra.Command {
 
 The secret is shown this once and cannot be read again: store it now. Every older key of the
 user stops working %s later (use "key delete" to end one at once).
-With -o json the API's answer {id, secret, issued_at, expires_at, last_used} is printed.
+With -o json the API's answer {id, issued_at, expires_at, last_used, secret} is printed;
+expires_at is null for a key that does not expire.
 `, graceText) + envHelp,
 		Example: `  keyturn service-user key rotate rotator -o json > rotator-key.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: e.run(&out, nameTo(&name), func(ctx context.Context, c *Client, inv *invocation) error {
-			k, raw, err := c.RotateUserKey(ctx, name)
+			k, _, err := c.RotateUserKey(ctx, name)
 			if err != nil {
 				return err
 			}
-			return inv.writeRaw(raw, func(w io.Writer) error {
-				fmt.Fprintf(inv.cmd.ErrOrStderr(), "warning: the key secret is shown only once, store it now; older keys of %s expire in %s\n",
-					clean(name), graceText)
+			return inv.write(issuedKeyView(k), func(w io.Writer) error {
+				fmt.Fprintln(inv.cmd.ErrOrStderr(), "warning: the key secret is shown only once, store it now"+
+					olderKeysText(ctx, c, name, k))
 				_, err := fmt.Fprintf(w, "key_id: %s\nkey_secret: %s\n", clean(k.ID), clean(k.Secret))
 				return err
 			})
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) keyList() *cobra.Command {
 	var name string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "list NAME",
 		Short: "List a service user's API keys (never their secrets)",
 		Long: `List a service user's API keys: id, when issued, when they expire ("never" when they do
-not) and when last used ("-" when never). With -o json: the API's {"list": [...]}.
+not) and when last used ("-" when never). With -o json: the API's {"list": [...]}, expires_at
+null for a key that does not expire.
 ` + envHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: e.run(&out, nameTo(&name), func(ctx context.Context, c *Client, inv *invocation) error {
-			keys, raw, err := c.UserKeys(ctx, name)
+			keys, _, err := c.UserKeys(ctx, name)
 			if err != nil {
 				return err
 			}
-			return inv.writeRaw(raw, tableText("ID\tISSUED\tEXPIRES\tLAST_USED", keys, func(k Key) string {
+			views := make([]keyView, len(keys))
+			for i, k := range keys {
+				views[i] = newKeyView(k)
+			}
+			return inv.write(map[string][]keyView{"list": views}, tableText("ID\tISSUED\tEXPIRES\tLAST_USED", keys, func(k Key) string {
 				expires := "never"
 				if !k.ExpiresAt.IsZero() {
 					expires = timeText(k.ExpiresAt)
@@ -258,13 +269,13 @@ not) and when last used ("-" when never). With -o json: the API's {"list": [...]
 			}))
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
 }
 
 func (e *env) keyDelete() *cobra.Command {
 	var name, keyID string
-	var out output
+	var out Output
 	cmd := &cobra.Command{
 		Use:   "delete NAME KEY_ID",
 		Short: "Delete a service user's API key; tokens minted from it stop working at once",
@@ -286,8 +297,56 @@ once. With -o json: {"name": NAME, "key_id": KEY_ID, "deleted": true}.
 				textf("deleted key %s of %s\n", clean(keyID), clean(name)))
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	AddOutputFlag(cmd, &out)
 	return cmd
+}
+
+// keyView is an API key as -o json and yaml show it: as the API answers, but with expires_at
+// null for a key that does not expire, where the API mirrors OPA's zero time
+// (0001-01-01T00:00:00Z), as the table shows "never".
+type keyView struct {
+	ID        string     `json:"id"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	LastUsed  *time.Time `json:"last_used"`
+	Secret    string     `json:"secret,omitempty"` // only of a key just issued
+}
+
+func newKeyView(k Key) keyView {
+	v := keyView{ID: k.ID, IssuedAt: k.IssuedAt, LastUsed: k.LastUsed}
+	if !k.ExpiresAt.IsZero() {
+		v.ExpiresAt = &k.ExpiresAt
+	}
+	return v
+}
+
+func issuedKeyView(k IssuedKey) keyView {
+	v := newKeyView(k.Key)
+	v.Secret = k.Secret
+	return v
+}
+
+// olderKeysText says, after a key rotation, when the service user's older keys stop working:
+// "" when it has none that still work (other than the key just issued), and a hedged text
+// when its keys cannot be listed.
+func olderKeysText(ctx context.Context, c *Client, name string, issued IssuedKey) string {
+	keys, _, err := c.UserKeys(ctx, name)
+	if err != nil {
+		return fmt.Sprintf("; older keys of %s, if any, expire in %s", clean(name), graceText)
+	}
+	n := 0
+	for _, k := range keys {
+		if k.ID != issued.ID && (k.ExpiresAt.IsZero() || k.ExpiresAt.After(issued.IssuedAt)) {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("; the older key of %s expires in %s", clean(name), graceText)
+	}
+	return fmt.Sprintf("; the %d older keys of %s expire in %s", n, clean(name), graceText)
 }
 
 // graceText is how long older keys keep working after a rotation, as the server's auth
@@ -321,7 +380,7 @@ func foldersText(folders []string) string {
 
 // writeUser writes a service user as text.
 func writeUser(w io.Writer, u User) error {
-	tw := newTable(&trimWriter{w: w})
+	tw := newTable(w)
 	fmt.Fprintf(tw, "Name:\t%s\n", clean(u.Name))
 	fmt.Fprintf(tw, "ID:\t%s\n", clean(u.ID))
 	fmt.Fprintf(tw, "Team:\t%s\n", clean(u.TeamName))
