@@ -236,7 +236,13 @@ func TestConfigurationReference(t *testing.T) {
 
 	// Every flag of every command, in that command's section, in a table row of its own.
 	var server *cobra.Command
-	for _, c := range commandTree() {
+	tree := commandTree()
+	for documented := range doc.sections {
+		if !slices.ContainsFunc(tree, func(c *cobra.Command) bool { return c.CommandPath() == documented }) {
+			t.Errorf("%s: section `%s` documents no command", configReference, documented)
+		}
+	}
+	for _, c := range tree {
 		path := c.CommandPath()
 		if path == "keyturn server" {
 			server = c
