@@ -243,7 +243,14 @@ func TestSystemdUnits(t *testing.T) {
 		for _, c := range u.words("CapabilityBoundingSet") {
 			caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
 		}
-		cmd := exec.Command("setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set="+strings.Join(caps, ","), os.Args[0])
+		// Under strace, to list the system calls it makes, which the unit's filter must allow.
+		strace, err := exec.LookPath("strace")
+		if err != nil {
+			t.Fatalf("strace is needed to check the unit's system call filter (Debian: apt-get install strace; .ci/run installs it): %v", err)
+		}
+		calls := filepath.Join(t.TempDir(), "strace")
+		cmd := exec.Command(strace, "-f", "-c", "-o", calls,
+			"setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set="+strings.Join(caps, ","), os.Args[0])
 		cmd.Env = append(os.Environ(), childEnv+"=1")
 		out, err := cmd.Output()
 		if err != nil {
@@ -265,6 +272,14 @@ func TestSystemdUnits(t *testing.T) {
 				t.Errorf("a sandboxed script under %s: %s %q, want %q\n%s", u.path, k, status[k], v, out)
 			}
 		}
+		allowed := allowedSyscalls(t, u)
+		used := tracedSyscalls(t, calls)
+		for _, call := range used {
+			if !allowed[call] {
+				t.Errorf("%s: SystemCallFilter refuses %s, which the script sandbox calls", u.path, call)
+			}
+		}
+		t.Logf("the sandbox made %d kinds of system call", len(used))
 	})
 
 	t.Run("keyturn-noscripts.service", func(t *testing.T) {
@@ -288,4 +303,79 @@ func TestSystemdUnits(t *testing.T) {
 			t.Errorf("%s: ReadWritePaths=%v does not hold the data directory %s", u.path, u.words("ReadWritePaths"), cfg.Data)
 		}
 	})
+}
+
+// allowedSyscalls resolves a unit's SystemCallFilter lines (allow-lists and ~deny-lists, with
+// @groups) into the system calls it lets through, with systemd's own group tables.
+func allowedSyscalls(t *testing.T, u unit) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("systemd-analyze", "syscall-filter", "--no-pager").Output()
+	if err != nil {
+		t.Fatalf("systemd-analyze syscall-filter: %v", err)
+	}
+	groups := map[string][]string{}
+	group := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		switch f := strings.TrimSpace(line); {
+		case strings.HasPrefix(line, "@"):
+			group = f
+		case f == "" || strings.HasPrefix(f, "#") || group == "":
+		default:
+			groups[group] = append(groups[group], f)
+		}
+	}
+	var expand func(name string, into map[string]bool, depth int)
+	expand = func(name string, into map[string]bool, depth int) {
+		if !strings.HasPrefix(name, "@") {
+			into[name] = true
+			return
+		}
+		members, ok := groups[name]
+		if !ok || depth > 10 {
+			t.Fatalf("%s: SystemCallFilter names %s, which systemd-analyze does not know", u.path, name)
+		}
+		for _, m := range members {
+			expand(m, into, depth+1)
+		}
+	}
+	allowed := map[string]bool{}
+	for _, line := range u.sections["Service"]["SystemCallFilter"] {
+		deny := strings.HasPrefix(line, "~")
+		set := map[string]bool{}
+		for _, name := range strings.Fields(strings.TrimPrefix(line, "~")) {
+			expand(name, set, 0)
+		}
+		for call := range set {
+			if deny {
+				delete(allowed, call)
+			} else {
+				allowed[call] = true
+			}
+		}
+	}
+	if len(allowed) == 0 {
+		t.Fatalf("%s: no SystemCallFilter allow-list", u.path)
+	}
+	return allowed
+}
+
+// tracedSyscalls reads the system calls an strace -c summary counts.
+func tracedSyscalls(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] == "%" || strings.HasPrefix(f[0], "-") || f[len(f)-1] == "total" {
+			continue
+		}
+		calls = append(calls, f[len(f)-1])
+	}
+	if len(calls) < 20 {
+		t.Fatalf("strace counted %d system calls: cannot read %s\n%s", len(calls), path, b)
+	}
+	return calls
 }
