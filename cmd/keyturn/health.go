@@ -61,16 +61,16 @@ names it holds. It sends no credential.`,
 			if err != nil {
 				return cli.UsageError{Err: err}
 			}
-			client := &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			}}
+			// Straight to the server: no proxy from the environment, no redirect followed.
+			tr := &http.Transport{Proxy: nil}
 			if certFile != "" {
-				tlsConfig, err := pinnedTLS(certFile)
-				if err != nil {
+				if tr.TLSClientConfig, err = pinnedTLS(certFile); err != nil {
 					return err
 				}
-				client.Transport = &http.Transport{TLSClientConfig: tlsConfig}
 			}
+			client := &http.Client{Timeout: timeout, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			}}
 			if err := probe(cmd.Context(), client, url); err != nil {
 				return err
 			}
