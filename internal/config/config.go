@@ -129,6 +129,16 @@ var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_tt
 	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir", "script_user", "allow_unsandboxed_scripts", "disable_scripts", "target_rate", "target_burst",
 	"schedule_min_interval", "schedule_catch_up", "heartbeat_interval", "tls_cert_file", "tls_key_file", "insecure_no_tls"}
 
+// EnvVars returns the names of the environment variables the server reads, such as
+// KEYTURN_DATA, in the order of the configuration's keys.
+func EnvVars() []string {
+	names := make([]string, len(envKeys))
+	for i, key := range envKeys {
+		names[i] = "KEYTURN_" + strings.ToUpper(key)
+	}
+	return names
+}
+
 // AddFlags defines the server's flags on fs, with the defaults as their values.
 func AddFlags(fs *pflag.FlagSet) {
 	d := Defaults()
