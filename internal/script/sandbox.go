@@ -145,21 +145,68 @@ func lookTool(name string) (string, error) {
 	return "", fmt.Errorf("%s not found in /usr/bin, /bin, /usr/sbin or /sbin", name)
 }
 
-// Check runs a script that does nothing in the sandbox, to show that this machine can make
-// one (namespaces allowed, tools working).
+// Check runs a script in the sandbox, to show that this machine can make one (namespaces
+// allowed, tools working) and that the script really runs without privileges: as the script
+// user, with no groups, no capabilities and no_new_privs. setpriv cannot empty the bounding
+// set without CAP_SETPCAP, and says nothing about it, so the check asks the kernel.
 func (r *Runner) Check(ctx context.Context) error {
 	if r.sb.Mode == Disabled {
 		return nil
 	}
-	res, err := r.Run(ctx, Script{Name: "check.sh", Content: []byte("#!/bin/sh\nexit 0\n")}, secret.Secret{}, nil)
+	res, err := r.Run(ctx, Script{Name: "check.sh", Content: []byte(privilegeProbe)}, secret.Secret{}, nil)
 	if err != nil {
 		return fmt.Errorf("script sandbox check: %w", err)
 	}
 	if res.ReturnCode != 0 {
 		return fmt.Errorf("script sandbox check: exit %d: %s", res.ReturnCode, strings.TrimSpace(res.Stderr))
 	}
+	if r.sb.Mode != Sandboxed {
+		return nil
+	}
+	if err := r.sb.unprivileged(res.Stdout); err != nil {
+		return fmt.Errorf("script sandbox check: %w", err)
+	}
 	return nil
 }
+
+// privilegeProbe prints what the kernel says of the script's identity and privileges.
+const privilegeProbe = "#!/bin/sh\ngrep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status\n"
+
+// unprivileged checks the /proc/self/status lines of privilegeProbe against the sandbox's
+// promise, naming each line that breaks it.
+func (sb Sandbox) unprivileged(status string) error {
+	got := map[string]string{}
+	for _, line := range strings.Split(status, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			got[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	uid, gid := strconv.Itoa(sb.UID), strconv.Itoa(sb.GID)
+	want := []struct{ key, value, meaning string }{
+		{"Uid", strings.Repeat(uid+" ", 3) + uid, "runs as script_user"},
+		{"Gid", strings.Repeat(gid+" ", 3) + gid, "runs with script_user's group"},
+		{"Groups", "", "has no supplementary groups"},
+		{"CapInh", zeroCaps, "inherits no capabilities"},
+		{"CapPrm", zeroCaps, "has no permitted capabilities"},
+		{"CapEff", zeroCaps, "has no effective capabilities"},
+		{"CapBnd", zeroCaps, "has an empty capability bounding set (setpriv needs CAP_SETPCAP to empty it)"},
+		{"CapAmb", zeroCaps, "has no ambient capabilities"},
+		{"NoNewPrivs", "1", "has no_new_privs set"},
+	}
+	var broken []string
+	for _, w := range want {
+		if v, ok := got[w.key]; !ok || v != w.value {
+			broken = append(broken, fmt.Sprintf("a script must be sure it %s, but %s is %q", w.meaning, w.key, v))
+		}
+	}
+	if len(broken) > 0 {
+		return fmt.Errorf("scripts would run with privileges: %s", strings.Join(broken, "; "))
+	}
+	return nil
+}
+
+// zeroCaps is an empty capability set as /proc/self/status shows it.
+const zeroCaps = "0000000000000000"
 
 // command builds the command that runs argv in the runner's mode. file is the script file's
 // path on the host (Unsandboxed) or inside the sandbox (Sandboxed).

@@ -23,6 +23,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv("KEYTURN_SCRIPT_SERVER") != "" {
 		os.Exit(scriptServer())
 	}
+	if os.Getenv("KEYTURN_SCRIPT_CHOOSE") != "" {
+		_, _, err := script.Choose(context.Background(), "nobody", false, false)
+		fmt.Println(err)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -271,5 +276,31 @@ func TestLeftDirectoriesRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(tmp, dead)); !os.IsNotExist(err) {
 		t.Errorf("the dead server's %s is still there: %v", dead, err)
+	}
+}
+
+// TestCheckRefusesAPrivilegedSandbox starts a server whose capability bounding set lacks
+// CAP_SETPCAP (as a careless systemd unit or container would): setpriv then cannot empty the
+// script's bounding set and does not say so. The server must refuse to run scripts rather than
+// run them with capabilities left; the same server with every capability gets its sandbox.
+func TestCheckRefusesAPrivilegedSandbox(t *testing.T) {
+	choose := func(prefix ...string) string {
+		argv := append(prefix, os.Args[0], "-test.run=^$")
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), "KEYTURN_SCRIPT_CHOOSE=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", argv, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := choose(); got != "<nil>" {
+		t.Fatalf("as root with every capability, Choose: %s", got)
+	}
+	got := choose("setpriv", "--bounding-set=-setpcap", "--inh-caps=-setpcap")
+	for _, want := range []string{"PAM scripts cannot be sandboxed", "scripts would run with privileges", "CapBnd"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("without CAP_SETPCAP, Choose says %q; want it to refuse, with %q", got, want)
+		}
 	}
 }
