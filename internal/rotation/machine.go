@@ -201,7 +201,7 @@ func (j *job) saveCandidate(ctx context.Context) error {
 			j.run.EffectStarted = j.verifier != nil
 			return nil
 		})
-		if fe, ok := fault.As(err); !ok || fe.Code != "stale_version" || try >= 5 {
+		if !errors.Is(err, vault.ErrStaleVersion) || try >= 5 {
 			break
 		}
 	}
@@ -525,7 +525,7 @@ func (j *job) commitCandidate(ctx context.Context) error {
 				j.e.opt.Failpoint("state:" + StateCommitted)
 			}
 		}
-		if fe, ok := fault.As(err); ok && fe.Code == "stale_revision" && try < 5 {
+		if errors.Is(err, vault.ErrStaleRevision) && try < 5 {
 			continue
 		}
 		return err
@@ -665,7 +665,7 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 				res.Stderr = msg
 			}
 			failure = &scriptFailure{name: res.Name, code: code, msg: msg, first: i == 0,
-				notStarted: code == "script_start_failed" || code == "scripts_disabled"}
+				notStarted: errors.Is(runErr, script.ErrNotStarted) || errors.Is(runErr, script.ErrDisabled)}
 		case res.ReturnCode != 0:
 			failure = &scriptFailure{name: res.Name, code: "script_failed",
 				msg: fmt.Sprintf("script %s exited with code %d", res.Name, res.ReturnCode)}

@@ -22,6 +22,9 @@ import (
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
+// ErrNotConfigured: the record has no rotation settings yet.
+var ErrNotConfigured = fault.NewSentinel(fault.Conflict, "not_configured")
+
 // Record types that may carry scripts, and those a resource may be.
 var (
 	scriptRecordTypes   = []string{"pamUser", "pamMachine", "pamDatabase", "pamDirectory", "pamConfiguration"}
@@ -61,7 +64,7 @@ func (e *Engine) settings(ctx context.Context, r store.Reader, teamID int64, uid
 func (e *Engine) settingsRow(ctx context.Context, r store.Reader, teamID int64, uid string) (Settings, store.RotationSettings, error) {
 	row, err := r.RotationSettings(ctx, teamID, uid)
 	if errors.Is(err, store.ErrNotFound) {
-		return Settings{}, row, fault.New(fault.Conflict, "not_configured",
+		return Settings{}, row, ErrNotConfigured.New(
 			"record %s has no rotation settings: set them with PUT …/records/%s/rotation first", uid, uid)
 	}
 	if err != nil {
@@ -126,10 +129,10 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 		switch {
 		case expected == 0: // an unconditional write
 		case old == nil:
-			return fault.New(fault.Conflict, "stale_revision",
+			return vault.ErrStaleRevision.New(
 				"record %s has no rotation settings, so not revision %d: read them again and reapply your change", uid, expected)
 		case old.Revision != expected:
-			return fault.New(fault.Conflict, "stale_revision",
+			return vault.ErrStaleRevision.New(
 				"the rotation settings of record %s are at revision %d, not %d: read them again and reapply your change",
 				uid, old.Revision, expected)
 		}
@@ -185,7 +188,7 @@ func (e *Engine) Info(ctx context.Context, scope vault.Scope, uid string) (Info,
 	}
 	s, err := e.settings(ctx, e.db.Reader, scope.TeamID, uid)
 	if err != nil {
-		if fe, ok := fault.As(err); ok && fe.Code == "not_configured" {
+		if errors.Is(err, ErrNotConfigured) {
 			return Info{}, fault.NotFoundf("record %s has no rotation settings", uid)
 		}
 		return Info{}, err

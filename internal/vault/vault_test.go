@@ -188,8 +188,8 @@ func TestStaleRevisionChangesNothing(t *testing.T) {
 	stale.Title = "changed"
 	stale.Fields = []vault.Field{rec.Fields[0], {Type: "password", Value: []json.RawMessage{str("three")}}}
 	_, err = f.v.Update(ctx, f.scope, stale)
-	if fe, ok := fault.As(err); !ok || fe.Kind != fault.Conflict || fe.Code != "stale_revision" {
-		t.Fatalf("stale update: %v", err)
+	if fe, ok := fault.As(err); !errors.Is(err, vault.ErrStaleRevision) || !ok || fe.Kind != fault.Conflict || fe.Code != "stale_revision" {
+		t.Fatalf("stale update: %v, want vault.ErrStaleRevision, a 409 stale_revision", err)
 	}
 	got, err := f.v.Get(ctx, f.scope, rec.UID)
 	if err != nil {
@@ -367,7 +367,7 @@ func TestPreparedPendingVersion(t *testing.T) {
 	}
 	if _, _, err := apply(stale); func() bool {
 		fe, ok := fault.As(err)
-		return !ok || fe.Kind != fault.Conflict || fe.Code != "stale_version"
+		return !errors.Is(err, vault.ErrStaleVersion) || !ok || fe.Kind != fault.Conflict || fe.Code != "stale_version"
 	}() {
 		t.Fatalf("a version sealed for a number taken since: %v, want a stale_version conflict", err)
 	}
