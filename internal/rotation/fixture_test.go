@@ -302,6 +302,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	if o.engine.BackoffBase == 0 {
 		o.engine.BackoffBase = time.Millisecond
 	}
+	var machine machineLog // every test's transitions and failpoints are checked against the machine
+	machine.record(&o.engine)
+	t.Cleanup(func() { machine.check(t) }) // after the engine stopped (cleanups run last first)
 	conns := map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}}
 	maps.Copy(conns, o.connectors)
 	f.engine = rotation.New(dv.DB, f.vault, audit.New(dv.DB, dv.Keys),
