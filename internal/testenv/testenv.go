@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
-	"github.com/keyturn/keyturn/internal/server"
 )
 
 // Clock is a settable clock: real time plus an offset that tests advance.
@@ -45,7 +45,7 @@ func (c *Clock) Advance(d time.Duration) {
 type Env struct {
 	Clock    *Clock // the clock of the auth service
 	Auth     *auth.Service
-	Services *server.Server
+	Services *app.App
 	Dir      string
 	Server   *httptest.Server
 	Vault    *datadir.Vault
@@ -69,7 +69,7 @@ func Start(tb testing.TB) *Env {
 		tb.Fatal(err)
 	}
 	clock := &Clock{}
-	svc := server.New(v, server.Options{Auth: auth.Options{Now: clock.Now},
+	svc := app.New(v, app.Options{Auth: auth.Options{Now: clock.Now},
 		Rotation: rotation.Options{BackoffBase: time.Millisecond}, Scripts: script.Options{TempDir: tb.TempDir()}})
 	if err := svc.Start(ctx); err != nil {
 		tb.Fatal(err)
