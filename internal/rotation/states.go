@@ -12,16 +12,19 @@ import (
 // The engine takes no edge this table does not declare (see job.enter, job.commitTo and
 // job.finish): an undeclared one ends the run needs_attention instead.
 //
-// The happy path, and what a crash at each point leaves:
+// The happy paths (Machine has every edge, failures included, and says for each state what
+// a crash in it leaves):
 //
 //	queued ──► running ──► pending_saved ──► target_changed ──► verified ──► committed ──► scripts_done ──► succeeded
-//	                 └──────(the target issues the credential)──┘       └──(no post-rotation scripts)──► succeeded
+//	                 └──(the target issues the credential)──┘             └──(no post-rotation scripts)──► succeeded
 //
 // The promise behind it: every password that may be live on the target is in the vault
-// (current or pending) before anything can put it there. So the candidate is stored as
-// pending (pending_saved), and that the target may change from now on (the run's
-// effect_started flag) is stored, before the target is touched; a run resumed with that flag
-// set asks the target which password it accepts before deciding anything.
+// (current or pending). So the candidate is stored as pending (pending_saved), and that the
+// target may change from now on (the run's effect_started flag) is stored, before the target
+// is touched; a run resumed with that flag set asks the target which password it accepts
+// before deciding anything. A target that issues the credential itself (an OPA key) keeps
+// the old one working until the run retires it, so its new credential is saved as pending
+// with target_changed, right after the issue call.
 
 // State is where a run is in the rotation state machine.
 type State string
