@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/connector/okta"
 	"github.com/keyturn/keyturn/internal/connector/opa"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/emulator"
 	"github.com/keyturn/keyturn/internal/rotation"
-	"github.com/keyturn/keyturn/internal/server"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -69,7 +69,7 @@ func TestFaultInjection(t *testing.T) {
 	// A timed-out call gives up after a second (a hung request is the emulator's timeout).
 	client := connector.NewHTTPClient()
 	client.Timeout = time.Second
-	svc := server.New(dv, server.Options{
+	svc := app.New(dv, app.Options{
 		Rotation: rotation.Options{Workers: callers, HeartbeatInterval: -1, TargetRate: -1, Tick: -1,
 			BackoffBase: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond},
 		Connectors: map[string]connector.Connector{"okta": okta.New(okta.Options{Client: client}), "opa": opa.New(client)}})

@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/secret"
-	"github.com/keyturn/keyturn/internal/server"
 	"github.com/keyturn/keyturn/internal/store"
 	"github.com/keyturn/keyturn/internal/vault"
 )
@@ -50,7 +50,7 @@ func benchServer(dir string) int {
 		workers = n
 	}
 	// The no-op target has no capacity to protect: no per-target rate limit.
-	svc := server.New(dv, server.Options{Rotation: rotation.Options{Workers: workers, HeartbeatInterval: -1, TargetRate: -1},
+	svc := app.New(dv, app.Options{Rotation: rotation.Options{Workers: workers, HeartbeatInterval: -1, TargetRate: -1},
 		Connectors: map[string]connector.Connector{"rest": noopTarget{}}})
 	if err := svc.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -107,7 +107,7 @@ func BenchmarkScheduler1M(b *testing.B) {
 	team, _ := dv.DB.TeamByName(ctx, "acme")
 	scope := vault.Scope{TeamID: team.ID}
 	v := vault.New(dv.DB, dv.Keys, nil)
-	svc := server.New(dv, server.Options{Rotation: rotation.Options{Tick: -1, HeartbeatInterval: -1},
+	svc := app.New(dv, app.Options{Rotation: rotation.Options{Tick: -1, HeartbeatInterval: -1},
 		Connectors: map[string]connector.Connector{"rest": noopTarget{}}})
 	target, err := v.Create(ctx, scope, vault.Record{Type: "login", Title: "no-op target"})
 	if err != nil {

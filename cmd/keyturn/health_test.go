@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyturn/keyturn/internal/testenv/tlscert"
 )
 
 // TestHealthProbesTheLocalServer runs keyturn health against a server serving https: ready
@@ -13,8 +15,8 @@ import (
 func TestHealthProbesTheLocalServer(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	initVault(t, dir)
-	certFile, keyFile := selfSigned(t, t.TempDir())
-	otherCert, _ := selfSigned(t, t.TempDir())
+	certFile, keyFile := tlscert.WriteFiles(t, t.TempDir())
+	otherCert, _ := tlscert.WriteFiles(t, t.TempDir())
 	srv := startServer(t, "--data", dir, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
 
 	if code, out, errOut := keyturn(t, "health", "--listen", srv.addr, "--tls-cert-file", certFile); code != 0 || out != "ready\n" {

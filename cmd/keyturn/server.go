@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/audit/sink"
 	"github.com/keyturn/keyturn/internal/auth"
@@ -23,7 +24,6 @@ import (
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/secret"
-	services "github.com/keyturn/keyturn/internal/server"
 )
 
 func newServerCommand() *cobra.Command {
@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	if err != nil {
 		return err
 	}
-	svc := services.New(v, services.Options{
+	svc := app.New(v, app.Options{
 		Auth:       auth.Options{TokenTTL: cfg.TokenTTL},
 		AuditSinks: sinks,
 		Rotation: rotation.Options{Workers: cfg.RotationWorkers, Attempts: cfg.RotationAttempts,

@@ -4,13 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/keyturn/keyturn/internal/audit"
-	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/testenv/testdb"
 )
 
 func TestChainDetectsTampering(t *testing.T) {
@@ -21,19 +19,9 @@ func TestChainDetectsTampering(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			path := filepath.Join(t.TempDir(), "keyturn.db")
-			db, err := store.OpenSQLite(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if err := db.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			keys, _, _ := keyring.New(keyring.KeyFile(keyring.NewKeyFileContent()), keyring.KDFParams{})
-			var team store.Team
-			_ = db.Tx(ctx, func(tx *store.Tx) error { team, err = tx.CreateTeam(ctx, "acme", time.Now()); return err })
-			log := audit.New(db, keys)
+			db, path := testdb.Open(t)
+			team := testdb.Team(t, db, "acme")
+			log := audit.New(db, testdb.Keys(t))
 			for i, status := range []string{"succeeded", "failed", "needs_attention", "succeeded"} {
 				if err := db.Tx(ctx, func(tx *store.Tx) error {
 					return log.Append(ctx, tx, team.ID, audit.Event{Type: audit.RotationOnDemandOK, Actor: "test",

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyturn/keyturn/internal/audit"
-	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/testenv/testdb"
 )
 
 // memorySink keeps what it is sent; it refuses the first failures sends, and with keepFailed
@@ -59,22 +58,8 @@ type trail struct {
 
 func newTrail(t *testing.T) *trail {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "keyturn.db")
-	db, err := store.OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	keys, _, _ := keyring.New(keyring.KeyFile(keyring.NewKeyFileContent()), keyring.KDFParams{})
-	tr := &trail{db: db, log: audit.New(db, keys), path: path}
-	if err := db.Tx(ctx, func(tx *store.Tx) error { tr.team, err = tx.CreateTeam(ctx, "acme", time.Now()); return err }); err != nil {
-		t.Fatal(err)
-	}
-	return tr
+	db, path := testdb.Open(t)
+	return &trail{db: db, log: audit.New(db, testdb.Keys(t)), path: path, team: testdb.Team(t, db, "acme")}
 }
 
 // add appends n events, one transaction each.

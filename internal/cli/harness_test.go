@@ -14,10 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/script"
-	"github.com/keyturn/keyturn/internal/server"
 )
 
 // harness is a real keyturn API over a temporary data directory, and the environment the
@@ -45,7 +45,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, creds: creds}
-	svc := server.New(v, server.Options{Scripts: script.Options{TempDir: t.TempDir()}})
+	svc := app.New(v, app.Options{Scripts: script.Options{TempDir: t.TempDir()}})
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,8 @@ type Error struct {
 	Err     error // the underlying cause, for logs; may be nil
 
 	RetryAfter time.Duration // for RateLimited: when the caller may try again
+
+	sentinel *Sentinel // the class it was made from (Sentinel.New), for errors.Is
 }
 
 func (e *Error) Error() string {
@@ -44,6 +46,32 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether target is the Sentinel e was made from, so that errors.Is(err, pkg.ErrX)
+// holds for every error made by pkg.ErrX.New.
+func (e *Error) Is(target error) bool { return e.sentinel != nil && target == error(e.sentinel) }
+
+// Sentinel is a class of error that callers branch on with errors.Is, never by comparing
+// codes. It fixes the kind and code its errors show, so a sentinel maps to its API code where
+// it is declared, and its kind to an HTTP status or exit code where every kind does.
+type Sentinel struct {
+	kind Kind
+	code string
+}
+
+// NewSentinel returns a class of errors of the given kind and code.
+func NewSentinel(kind Kind, code string) *Sentinel { return &Sentinel{kind: kind, code: code} }
+
+func (s *Sentinel) Error() string { return s.code }
+
+// Code is the stable code the sentinel's errors show.
+func (s *Sentinel) Code() string { return s.code }
+
+// New returns an Error of the sentinel's kind and code with a formatted message (safe to show:
+// never a secret); errors.Is(err, s) holds for it and for any error wrapping it.
+func (s *Sentinel) New(format string, args ...any) *Error {
+	return &Error{Kind: s.kind, Code: s.code, Message: fmt.Sprintf(format, args...), sentinel: s}
+}
 
 // New returns an Error of the given kind and code with a formatted message.
 func New(kind Kind, code, format string, args ...any) *Error {

@@ -28,9 +28,12 @@ type Options struct {
 	Attempts    int               // tries of a transient failure before giving up (5)
 	BackoffBase time.Duration     // first retry delay, doubled each time (1 s)
 	BackoffMax  time.Duration     // cap of the retry delay (5 min)
-	Failpoint   func(name string) // called after each committed state and each side effect; for crash tests
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Failpoint   func(name string) // called at each point Failpoints lists; for crash tests
+	// OnTransition is called for every state change of a run, including one the machine does
+	// not declare and the engine refused; for tests.
+	OnTransition func(Transition)
+	Logger       *slog.Logger
+	Now          func() time.Time
 
 	MinInterval       time.Duration // shortest gap a schedule may have between runs (1 h)
 	CatchUp           string        // what to do with occurrences missed while down: run_once (default) or skip
@@ -81,6 +84,9 @@ func (o *Options) defaults() {
 	}
 	if o.Failpoint == nil {
 		o.Failpoint = func(string) {}
+	}
+	if o.OnTransition == nil {
+		o.OnTransition = func(Transition) {}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -215,28 +221,36 @@ func (e *Engine) guard(where string, fn func() error) (err error) {
 }
 
 // recoverRun settles a run whose execution panicked: the panic is logged and counted, and the
-// run ends needs_attention from its last committed state, both passwords kept as they are
-// (the candidate, if saved, stays pending), so that one bad run cannot take the server down
-// and the others go on.
+// run is handed over (see handOver), so that one bad run cannot take the server down and the
+// others go on.
 func (e *Engine) recoverRun(ctx context.Context, id string, p any) error {
 	e.logPanic("run", p, "run", id)
+	return e.handOver(ctx, id, CodeInternalPanic, "the rotation stopped on an internal error (see the server log)", fmt.Errorf("panic: %v", p))
+}
+
+// handOver ends a run needs_attention from its last committed state, both passwords kept as
+// they are (the candidate, if saved, stays pending): what the job held in memory is not
+// trusted. cause is logged; msg is what the run shows.
+func (e *Engine) handOver(ctx context.Context, id, code, msg string, cause error) error {
+	if code != CodeInternalPanic {
+		e.opt.Logger.Error("rotation run handed over", "run", id, "code", code, "err", cause)
+	}
 	ctx = context.WithoutCancel(ctx)
 	run, err := e.db.RunByID(ctx, id)
 	if err != nil {
-		return fmt.Errorf("rotation %s panicked, and its run cannot be read: %w", id, err)
+		return fmt.Errorf("rotation %s stopped (%v), and its run cannot be read: %w", id, cause, err)
 	}
 	if run.Status != StatusQueued && run.Status != StatusRunning {
-		return nil // it had ended before the panic
+		return nil // it had ended before
 	}
-	msg := "the rotation stopped on an internal error (see the server log)"
 	if run.PendingVersion != 0 {
 		msg += "; the target may hold the candidate password, which is kept as pending, and the current password is kept"
 	} else {
 		msg += "; no candidate password was saved, and the current password is kept"
 	}
-	j := &job{e: e, run: run} // only the committed row: what the panicking job held in memory is not trusted
-	if err := j.needsAttention(ctx, CodeInternalPanic, msg); err != nil {
-		return fmt.Errorf("rotation %s panicked, and it could not be ended needs_attention: %w", id, err)
+	j := &job{e: e, run: run}
+	if err := j.needsAttention(ctx, code, msg); err != nil {
+		return fmt.Errorf("rotation %s stopped (%v), and it could not be ended needs_attention: %w", id, cause, err)
 	}
 	return nil
 }
@@ -377,7 +391,7 @@ func (e *Engine) Rotate(ctx context.Context, scope vault.Scope, uid, trigger str
 	}
 	now := e.opt.Now().UTC()
 	row := store.Run{ID: uuid.NewString(), TeamID: scope.TeamID, RecordUID: uid, Trigger: trigger,
-		Status: StatusQueued, State: StateQueued, CreatedAt: now, UpdatedAt: now}
+		Status: StatusQueued, State: string(StateQueued), CreatedAt: now, UpdatedAt: now}
 	err = e.db.Tx(ctx, func(tx *store.Tx) error {
 		if err := tx.InsertRun(ctx, row); err != nil {
 			return err

@@ -12,7 +12,7 @@ func TestGeneralRotation(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
 	run := f.rotate()
-	if run.Status != rotation.StatusSucceeded || run.State != rotation.StateSucceeded {
+	if run.Status != rotation.StatusSucceeded || run.State != string(rotation.StateSucceeded) {
 		t.Fatalf("run %+v", run)
 	}
 	now := f.current()

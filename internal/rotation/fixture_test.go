@@ -19,6 +19,7 @@ import (
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/testenv/testdb"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -282,14 +283,7 @@ type fixtureOptions struct {
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	if _, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{}); err != nil {
-		t.Fatal(err)
-	}
-	dv, err := datadir.Open(ctx, dir, datadir.Unseal{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dv, _, dir := testdb.DataDir(t, "acme") // closed after the engine stops (cleanups run last first)
 	team, err := dv.DB.TeamByName(ctx, "acme")
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +296,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	if o.engine.BackoffBase == 0 {
 		o.engine.BackoffBase = time.Millisecond
 	}
+	var machine machineLog // every test's transitions and failpoints are checked against the machine
+	machine.record(&o.engine)
+	t.Cleanup(func() { machine.check(t) }) // after the engine stopped (cleanups run last first)
 	conns := map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}}
 	maps.Copy(conns, o.connectors)
 	f.engine = rotation.New(dv.DB, f.vault, audit.New(dv.DB, dv.Keys),
@@ -313,7 +310,6 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		stop, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		f.engine.Stop(stop)
-		dv.Close()
 	})
 	f.resource = f.create(vault.Record{Type: "login", Title: "Target API", Fields: []vault.Field{
 		field("url", f.target.srv.URL), field("login", "api-admin"), field("password", "admin-token-123"),

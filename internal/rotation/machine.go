@@ -73,8 +73,14 @@ type attached struct {
 }
 
 // execute drives one run through its states until it ends or the engine stops. A panic
-// ends the run needs_attention (see recoverRun) instead of taking the process down.
-func (e *Engine) execute(ctx context.Context, id string) (err error) {
+// ends the run needs_attention (see recoverRun) instead of taking the process down, and so
+// does a step the state machine does not declare (see handOver).
+func (e *Engine) execute(ctx context.Context, id string) error {
+	return e.executeWith(ctx, id, (*job).step)
+}
+
+// executeWith loads the run and drives it with step.
+func (e *Engine) executeWith(ctx context.Context, id string, step func(*job, context.Context) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = e.recoverRun(ctx, id, p)
@@ -95,6 +101,10 @@ func (e *Engine) execute(ctx context.Context, id string) (err error) {
 		}
 	}
 	j := &job{e: e, run: run, interrupted: run.EffectStarted, resumed: run.EffectStarted}
+	if !j.runState().Known() {
+		// Written by another version, or damaged: nothing here can tell what it means.
+		return j.needsAttention(ctx, CodeUnknownState, unknownStateMessage(run))
+	}
 	if len(run.ExecLog) > 0 {
 		if j.execLog, err = e.openLog(ctx, e.db.Reader, run); err != nil {
 			return err
@@ -112,18 +122,31 @@ func (e *Engine) execute(ctx context.Context, id string) (err error) {
 		}
 		return j.fail(ctx, code, msg)
 	}
-	if run.State == StateQueued && j.connName != "" {
+	if State(run.State) == StateQueued && j.connName != "" {
 		ok, paid := e.targets.admit(j.target, run.ID, run.Trigger != TriggerScheduled, e.requeue)
 		if !ok {
 			return errDeferred
 		}
 		j.paid = paid
 	}
-	err = j.step(ctx)
+	err = step(j, ctx)
 	if err != nil && ctx.Err() != nil {
 		return errStopped
 	}
+	if errors.Is(err, ErrUndeclaredTransition) {
+		return e.handOver(ctx, run.ID, CodeUndeclaredTransition,
+			"the rotation stopped: it was about to take a step its state machine does not allow (a bug; see the server log)", err)
+	}
 	return err
+}
+
+// unknownStateMessage says why a run in a state the machine does not know is handed over.
+func unknownStateMessage(run store.Run) string {
+	msg := fmt.Sprintf("the rotation's stored state %q is not one this version of keyturn knows", run.State)
+	if run.PendingVersion != 0 {
+		return msg + "; the target may hold the candidate password, which is kept as pending"
+	}
+	return msg
 }
 
 // step runs the state machine from the run's committed state.
@@ -132,7 +155,7 @@ func (j *job) step(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return errStopped
 		}
-		switch j.run.State {
+		switch j.runState() {
 		case StateQueued, StateRunning:
 			if j.issuer != nil {
 				if done, err := j.issue(ctx); done || err != nil {
@@ -165,8 +188,10 @@ func (j *job) step(ctx context.Context) error {
 			return j.postRotationScripts(ctx)
 		case StateScriptsDone:
 			return j.succeed(ctx, nil)
-		default:
-			return nil // terminal
+		case StateSucceeded, StateFailed, StateNeedsAttention:
+			return nil
+		default: // a state the machine does not know (execute refuses those before loading)
+			return j.needsAttention(ctx, CodeUnknownState, unknownStateMessage(j.run))
 		}
 	}
 }
@@ -175,10 +200,10 @@ func (j *job) step(ctx context.Context) error {
 // is in the vault before anything can put it on the target. When a verifier can later tell
 // what the target holds, the same commit records that the target may change from now on.
 func (j *job) saveCandidate(ctx context.Context) error {
-	if j.run.State == StateQueued {
-		now := j.e.opt.Now().UTC()
-		j.run.Status, j.run.State, j.run.StartedAt, j.run.Attempt = StatusRunning, StateRunning, &now, max(j.run.Attempt, 1)
-		j.e.opt.Failpoint("state:" + StateRunning) // nothing is committed yet: the run is still queued
+	if j.runState() == StateQueued {
+		if err := j.start(); err != nil { // nothing is committed yet: the run is still queued
+			return err
+		}
 	}
 	candidate, err := passgen.Generate(j.settings.EffectiveComplexity())
 	if err != nil {
@@ -192,35 +217,31 @@ func (j *job) saveCandidate(ctx context.Context) error {
 		if prepared, err = j.e.vault.PreparePending(ctx, j.e.db.Reader, j.userKey, candidate); err != nil {
 			break
 		}
-		err = j.commit(ctx, func(tx *store.Tx) error {
+		err = j.commitTo(ctx, StatePendingSaved, func(tx *store.Tx) error {
 			pending, old, err := j.e.vault.ApplyPending(ctx, tx, prepared)
 			if err != nil {
 				return err
 			}
-			j.run.OldVersion, j.run.PendingVersion, j.run.State = old, pending, StatePendingSaved
+			j.run.OldVersion, j.run.PendingVersion = old, pending
 			j.run.EffectStarted = j.verifier != nil
 			return nil
 		})
-		if fe, ok := fault.As(err); !ok || fe.Code != "stale_version" || try >= 5 {
+		if !errors.Is(err, vault.ErrStaleVersion) || try >= 5 {
 			break
 		}
 	}
 	candidate.Clear()
-	if err != nil {
-		return err
-	}
-	j.e.opt.Failpoint("state:" + StatePendingSaved)
-	return nil
+	return err
 }
 
 // issue has the target make the new credential and saves it as pending at once. The call
 // is the side effect, so it is recorded as started first; a crash before the credential is
 // saved leaves the old one working (an issuing target keeps old credentials for a while).
 func (j *job) issue(ctx context.Context) (done bool, err error) {
-	if j.run.State == StateQueued {
-		now := j.e.opt.Now().UTC()
-		j.run.Status, j.run.State, j.run.StartedAt, j.run.Attempt = StatusRunning, StateRunning, &now, max(j.run.Attempt, 1)
-		j.e.opt.Failpoint("state:" + StateRunning)
+	if j.runState() == StateQueued {
+		if err := j.start(); err != nil {
+			return false, err
+		}
 	}
 	old, oldVersion, err := j.currentPassword(ctx)
 	if err != nil {
@@ -241,7 +262,7 @@ func (j *job) issue(ctx context.Context) (done bool, err error) {
 	if err := j.commit(ctx, nil); err != nil {
 		return false, err
 	}
-	j.e.opt.Failpoint("effect:start")
+	j.effect(EffectStart)
 	var issued connector.Issued
 	err = j.retry(ctx, func() (err error) {
 		issued, err = j.issuer.Issue(ctx, j.account, old)
@@ -254,25 +275,21 @@ func (j *job) issue(ctx context.Context) (done bool, err error) {
 		code, msg := errorInfo(err, "connector_failed")
 		return true, j.fail(ctx, code, msg)
 	}
-	j.e.opt.Failpoint("effect:done")
+	j.effect(EffectDone)
 	fields, err := json.Marshal(issued.Fields)
 	if err != nil {
 		return false, err
 	}
-	err = j.commit(ctx, func(tx *store.Tx) error {
+	err = j.commitTo(ctx, StateTargetChanged, func(tx *store.Tx) error {
 		pending, err := j.e.vault.AddPending(ctx, tx, j.run.TeamID, j.user.UID, issued.Secret)
 		if err != nil {
 			return err
 		}
-		j.run.OldVersion, j.run.PendingVersion, j.run.CandidateFields, j.run.State = oldVersion, pending, fields, StateTargetChanged
+		j.run.OldVersion, j.run.PendingVersion, j.run.CandidateFields = oldVersion, pending, fields
 		return nil
 	})
 	issued.Secret.Clear()
-	if err != nil {
-		return false, err
-	}
-	j.e.opt.Failpoint("state:" + StateTargetChanged)
-	return false, nil
+	return false, err
 }
 
 // currentPassword returns the record's current password and its version (zero when none).
@@ -314,7 +331,7 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 			return false, err
 		}
 	}
-	j.e.opt.Failpoint("effect:start")
+	j.effect(EffectStart)
 	newPW, oldPW, err := j.passwords(ctx)
 	if err != nil {
 		return false, err
@@ -330,7 +347,7 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 			}
 			return err
 		})
-		j.e.opt.Failpoint("effect:done")
+		j.effect(EffectDone)
 		if ctx.Err() != nil {
 			return false, errStopped
 		}
@@ -340,7 +357,7 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 		return j.targetChanged(ctx)
 	}
 	failed, err := j.runScripts(ctx, newPW, oldPW, "")
-	j.e.opt.Failpoint("effect:done")
+	j.effect(EffectDone)
 	if err != nil {
 		return false, err
 	}
@@ -358,10 +375,11 @@ func (j *job) changeTarget(ctx context.Context) (done bool, err error) {
 // be committed: a crash before the verification is settled by verifying anyway.
 func (j *job) targetChanged(ctx context.Context) (done bool, err error) {
 	if j.verifier == nil {
-		return false, j.advance(ctx, StateTargetChanged)
+		return false, j.commitTo(ctx, StateTargetChanged, nil)
 	}
-	j.run.State = StateTargetChanged
-	j.e.opt.Failpoint("state:" + StateTargetChanged)
+	if err := j.enter(StateTargetChanged); err != nil {
+		return false, err
+	}
 	return j.verifyCandidate(ctx)
 }
 
@@ -380,7 +398,10 @@ func (j *job) connectorFailed(ctx context.Context, cause error, newPW, oldPW sec
 			"(give the rotation a verify request or verify_with), so the candidate is kept as pending")
 	}
 	switch j.accepts(ctx, newPW, oldPW) {
-	case acceptsNew:
+	case acceptsNew: // the change went through after all
+		if err := j.enter(StateVerified); err != nil {
+			return err
+		}
 		return j.commitCandidate(ctx)
 	case acceptsOld:
 		return j.fail(ctx, code, msg)
@@ -437,6 +458,9 @@ func (j *job) settleInterrupted(ctx context.Context) (done bool, err error) {
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsNew:
 		j.interrupted = false
+		if err := j.enter(StateVerified); err != nil {
+			return false, err
+		}
 		return false, j.commitCandidate(ctx)
 	case acceptsOld:
 		// Nothing changed yet: change the target again, with the same candidate, so that a
@@ -457,8 +481,10 @@ func (j *job) settleInterrupted(ctx context.Context) (done bool, err error) {
 // verifyCandidate checks that the target accepts the new password, then commits it. A
 // script's exit code proves little, so with a verifier nothing is trusted until this passes.
 func (j *job) verifyCandidate(ctx context.Context) (done bool, err error) {
-	if j.verifier == nil {
-		j.e.opt.Failpoint("state:" + StateVerified)
+	if j.verifier == nil { // nothing can check: the target's report is all there is
+		if err := j.enter(StateVerified); err != nil {
+			return false, err
+		}
 		return false, j.commitCandidate(ctx)
 	}
 	newPW, oldPW, err := j.passwords(ctx)
@@ -467,8 +493,9 @@ func (j *job) verifyCandidate(ctx context.Context) (done bool, err error) {
 	}
 	switch j.accepts(ctx, newPW, oldPW) {
 	case acceptsNew:
-		j.run.State = StateVerified
-		j.e.opt.Failpoint("state:" + StateVerified)
+		if err := j.enter(StateVerified); err != nil {
+			return false, err
+		}
 		return false, j.commitCandidate(ctx)
 	case acceptsOld:
 		return true, j.fail(ctx, "verification_failed",
@@ -500,7 +527,7 @@ func (j *job) commitCandidate(ctx context.Context) error {
 			}
 			return j.failKeepingVersions(ctx, code, msg+"; the new credential is current, but the old ones were not retired")
 		}
-		j.e.opt.Failpoint("effect:finalized")
+		j.effect(EffectFinalized)
 	}
 	// Decrypt and re-seal the record outside the single writer; if the record changes in
 	// between (someone edits it), work it out again.
@@ -514,18 +541,9 @@ func (j *job) commitCandidate(ctx context.Context) error {
 		if !j.hasPostRotationScripts() { // nothing left to do: promote and end in one commit
 			err = j.succeed(ctx, promote)
 		} else {
-			err = j.commit(ctx, func(tx *store.Tx) error {
-				if err := promote(tx); err != nil {
-					return err
-				}
-				j.run.State = StateCommitted
-				return nil
-			})
-			if err == nil {
-				j.e.opt.Failpoint("state:" + StateCommitted)
-			}
+			err = j.commitTo(ctx, StateCommitted, promote)
 		}
-		if fe, ok := fault.As(err); ok && fe.Code == "stale_revision" && try < 5 {
+		if errors.Is(err, vault.ErrStaleRevision) && try < 5 {
 			continue
 		}
 		return err
@@ -551,7 +569,9 @@ func (j *job) postRotationScripts(ctx context.Context) error {
 		return err
 	}
 	if failed == nil {
-		j.e.opt.Failpoint("state:" + StateScriptsDone)
+		if err := j.enter(StateScriptsDone); err != nil {
+			return err
+		}
 		return j.succeed(ctx, nil)
 	}
 	code, msg := failed.code, failed.msg
@@ -665,7 +685,7 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 				res.Stderr = msg
 			}
 			failure = &scriptFailure{name: res.Name, code: code, msg: msg, first: i == 0,
-				notStarted: code == "script_start_failed" || code == "scripts_disabled"}
+				notStarted: errors.Is(runErr, script.ErrNotStarted) || errors.Is(runErr, script.ErrDisabled)}
 		case res.ReturnCode != 0:
 			failure = &scriptFailure{name: res.Name, code: "script_failed",
 				msg: fmt.Sprintf("script %s exited with code %d", res.Name, res.ReturnCode)}
@@ -757,15 +777,63 @@ func (j *job) passwords(ctx context.Context) (newPW, oldPW secret.Secret, err er
 	return newPW, oldPW, nil
 }
 
-// advance commits the next state.
-func (j *job) advance(ctx context.Context, state string) error {
-	j.run.State = state
-	if err := j.commit(ctx, nil); err != nil {
+// runState is the run's state: the committed one, or the one it moved to in memory since.
+func (j *job) runState() State { return State(j.run.State) }
+
+// start moves a queued run to running, in memory (issue commits it before its side effect).
+func (j *job) start() error {
+	if err := j.enter(StateRunning); err != nil {
 		return err
 	}
-	j.e.opt.Failpoint("state:" + state)
+	now := j.e.opt.Now().UTC()
+	j.run.Status, j.run.StartedAt, j.run.Attempt = StatusRunning, &now, max(j.run.Attempt, 1)
 	return nil
 }
+
+// enter moves the run to a state that is not committed (Machine says which those are), then
+// calls the state's failpoint. It refuses an edge the machine does not declare.
+func (j *job) enter(to State) error {
+	from := j.runState()
+	if err := j.refuseUndeclared(from, to, false); err != nil {
+		return err
+	}
+	j.run.State = string(to)
+	j.e.opt.OnTransition(Transition{Run: j.run.ID, From: from, To: to})
+	j.e.opt.Failpoint(failpointOf(to))
+	return nil
+}
+
+// commitTo moves the run to a state and commits it, with fn's changes in the same
+// transaction, then calls the state's failpoint. It refuses an edge the machine does not
+// declare; when the commit fails the run stays in its state.
+func (j *job) commitTo(ctx context.Context, to State, fn func(*store.Tx) error) error {
+	from := j.runState()
+	if err := j.refuseUndeclared(from, to, true); err != nil {
+		return err
+	}
+	j.run.State = string(to)
+	if err := j.commit(ctx, fn); err != nil {
+		j.run.State = string(from)
+		return err
+	}
+	j.e.opt.OnTransition(Transition{Run: j.run.ID, From: from, To: to, Stored: true})
+	j.e.opt.Failpoint(failpointOf(to))
+	return nil
+}
+
+// refuseUndeclared returns an error wrapping ErrUndeclaredTransition, and reports the refusal,
+// when the machine does not declare from → to.
+func (j *job) refuseUndeclared(from, to State, stored bool) error {
+	err := CheckTransition(from, to)
+	if err != nil {
+		j.e.opt.OnTransition(Transition{Run: j.run.ID, From: from, To: to, Stored: stored, Refused: err})
+		return fmt.Errorf("run %s: %w", j.run.ID, err)
+	}
+	return nil
+}
+
+// effect calls the failpoint of a side effect on the target.
+func (j *job) effect(e Effect) { j.e.opt.Failpoint(string(e)) }
 
 // succeed ends the run succeeded; more (if any) runs in the same transaction first.
 func (j *job) succeed(ctx context.Context, more func(*store.Tx) error) error {
@@ -787,7 +855,11 @@ func (j *job) needsAttention(ctx context.Context, code, msg string) error {
 	return j.finish(ctx, StatusNeedsAttention, StateNeedsAttention, code, msg, "", nil)
 }
 
-func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo string, more func(*store.Tx) error) error {
+func (j *job) finish(ctx context.Context, status string, state State, code, msg, pendingTo string, more func(*store.Tx) error) error {
+	from := j.runState()
+	if err := j.refuseUndeclared(from, state, true); err != nil {
+		return err
+	}
 	now := j.e.opt.Now().UTC()
 	err := j.commit(ctx, func(tx *store.Tx) error {
 		if more != nil {
@@ -806,7 +878,7 @@ func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo st
 				}
 			}
 		}
-		j.run.Status, j.run.State, j.run.ErrorCode, j.run.ErrorMessage, j.run.FinishedAt = status, state, code, msg, &now
+		j.run.Status, j.run.State, j.run.ErrorCode, j.run.ErrorMessage, j.run.FinishedAt = status, string(state), code, msg, &now
 		if status == StatusSucceeded && j.heartbeatChanges() {
 			// A new credential: whatever drift was found is over, and heartbeats resume.
 			var next *time.Time
@@ -824,9 +896,11 @@ func (j *job) finish(ctx context.Context, status, state, code, msg, pendingTo st
 		})
 	})
 	if err != nil {
+		j.run.State = string(from)
 		return err
 	}
-	j.e.opt.Failpoint("state:" + state)
+	j.e.opt.OnTransition(Transition{Run: j.run.ID, From: from, To: state, Stored: true})
+	j.e.opt.Failpoint(failpointOf(state))
 	var took time.Duration
 	if j.run.StartedAt != nil {
 		took = now.Sub(*j.run.StartedAt)

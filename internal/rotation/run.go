@@ -18,20 +18,6 @@ const (
 // Statuses lists every run status, for filters.
 var Statuses = []string{StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusNeedsAttention}
 
-// Run states, in order. Each is committed before the next side effect.
-const (
-	StateQueued         = "queued"
-	StateRunning        = "running"
-	StatePendingSaved   = "pending_saved"  // the candidate is in the vault as pending
-	StateTargetChanged  = "target_changed" // the connector or the scripts reported success
-	StateVerified       = "verified"       // the target accepts the candidate (or no check exists)
-	StateCommitted      = "committed"      // the candidate is the current password
-	StateScriptsDone    = "scripts_done"   // post-rotation scripts ran
-	StateSucceeded      = "succeeded"
-	StateFailed         = "failed"
-	StateNeedsAttention = "needs_attention"
-)
-
 // Triggers.
 const (
 	TriggerOnDemand  = "on_demand"
@@ -51,7 +37,7 @@ type Run struct {
 	RecordUID  string          `json:"record_uid"`
 	Trigger    string          `json:"trigger"`
 	Status     string          `json:"status"`
-	State      string          `json:"state"`
+	State      string          `json:"state"` // a State
 	Attempt    int64           `json:"attempt"`
 	Error      *RunError       `json:"error"`
 	CreatedAt  time.Time       `json:"created_at"`

@@ -117,7 +117,7 @@ func (e *Engine) fireDue(ctx context.Context) (int, error) {
 			}
 			if e.shouldFire(s, *d.NextRunAt, now) {
 				run := store.Run{ID: uuid.NewString(), TeamID: d.TeamID, RecordUID: d.RecordUID, Trigger: TriggerScheduled,
-					Status: StatusQueued, State: StateQueued, CreatedAt: now, UpdatedAt: now, DueAt: d.NextRunAt}
+					Status: StatusQueued, State: string(StateQueued), CreatedAt: now, UpdatedAt: now, DueAt: d.NextRunAt}
 				inserted, err := tx.InsertRunIfIdle(ctx, run)
 				if err != nil {
 					return err

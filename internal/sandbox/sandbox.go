@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyturn/keyturn/examples"
+	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/connector/okta"
@@ -25,7 +26,6 @@ import (
 	"github.com/keyturn/keyturn/internal/emulator"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/secret"
-	"github.com/keyturn/keyturn/internal/server"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -48,7 +48,7 @@ type Sandbox struct {
 	APIURL   string // keyturn's API
 	Dir      string // the temporary data directory
 	Creds    auth.Credentials
-	Services *server.Server
+	Services *app.App
 
 	dv        *datadir.Vault
 	emuSrv    *http.Server
@@ -111,7 +111,7 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if o.Workers != 0 {
 		ro.Workers = o.Workers
 	}
-	s.Services = server.New(s.dv, server.Options{Logger: o.Logger, Rotation: ro})
+	s.Services = app.New(s.dv, app.Options{Logger: o.Logger, Rotation: ro})
 	if err := s.Services.Start(ctx); err != nil {
 		return nil, err
 	}

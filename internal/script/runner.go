@@ -27,6 +27,15 @@ const (
 	DefaultLang      = "C.UTF-8"         // LANG of the scripts
 )
 
+// Errors callers branch on (errors.Is). A script that fails either never ran, so it cannot
+// have touched anything, or ran and exited non-zero (Result.ReturnCode).
+var (
+	// ErrNotStarted: the script could not be started (or its start could not be recorded).
+	ErrNotStarted = fault.NewSentinel(fault.Invalid, "script_start_failed")
+	// ErrDisabled: this server does not run scripts (script_isolation: disabled).
+	ErrDisabled = fault.NewSentinel(fault.Invalid, "scripts_disabled")
+)
+
 // Script is one script to run: its file's name and content, and its command prefix.
 type Script struct {
 	Name    string        // the file name (for the result and the file written; sanitised)
@@ -351,7 +360,7 @@ func startFailed(name string, err error) error {
 	case errors.Is(err, syscall.EACCES):
 		why = "permission denied on its interpreter or file"
 	}
-	fe := fault.New(fault.Invalid, "script_start_failed", "script %q could not be started: %s", name, why)
+	fe := ErrNotStarted.New("script %q could not be started: %s", name, why)
 	fe.Err = err
 	return fe
 }

@@ -288,8 +288,8 @@ func TestStartFailed(t *testing.T) {
 		{"missing.sh", "#!/no/such/interpreter\necho hello\n", "not found"},
 	} {
 		res, err := r.Run(context.Background(), Script{Name: tc.name, Content: []byte(tc.content)}, secret.FromString("S3cret-in-stdin"), nil)
-		if faultCode(err) != "script_start_failed" || res.ReturnCode != -1 {
-			t.Errorf("%s: %+v %v", tc.name, res, err)
+		if !errors.Is(err, ErrNotStarted) || faultCode(err) != "script_start_failed" || res.ReturnCode != -1 {
+			t.Errorf("%s: %+v %v, want ErrNotStarted (script_start_failed)", tc.name, res, err)
 			continue
 		}
 		if !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), tc.name) || strings.Contains(err.Error(), "S3cret") {

@@ -230,7 +230,7 @@ func (r *Runner) command(argv []string, file, hostDir string) *exec.Cmd {
 
 // disabled is the error of a script run on a runner whose scripts are disabled.
 func disabled(name string) error {
-	return fault.New(fault.Invalid, "scripts_disabled", "script %q not run: this server does not run scripts (script_isolation: disabled)", name)
+	return ErrDisabled.New("script %q not run: this server does not run scripts (script_isolation: disabled)", name)
 }
 
 // errNoGoAhead is returned when a script's start could not be recorded.
@@ -244,8 +244,8 @@ func (r *Runner) goAhead(ctx context.Context, s Script, cmd *exec.Cmd, goW *os.F
 			err = s.Started(ctx, p)
 		}
 		if err != nil {
-			fe := fault.New(fault.Unavailable, "script_start_failed", "script %q not run: %s", s.Name, errNoGoAhead)
-			fe.Err = err
+			fe := ErrNotStarted.New("script %q not run: %s", s.Name, errNoGoAhead)
+			fe.Kind, fe.Err = fault.Unavailable, err
 			return fe
 		}
 	}

@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
-	"github.com/keyturn/keyturn/internal/server"
+	"github.com/keyturn/keyturn/internal/testenv/testdb"
 )
 
 // Clock is a settable clock: real time plus an offset that tests advance.
@@ -45,7 +46,7 @@ func (c *Clock) Advance(d time.Duration) {
 type Env struct {
 	Clock    *Clock // the clock of the auth service
 	Auth     *auth.Service
-	Services *server.Server
+	Services *app.App
 	Dir      string
 	Server   *httptest.Server
 	Vault    *datadir.Vault
@@ -59,17 +60,9 @@ type Env struct {
 func Start(tb testing.TB) *Env {
 	tb.Helper()
 	ctx := context.Background()
-	dir := tb.TempDir()
-	creds, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	v, err := datadir.Open(ctx, dir, datadir.Unseal{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	v, creds, dir := testdb.DataDir(tb, "acme") // closed after the cleanup below
 	clock := &Clock{}
-	svc := server.New(v, server.Options{Auth: auth.Options{Now: clock.Now},
+	svc := app.New(v, app.Options{Auth: auth.Options{Now: clock.Now},
 		Rotation: rotation.Options{BackoffBase: time.Millisecond}, Scripts: script.Options{TempDir: tb.TempDir()}})
 	if err := svc.Start(ctx); err != nil {
 		tb.Fatal(err)
@@ -78,7 +71,6 @@ func Start(tb testing.TB) *Env {
 	tb.Cleanup(func() {
 		srv.Close()
 		svc.Stop(10 * time.Second)
-		v.Close()
 	})
 	e := &Env{Clock: clock, Auth: svc.Auth, Services: svc, Dir: dir, Server: srv, Vault: v, Creds: creds, Client: srv.Client()}
 	e.Token = e.TokenFor(tb, "acme", creds.KeyID, creds.KeySecret.Reveal())

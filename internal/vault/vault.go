@@ -27,6 +27,16 @@ const (
 	StateFailed   = "failed"
 )
 
+// Errors callers branch on (errors.Is).
+var (
+	// ErrStaleRevision: a change named a revision (of a record, or of its rotation settings)
+	// that is no longer the stored one; read again and reapply the change.
+	ErrStaleRevision = fault.NewSentinel(fault.Conflict, "stale_revision")
+	// ErrStaleVersion: a password version was added while a new one was being sealed for the
+	// next number; seal it again.
+	ErrStaleVersion = fault.NewSentinel(fault.Conflict, "stale_version")
+)
+
 // DefaultHistory is how many previous and failed password versions a record keeps.
 const DefaultHistory = 10
 
@@ -424,5 +434,5 @@ func staleRevision(uid string, given, stored int64) error {
 	if stored >= 0 {
 		msg = fmt.Sprintf("record %s is at revision %d, not %d: read it again and reapply your change", uid, stored, given)
 	}
-	return &fault.Error{Kind: fault.Conflict, Code: "stale_revision", Message: msg}
+	return ErrStaleRevision.New("%s", msg)
 }

@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/testenv/testdb"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -27,27 +26,8 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "keyturn.db")
-	db, err := store.OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	keys, _, err := keyring.New(keyring.KeyFile(keyring.NewKeyFileContent()), keyring.KDFParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var team store.Team
-	if err := db.Tx(ctx, func(tx *store.Tx) error {
-		team, err = tx.CreateTeam(ctx, "acme", time.Now())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	db, path := testdb.Open(t)
+	keys, team := testdb.Keys(t), testdb.Team(t, db, "acme")
 	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
@@ -188,8 +168,8 @@ func TestStaleRevisionChangesNothing(t *testing.T) {
 	stale.Title = "changed"
 	stale.Fields = []vault.Field{rec.Fields[0], {Type: "password", Value: []json.RawMessage{str("three")}}}
 	_, err = f.v.Update(ctx, f.scope, stale)
-	if fe, ok := fault.As(err); !ok || fe.Kind != fault.Conflict || fe.Code != "stale_revision" {
-		t.Fatalf("stale update: %v", err)
+	if fe, ok := fault.As(err); !errors.Is(err, vault.ErrStaleRevision) || !ok || fe.Kind != fault.Conflict || fe.Code != "stale_revision" {
+		t.Fatalf("stale update: %v, want vault.ErrStaleRevision, a 409 stale_revision", err)
 	}
 	got, err := f.v.Get(ctx, f.scope, rec.UID)
 	if err != nil {
@@ -367,7 +347,7 @@ func TestPreparedPendingVersion(t *testing.T) {
 	}
 	if _, _, err := apply(stale); func() bool {
 		fe, ok := fault.As(err)
-		return !ok || fe.Kind != fault.Conflict || fe.Code != "stale_version"
+		return !errors.Is(err, vault.ErrStaleVersion) || !ok || fe.Kind != fault.Conflict || fe.Code != "stale_version"
 	}() {
 		t.Fatalf("a version sealed for a number taken since: %v, want a stale_version conflict", err)
 	}

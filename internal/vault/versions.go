@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
@@ -88,8 +87,7 @@ func (v *Vault) ApplyPending(ctx context.Context, tx *store.Tx, p Pending) (vers
 		return 0, 0, err
 	}
 	if latest+1 != p.version {
-		return 0, 0, &fault.Error{Kind: fault.Conflict, Code: "stale_version",
-			Message: fmt.Sprintf("record %s got password version %d while version %d was being sealed", p.uid, latest, p.version)}
+		return 0, 0, ErrStaleVersion.New("record %s got password version %d while version %d was being sealed", p.uid, latest, p.version)
 	}
 	now := v.now().UTC()
 	err = tx.InsertPasswordVersion(ctx, store.PasswordVersion{

@@ -3,16 +3,11 @@ package sink_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +21,7 @@ import (
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/audit/sink"
 	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/testenv/tlscert"
 )
 
 func events(from, n int, typ string) []audit.Exported {
@@ -198,7 +194,7 @@ func checkMessage(t *testing.T, msg string, pri int, e audit.Exported) {
 }
 
 func TestSyslogOverTCPAndTLS(t *testing.T) {
-	cert := selfSigned(t)
+	cert := tlscert.New(t)
 	for _, network := range []string{"tcp", "tls"} {
 		t.Run(network, func(t *testing.T) {
 			var ln net.Listener
@@ -329,24 +325,6 @@ func TestSyslogReconnects(t *testing.T) {
 	}
 }
 
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "syslog"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
-
 func TestKeyAndCAFiles(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string, mode os.FileMode) string {
@@ -368,7 +346,7 @@ func TestKeyAndCAFiles(t *testing.T) {
 	if _, err := sink.ReadCAFile(write("ca", "not a certificate", 0o644)); err == nil || !strings.Contains(err.Error(), "no PEM") {
 		t.Errorf("a CA file without PEM: %v", err)
 	}
-	cert := selfSigned(t)
+	cert := tlscert.New(t)
 	pemCA := write("ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})), 0o644)
 	pool, err := sink.ReadCAFile(pemCA)
 	if err != nil {

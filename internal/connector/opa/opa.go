@@ -105,8 +105,7 @@ func (c *Connector) Finalize(ctx context.Context, a connector.Account, issued co
 			continue
 		}
 		err := c.admin(ctx, a, http.MethodDelete, base+"/"+url.PathEscape(k.ID), http.StatusNoContent, nil)
-		var ce *connector.Error
-		if err != nil && !(errors.As(err, &ce) && ce.Code == "opa_http_404") {
+		if err != nil && !errors.Is(err, errNotFound) { // a key gone already is retired
 			return err
 		}
 	}
@@ -279,11 +278,18 @@ func (c *Connector) do(ctx context.Context, method, u string, bearer secret.Secr
 	return resp.StatusCode, nil
 }
 
+// errNotFound is wrapped by the error of a call OPA answered 404.
+var errNotFound = errors.New("OPA: not found")
+
 func statusError(status int, op string) error {
 	msg := fmt.Sprintf("OPA answered %s with HTTP %d", strings.TrimSpace(op), status)
 	code := "opa_http_" + strconv.Itoa(status)
 	if status >= 500 {
 		return connector.Transient(code, msg, nil)
 	}
-	return connector.Permanent(code, msg, nil)
+	var cause error
+	if status == http.StatusNotFound {
+		cause = errNotFound
+	}
+	return connector.Permanent(code, msg, cause)
 }

@@ -3,6 +3,7 @@ package opa_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -133,5 +134,56 @@ func TestServiceTokenMustBeForTheTeam(t *testing.T) {
 
 	if err := c.Verify(ctx, acct(direct.URL), secret.FromString(keySecret)); !errors.As(err, &ce) || ce.Code != "bad_team_url" {
 		t.Fatalf("a URL without a team: %v", err)
+	}
+}
+
+// TestFinalizeToleratesAKeyAlreadyGone: a key that disappears between the listing and its
+// deletion (another retirement got there first: OPA answers 404) is retired, not an error.
+func TestFinalizeToleratesAKeyAlreadyGone(t *testing.T) {
+	env := testenv.Start(t)
+	if st := env.Do(t, "POST", "/v1/teams/acme/service_users", map[string]any{"name": "robot", "roles": []string{"pam_admin"}}, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	var first struct{ ID, Secret string }
+	env.Do(t, "POST", "/v1/teams/acme/service_users/robot/keys", nil, &first)
+	// In front of keyturn: each DELETE of a key is carried out, then answered 404, as if
+	// someone else had deleted it just before.
+	backend := env.Server.URL
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, backend+r.URL.RequestURI(), r.Body)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		if r.Method == http.MethodDelete {
+			http.Error(w, `{"code":"not_found","message":"gone"}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(front.Close)
+
+	acct := connector.Account{Login: "robot", Target: connector.Target{
+		URL: front.URL + "/v1/teams/acme", AdminLogin: env.Creds.KeyID, AdminSecret: env.Creds.KeySecret,
+		Fields: map[string]string{opa.KeyIDField: first.ID},
+	}}
+	c := opa.New(nil)
+	ctx := context.Background()
+	issued, err := c.Issue(ctx, acct, secret.FromString(first.Secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := acct
+	next.Target.Fields = map[string]string{opa.KeyIDField: issued.Fields[opa.KeyIDField]}
+	if err := c.Finalize(ctx, next, issued); err != nil {
+		t.Fatalf("Finalize with the old key already gone (404): %v", err)
+	}
+	if err := c.Verify(ctx, acct, secret.FromString(first.Secret)); !errors.Is(err, connector.ErrRejected) {
+		t.Fatalf("the old key still works: %v", err)
 	}
 }

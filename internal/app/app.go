@@ -1,6 +1,7 @@
-// Package server assembles keyturn from an unsealed data directory: the vault, identities,
-// audit trail, rotation engine and the HTTP API over them.
-package server
+// Package app assembles keyturn from an unsealed data directory: the vault, identities,
+// audit trail, rotation engine and the HTTP API over them, wired together and started and
+// stopped as one. cmd/keyturn, the sandbox and the tests' environments build on it.
+package app
 
 import (
 	"context"
@@ -33,8 +34,8 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
-// Server holds the services of one open vault.
-type Server struct {
+// App holds the services of one open vault.
+type App struct {
 	DB      *store.DB
 	Vault   *vault.Vault
 	Auth    *auth.Service
@@ -52,7 +53,7 @@ func DefaultConnectors() map[string]connector.Connector {
 }
 
 // New wires the services over an open data directory.
-func New(dv *datadir.Vault, o Options) *Server {
+func New(dv *datadir.Vault, o Options) *App {
 	if o.Connectors == nil {
 		o.Connectors = DefaultConnectors()
 	}
@@ -72,7 +73,7 @@ func New(dv *datadir.Vault, o Options) *Server {
 	}
 	log := audit.New(dv.DB, dv.Keys)
 	o.Auth.Journal = log
-	s := &Server{
+	s := &App{
 		DB:      dv.DB,
 		Metrics: m,
 		Vault:   vault.New(dv.DB, dv.Keys, log),
@@ -90,7 +91,7 @@ func New(dv *datadir.Vault, o Options) *Server {
 
 // Start starts the audit writer, the export to the audit sinks, and the rotation engine, which
 // first resumes the runs a crash left unfinished.
-func (s *Server) Start(ctx context.Context) error {
+func (s *App) Start(ctx context.Context) error {
 	s.Audit.Start()
 	if s.forwarder != nil {
 		s.forwarder.Start()
@@ -100,7 +101,7 @@ func (s *Server) Start(ctx context.Context) error {
 
 // Stop lets running rotations finish for up to grace, then interrupts them; an interrupted run
 // is resumed by the next Start.
-func (s *Server) Stop(grace time.Duration) {
+func (s *App) Stop(grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	s.Engine.Stop(ctx)
