@@ -4,7 +4,6 @@ package audit
 
 import (
 	"context"
-	"crypto/hmac"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -242,29 +241,4 @@ func (l *Log) ListWithin(ctx context.Context, teamID int64, folders []string, af
 		}
 	}
 	return out, nil
-}
-
-// ErrBroken reports a break in the hash chain.
-var ErrBroken = errors.New("audit: the hash chain is broken")
-
-// Verify walks the whole chain and returns ErrBroken (with the first bad sequence number)
-// if an event was altered, removed or inserted.
-func (l *Log) Verify(ctx context.Context) error {
-	var prev []byte
-	var after int64
-	for {
-		rows, err := l.db.AllAuditEvents(ctx, after, 1000)
-		if err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-		if len(rows) == 0 {
-			return nil
-		}
-		for _, r := range rows {
-			if !hmac.Equal(r.PrevHash, prev) || !hmac.Equal(r.Hash, l.chainHash(r)) {
-				return fmt.Errorf("%w at event %d", ErrBroken, r.Seq)
-			}
-			prev, after = r.Hash, r.Seq
-		}
-	}
 }

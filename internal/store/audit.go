@@ -142,3 +142,11 @@ func (r Reader) TeamNames(ctx context.Context) (map[int64]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// MaxAuditSinkCursor returns the highest sequence number any audit sink acknowledged (0 when
+// none did): the trail held at least that many events when it was sent.
+func (r Reader) MaxAuditSinkCursor(ctx context.Context) (int64, error) {
+	var seq int64
+	err := r.q.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM audit_sink_cursors`).Scan(&seq)
+	return seq, err
+}
