@@ -135,6 +135,7 @@ func (s *server) routes() []route {
 		{method: "GET", path: "/v1/teams/{team}/rotations/{id}", roles: pamOrSecurity, h: s.getRun, doc: op{summary: "Get a rotation run with its (redacted) exec log", out: "Run", status: 200}},
 		{method: "GET", path: "/v1/teams/{team}/rotations", roles: pamOrSecurity, h: s.listRuns, doc: op{summary: "List rotation runs, newest first", out: "Run", list: true, status: 200, query: []string{"record_uid", "status", "count", "offset"}}},
 		{method: "GET", path: "/v1/teams/{team}/audit_events", roles: security, h: s.auditEvents, doc: op{summary: "Audit events after a sequence number; a caller limited to folders sees only the events of records in them", out: "AuditEvent", list: true, status: 200, query: []string{"after", "limit"}}},
+		{method: "GET", path: "/v1/teams/{team}/audit/verify", roles: security, h: s.verifyAudit, doc: op{summary: "Check the team's audit hash chain end to end: ok with the event count and head, or the first broken link and why (hash_mismatch: altered; sequence_gap: removed; link_mismatch: inserted or reordered; tail_truncated, head_missing: the newest events removed). head=SEQ:ID checks that an earlier head is still there. 403 folder_limited for a caller limited to folders", out: "AuditVerification", status: 200, query: []string{"head"}}},
 	}
 }
 

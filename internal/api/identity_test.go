@@ -91,6 +91,7 @@ var allowed = map[string][]string{
 	"GET /v1/teams/{team}/rotations/{id}":                       {"pam_admin", "security_admin"},
 	"GET /v1/teams/{team}/rotations":                            {"pam_admin", "security_admin"},
 	"GET /v1/teams/{team}/audit_events":                         {"security_admin"},
+	"GET /v1/teams/{team}/audit/verify":                         {"security_admin"},
 }
 
 func TestAuthorizationMatrix(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/vault"
 )
@@ -94,6 +95,10 @@ var schemas = obj{
 		"status": obj{"type": "string", "enum": []string{"queued", "running", "succeeded", "failed", "needs_attention"}},
 		"state":  str, "attempt": integer, "error": ref("Error"), "created_at": stamp, "started_at": stamp, "finished_at": stamp,
 		"exec_log": obj{"type": "array", "items": ref("ExecResult")}}),
+	"AuditLink": props([]string{"seq", "id"}, obj{"seq": integer, "id": obj{"type": "string", "description": "the event's hash, hex"}}),
+	"AuditVerification": props([]string{"ok", "events"}, obj{"ok": boolean, "events": integer, "head": ref("AuditLink"),
+		"first_broken": props([]string{"seq", "reason", "message"}, obj{"seq": integer, "id": str, "message": str,
+			"reason": obj{"type": "string", "enum": []string{audit.HashMismatch, audit.SequenceGap, audit.LinkMismatch, audit.TailTruncated, audit.HeadMissing}}})}),
 	"AuditEvent": props(nil, obj{"seq": integer, "type": str, "actor": str, "record_uid": str, "details": anyObj, "created_at": stamp}),
 }
 

@@ -213,6 +213,32 @@ func (s *server) auditEvents(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	return writeJSON(w, http.StatusOK, map[string]any{"list": events})
 }
 
+// errFolderLimited: verifying the chain walks every event of the team, and reports breaks
+// next to events a caller limited to folders may not see, so such a caller may not verify.
+var errFolderLimited = &fault.Error{Kind: fault.Forbidden, Code: "folder_limited",
+	Message: "audit verify checks every event of the team, and you are limited to folders: ask a security_admin without a folder limit"}
+
+// verifyAudit checks the team's hash chain end to end. The answer is 200 whether the chain
+// holds or not: {"ok":true,"events","head"} or {"ok":false,"events","first_broken"}.
+func (s *server) verifyAudit(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	if len(p.Folders) > 0 {
+		return errFolderLimited
+	}
+	var o audit.VerifyOptions
+	if v := r.URL.Query().Get("head"); v != "" {
+		head, err := audit.ParseLink(v)
+		if err != nil {
+			return fault.Invalidf("head: %v", err)
+		}
+		o.Head = &head
+	}
+	rep, err := s.Audit.VerifyTeam(r.Context(), p.TeamID, o)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
 func boolParam(r *http.Request, name string) (bool, error) {
 	switch v := r.URL.Query().Get(name); v {
 	case "", "false":
