@@ -21,7 +21,7 @@ func (e *env) auditCommand() *cobra.Command {
 	var follow bool
 	var out Output
 	cmd := &cobra.Command{
-		Use:   "audit [--after N] [--limit N] [--follow]",
+		Use:   "audit [--after N] [--limit N] [--follow] | audit verify",
 		Short: "Show the team's audit events",
 		Long: `Show the team's audit events, oldest first: sequence number, time, type, actor, record and
 details (never a secret). --after N shows the events after sequence number N; --limit N at
@@ -59,6 +59,7 @@ one YAML document ("---" first); without --follow the API's {"list": [...]} is p
 	f.IntVar(&limit, "limit", 0, "show at most this many events (1 to 1000; default 100)")
 	f.BoolVar(&follow, "follow", false, "keep showing new events as they come, until interrupted")
 	AddOutputFlag(cmd, &out)
+	cmd.AddCommand(e.auditVerifyCommand())
 	return cmd
 }
 

@@ -27,6 +27,7 @@ type harness struct {
 	srv   *httptest.Server
 	creds auth.Credentials
 	env   map[string]string
+	dir   string // the data directory the API serves
 
 	mu    sync.Mutex
 	after func(r *http.Request) // called after the API has served a request
@@ -44,7 +45,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, creds: creds}
+	h := &harness{t: t, creds: creds, dir: dir}
 	svc := app.New(v, app.Options{Scripts: script.Options{TempDir: t.TempDir()}})
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
