@@ -113,6 +113,12 @@ func (l *Log) Verify(ctx context.Context) error {
 // caught when an audit sink acknowledged events beyond the last one, or when o.Head, a head
 // reported earlier and kept elsewhere, is gone.
 func (l *Log) VerifyTeam(ctx context.Context, teamID int64, o VerifyOptions) (Report, error) {
+	// Read before the walk: every event a sink had acknowledged by then must be met in it,
+	// while events written (and acknowledged) during the walk need not be.
+	acked, err := l.db.MaxAuditSinkCursor(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("audit verify: %w", err)
+	}
 	var rep Report
 	var prev store.AuditEvent // the event before; Seq 0 and no hash before the first
 	var head *Link
@@ -148,10 +154,6 @@ func (l *Log) VerifyTeam(ctx context.Context, teamID int64, o VerifyOptions) (Re
 	if o.Head != nil && !headSeen {
 		rep.FirstBroken = headMissing(*o.Head, "is no longer in the trail: the newest events were removed")
 		return rep, nil
-	}
-	acked, err := l.db.MaxAuditSinkCursor(ctx)
-	if err != nil {
-		return Report{}, fmt.Errorf("audit verify: %w", err)
 	}
 	if acked > prev.Seq {
 		rep.FirstBroken = &Break{Seq: prev.Seq + 1, Reason: TailTruncated,
