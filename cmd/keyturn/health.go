@@ -28,7 +28,8 @@ const (
 )
 
 func newHealthCommand() *cobra.Command {
-	var listen, certFile, output string
+	var listen, certFile string
+	var output cli.Output
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "health [--listen ADDR] [--tls-cert-file F] [--timeout 5s]",
@@ -51,8 +52,9 @@ names it holds. It sends no credential.`,
 			if certFile == "" {
 				certFile = os.Getenv(envTLSCertFile)
 			}
-			if output != "table" && output != "json" && output != "yaml" {
-				return cli.Usagef("-o %q: want table, json or yaml", output)
+			format, err := output.Format()
+			if err != nil {
+				return err
 			}
 			if timeout <= 0 {
 				return cli.Usagef("--timeout %s: want a positive duration", timeout)
@@ -74,21 +76,17 @@ names it holds. It sends no credential.`,
 			if err := probe(cmd.Context(), client, url); err != nil {
 				return err
 			}
-			switch output {
-			case "json":
-				fmt.Fprintln(cmd.OutOrStdout(), `{"status":"ready"}`)
-			case "yaml":
-				fmt.Fprintln(cmd.OutOrStdout(), "status: ready")
-			default:
-				fmt.Fprintln(cmd.OutOrStdout(), "ready")
+			if format == cli.FormatTable {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), "ready")
+				return err
 			}
-			return nil
+			return cli.WriteAs(cmd.OutOrStdout(), format, map[string]string{"status": "ready"})
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "the server's listen address (default: KEYTURN_LISTEN, else "+config.Defaults().Listen+")")
 	cmd.Flags().StringVar(&certFile, "tls-cert-file", "", "the server's PEM certificate, when it serves https (default: KEYTURN_TLS_CERT_FILE)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the answer")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cli.AddOutputFlag(cmd, &output)
 	return cmd
 }
 
