@@ -12,8 +12,9 @@ import (
 // One target's operations are spaced by its rate once its burst is spent, and another
 // target's are not held back by them.
 func TestTargetsSpaceOperationsPerTarget(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		tg := newTargets(2, 1) // 2 a second, 1 at once
+		tg := newTargets(2, 1, realClock{}) // 2 a second, 1 at once
 		ctx := context.Background()
 		start := time.Now()
 		for range 5 {
@@ -52,8 +53,9 @@ func TestTargetsSpaceOperationsPerTarget(t *testing.T) {
 }
 
 func TestTargetsUnlimited(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		tg := newTargets(-1, 0)
+		tg := newTargets(-1, 0, realClock{})
 		start := time.Now()
 		for range 1000 {
 			if _, err := tg.wait(context.Background(), "rest https://a.example.com"); err != nil {
@@ -70,6 +72,7 @@ func TestTargetsUnlimited(t *testing.T) {
 }
 
 func TestTargetKey(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		conn, url, resource, want string
 	}{
@@ -89,8 +92,9 @@ func TestTargetKey(t *testing.T) {
 // A run is admitted with a typical run's tokens taken; runs that find none wait on the
 // target's list and are handed back in their order, each once its tokens are there.
 func TestTargetsAdmitInTurn(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		tg := newTargets(2, 2) // 2 a second; a run takes 2 tokens
+		tg := newTargets(2, 2, realClock{}) // 2 a second; a run takes 2 tokens
 		var mu sync.Mutex
 		var released []string
 		release := func(run string) {
