@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 )
 
 // TestMain lets the tests run the real binary: the test executable re-runs itself as keyturn
@@ -74,7 +76,7 @@ type server struct {
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"server", "--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "KEYTURN_TEST_MAIN=1")
+	cmd.Env = append(procs.QuickExit(os.Environ()), "KEYTURN_TEST_MAIN=1")
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +192,7 @@ func assertNoPlaintext(t *testing.T, files map[string][]byte, values ...string) 
 }
 
 func TestPasswordSurvivesRestartAndNeverHitsDiskInClear(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds := initVault(t, dir)
 	srv := startServer(t, "--data", dir)
@@ -264,6 +267,7 @@ func TestPasswordSurvivesRestartAndNeverHitsDiskInClear(t *testing.T) {
 }
 
 func TestWrongPassphraseRefusesToStart(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	pass := filepath.Join(t.TempDir(), "pass")
 	wrong := filepath.Join(t.TempDir(), "wrong")
@@ -306,6 +310,7 @@ func TestWrongPassphraseRefusesToStart(t *testing.T) {
 }
 
 func TestShutdownFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds := initVault(t, dir)
 	srv := startServer(t, "--data", dir)
@@ -376,6 +381,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 }
 
 func TestInitTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	initVault(t, dir)
 	before := rawFiles(t, dir)
@@ -400,6 +406,7 @@ func TestInitTwiceChangesNothing(t *testing.T) {
 }
 
 func TestUsageErrorsExitTwo(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"init"},
 		{"init", "--data", t.TempDir()},
@@ -421,6 +428,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 }
 
 func TestTeamAddWhileServing(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	acme := initVault(t, dir)
 	srv := startServer(t, "--data", dir)
@@ -450,6 +458,7 @@ func TestTeamAddWhileServing(t *testing.T) {
 }
 
 func TestSandboxOnceJSON(t *testing.T) {
+	t.Parallel()
 	code, out, errOut := keyturn(t, "sandbox", "--once", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
