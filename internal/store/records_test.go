@@ -37,6 +37,7 @@ func uids(recs []Record) string {
 }
 
 func TestRecordRoundTrip(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -69,6 +70,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestConflicts(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -126,6 +128,7 @@ func TestConflicts(t *testing.T) {
 }
 
 func TestKeyring(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	if _, err := db.LatestKeyring(ctx); !errors.Is(err, ErrNotFound) {
@@ -144,6 +147,7 @@ func TestKeyring(t *testing.T) {
 }
 
 func TestUpdateRecord(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -205,6 +209,7 @@ func TestUpdateRecord(t *testing.T) {
 }
 
 func TestListRecordsFilters(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -305,6 +310,7 @@ func TestListRecordsFilters(t *testing.T) {
 }
 
 func TestPasswordVersions(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")

@@ -98,6 +98,7 @@ func assertUnreadable(t *testing.T, f *fixture, uid string) {
 }
 
 func TestCiphertextCopiedToAnotherRecordFails(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	a := f.create(t, login("alpha", "alpha-password"))
 	b := f.create(t, login("beta", "beta-password"))
@@ -140,6 +141,7 @@ func TestCiphertextCopiedToAnotherRecordFails(t *testing.T) {
 }
 
 func TestFlippedBitFails(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	rec := f.create(t, login("alpha", "alpha-password"))
 	var data, dataKey []byte
@@ -172,6 +174,7 @@ func TestFlippedBitFails(t *testing.T) {
 }
 
 func TestStaleRevisionChangesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("alpha", "one"))
@@ -209,6 +212,7 @@ func TestStaleRevisionChangesNothing(t *testing.T) {
 }
 
 func TestPasswordHistory(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("alpha", "pw-0"))
@@ -244,6 +248,7 @@ func TestPasswordHistory(t *testing.T) {
 }
 
 func TestFolderScope(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	inApps := login("in apps", "a")
@@ -273,6 +278,7 @@ func TestFolderScope(t *testing.T) {
 }
 
 func TestResolveByUIDAndTitle(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("Okta API Access Details", "ssws-token"))
@@ -296,6 +302,7 @@ func TestResolveByUIDAndTitle(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for name, tc := range map[string]struct {
 		rec  vault.Record
@@ -323,6 +330,7 @@ func TestValidation(t *testing.T) {
 }
 
 func TestNewUIDNeverStartsWithADash(t *testing.T) {
+	t.Parallel()
 	for range 5000 {
 		uid := vault.NewUID()
 		if len(uid) != 22 || uid[0] == '-' {
@@ -335,6 +343,7 @@ func TestNewUIDNeverStartsWithADash(t *testing.T) {
 // names the version current at that moment; if a password is set by hand in between, it is
 // refused (stale_version) and nothing is written.
 func TestPreparedPendingVersion(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("alpha", "pw-1"))
