@@ -1,4 +1,4 @@
-package rotation_test
+package rotation
 
 import (
 	"slices"
@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// manualClock is a rotation.Clock whose time moves only when the test advances it, so a test
-// steps through a rate-limit window instead of sleeping through it.
-type manualClock struct {
+// ManualClock is a Clock whose time moves only when the test advances it, so a test steps
+// through a rate-limit window instead of sleeping through it. It is declared in a test file
+// of the package, so that the package's own tests and its external tests can both use it.
+type ManualClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*manualTimer
@@ -21,17 +22,21 @@ type manualTimer struct {
 	done bool // fired or stopped
 }
 
-func newManualClock() *manualClock {
-	return &manualClock{now: time.Date(2027, 5, 10, 12, 0, 0, 0, time.UTC)}
+// NewManualClock returns a ManualClock standing at a fixed instant.
+func NewManualClock() *ManualClock {
+	return &ManualClock{now: time.Date(2027, 5, 10, 12, 0, 0, 0, time.UTC)}
 }
 
-func (c *manualClock) Now() time.Time {
+// Now returns the clock's time.
+func (c *ManualClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *manualClock) AfterFunc(d time.Duration, f func()) func() bool {
+// AfterFunc calls f once the clock has been advanced by d (at once, in another goroutine,
+// when d <= 0).
+func (c *ManualClock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tm := &manualTimer{at: c.now.Add(d), f: f}
@@ -52,7 +57,7 @@ func (c *manualClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 // Advance moves the time forward by d, calling the timers that fall due in their order, each
 // at its own instant.
-func (c *manualClock) Advance(d time.Duration) {
+func (c *ManualClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	end := c.now.Add(d)
 	for {
@@ -78,9 +83,9 @@ func (c *manualClock) Advance(d time.Duration) {
 	}
 }
 
-// drive advances the clock by step every pause of real time until the test ends or the
+// Drive advances the clock by step every pause of real time until the test ends or the
 // returned function is called.
-func (c *manualClock) drive(t testing.TB, step, pause time.Duration) (stop func()) {
+func (c *ManualClock) Drive(t testing.TB, step, pause time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -319,7 +319,7 @@ func TestTargetRateLimit(t *testing.T) {
 		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
 	}
 	seen := &throttles{}
-	clock := newManualClock()
+	clock := rotation.NewManualClock()
 	f := newFixture(t, fixtureOptions{accounts: accounts,
 		engine: rotation.Options{Workers: users, TargetRate: perSecond, TargetBurst: 1, Observer: seen, RateClock: clock}})
 	ctx := context.Background()
@@ -339,7 +339,7 @@ func TestTargetRateLimit(t *testing.T) {
 		}
 		ids = append(ids, run.ID)
 	}
-	clock.drive(t, 10*time.Millisecond, time.Millisecond)
+	clock.Drive(t, 10*time.Millisecond, time.Millisecond)
 	for _, id := range ids {
 		run, err := f.engine.Wait(ctx, f.scope, id)
 		if err != nil || run.Status != rotation.StatusSucceeded {
@@ -399,7 +399,7 @@ func TestBusyTargetDoesNotHoldUpOthers(t *testing.T) {
 	for i := range busy {
 		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
 	}
-	clock := newManualClock()
+	clock := rotation.NewManualClock()
 	f := newFixture(t, fixtureOptions{accounts: accounts,
 		engine: rotation.Options{Workers: 2, TargetRate: 4, TargetBurst: 2, RateClock: clock}})
 	// The same service under another host name: another target to the limiter.
@@ -444,7 +444,7 @@ func TestBusyTargetDoesNotHoldUpOthers(t *testing.T) {
 		t.Fatalf("%d busy runs ended before the rate limit's clock moved; its burst pays for 1", ended)
 	}
 	// 8 runs of 2 operations at 4 a second take about 3.5 s; each gets through in its turn.
-	clock.drive(t, 100*time.Millisecond, time.Millisecond)
+	clock.Drive(t, 100*time.Millisecond, time.Millisecond)
 	for _, id := range busyRuns {
 		finished(id)
 	}
@@ -541,7 +541,7 @@ func TestOnDemandGoesAheadOfScheduled(t *testing.T) {
 	for i := range batch {
 		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
 	}
-	clock := newManualClock()
+	clock := rotation.NewManualClock()
 	var ahead atomic.Int64 // of the scheduler's clock
 	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
 	f := newFixture(t, fixtureOptions{accounts: accounts,
@@ -582,7 +582,7 @@ func TestOnDemandGoesAheadOfScheduled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock.drive(t, 50*time.Millisecond, 2*time.Millisecond)
+	clock.Drive(t, 50*time.Millisecond, 2*time.Millisecond)
 	done, err := f.engine.Wait(ctx, f.scope, run.ID)
 	if err != nil {
 		t.Fatal(err)

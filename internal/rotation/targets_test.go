@@ -150,3 +150,57 @@ func TestTargetsAdmitInTurn(t *testing.T) {
 		}
 	})
 }
+
+// The rate limits keep the time of the clock they are given, not the system's: a wait ends,
+// and a waiting run is handed back, when that clock has moved on, however long real time
+// passes meanwhile.
+func TestTargetsFollowTheirClock(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		clock := NewManualClock()
+		tg := newTargets(2, 1, clock) // 2 a second, 1 at once
+		ctx := context.Background()
+		const a = "rest https://a.example.com"
+		if waited, err := tg.wait(ctx, a); err != nil || waited != 0 {
+			t.Fatalf("the burst's operation: waited %v, %v", waited, err)
+		}
+		done := make(chan time.Duration, 1)
+		go func() {
+			waited, _ := tg.wait(ctx, a)
+			done <- waited
+		}()
+		ended := func() bool {
+			synctest.Wait()
+			return len(done) > 0
+		}
+		time.Sleep(time.Hour) // the system's time
+		if ended() {
+			t.Fatal("a wait ended while the rate limit's clock stood still")
+		}
+		clock.Advance(499 * time.Millisecond)
+		if ended() {
+			t.Fatal("a wait ended 1 ms before its token")
+		}
+		clock.Advance(time.Millisecond)
+		if waited := <-done; waited != 500*time.Millisecond {
+			t.Fatalf("waited %v, want 500ms", waited)
+		}
+
+		released := make(chan string, 1)
+		if ok, _ := tg.admit(a, "r1", false, func(run string) { released <- run }); ok {
+			t.Fatal("r1 was admitted with the tokens spent")
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if len(released) > 0 {
+			t.Fatal("a run was handed back while the rate limit's clock stood still")
+		}
+		clock.Advance(500 * time.Millisecond)
+		if run := <-released; run != "r1" {
+			t.Fatalf("handed back %q, want r1", run)
+		}
+		if ok, paid := tg.admit(a, "r1", false, nil); !ok || paid != 1 {
+			t.Fatalf("r1 handed back: %v %d", ok, paid)
+		}
+	})
+}
