@@ -132,6 +132,7 @@ func leakRecord(typ, title, login, password string, custom ...map[string]any) ma
 // stderr, both teams' audit trails, /metrics, the bodies of failing requests, every run's exec
 // log, and the argv and environment of the scripts and of their parent.
 func TestNoSecretLeaks(t *testing.T) {
+	t.Parallel()
 	// The emulator, in this process.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 )
 
 // TestSecondServerOnOneDataDirectoryRefuses starts a server, then a second one on the same
 // data directory: the second exits 1 naming the first's pid and writes nothing (no recovery,
 // no audit event). Once the first is SIGKILLed, its lock is gone and a new server starts.
 func TestSecondServerOnOneDataDirectoryRefuses(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds := initVault(t, dir)
 	first := startServer(t, "--data", dir)
@@ -24,7 +27,7 @@ func TestSecondServerOnOneDataDirectoryRefuses(t *testing.T) {
 	}
 
 	second := exec.Command(os.Args[0], "server", "--data", dir, "--listen", "127.0.0.1:0")
-	second.Env = append(os.Environ(), "KEYTURN_TEST_MAIN=1")
+	second.Env = append(procs.QuickExit(os.Environ()), "KEYTURN_TEST_MAIN=1")
 	var stderr bytes.Buffer
 	second.Stderr = &stderr
 	done := make(chan error, 1)

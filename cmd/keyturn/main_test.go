@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 	"github.com/keyturn/keyturn/internal/testenv/tlscert"
 )
 
@@ -68,7 +69,7 @@ type server struct {
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"server", "--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "KEYTURN_TEST_MAIN=1")
+	cmd.Env = append(procs.QuickExit(os.Environ()), "KEYTURN_TEST_MAIN=1")
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +185,7 @@ func assertNoPlaintext(t *testing.T, files map[string][]byte, values ...string) 
 }
 
 func TestPasswordSurvivesRestartAndNeverHitsDiskInClear(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds := initVault(t, dir)
 	srv := startServer(t, "--data", dir)
@@ -258,6 +260,7 @@ func TestPasswordSurvivesRestartAndNeverHitsDiskInClear(t *testing.T) {
 }
 
 func TestWrongPassphraseRefusesToStart(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	pass := filepath.Join(t.TempDir(), "pass")
 	wrong := filepath.Join(t.TempDir(), "wrong")
@@ -300,6 +303,7 @@ func TestWrongPassphraseRefusesToStart(t *testing.T) {
 }
 
 func TestShutdownFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds := initVault(t, dir)
 	srv := startServer(t, "--data", dir)
@@ -370,6 +374,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 }
 
 func TestInitTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	initVault(t, dir)
 	before := rawFiles(t, dir)
@@ -394,6 +399,7 @@ func TestInitTwiceChangesNothing(t *testing.T) {
 }
 
 func TestUsageErrorsExitTwo(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"init"},
 		{"init", "--data", t.TempDir()},
@@ -415,6 +421,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 }
 
 func TestTeamAddWhileServing(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	acme := initVault(t, dir)
 	srv := startServer(t, "--data", dir)
@@ -444,6 +451,7 @@ func TestTeamAddWhileServing(t *testing.T) {
 }
 
 func TestSandboxOnceJSON(t *testing.T) {
+	t.Parallel()
 	code, out, errOut := keyturn(t, "sandbox", "--once", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 )
 
 // asUser runs this test binary as keyturn under another uid and gid, copied where that user
@@ -39,7 +41,7 @@ func asUser(t *testing.T, uid, gid uint32, wait time.Duration, args ...string) (
 	}
 	dst.Close()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"KEYTURN_TEST_MAIN=1", "PATH=/usr/bin:/bin", "HOME=/"}
+	cmd.Env = procs.QuickExit([]string{"KEYTURN_TEST_MAIN=1", "PATH=/usr/bin:/bin", "HOME=/"})
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -76,6 +78,7 @@ func chownTree(t *testing.T, dir string, uid, gid int) {
 // cannot sandbox scripts, so it refuses to start and says what to do, unless the operator
 // accepts unsandboxed scripts (a warning is logged) or disables scripts.
 func TestServerNotRootRefusesUnsandboxedScripts(t *testing.T) {
+	t.Parallel()
 	base, err := os.MkdirTemp("/var/tmp", "keyturn-data-")
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +114,7 @@ func TestServerNotRootRefusesUnsandboxedScripts(t *testing.T) {
 // TestServerRefusesAnOpenDataDirectory: scripts run as another user, so a data directory that
 // other users may enter is refused.
 func TestServerRefusesAnOpenDataDirectory(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	initVault(t, data)
 	if err := os.Chmod(data, 0o755); err != nil {

@@ -46,6 +46,7 @@ func readJSONL(t *testing.T, path string) []exported {
 // sends both the whole audit trail, in order, with no secret in it; after a restart each sink
 // goes on where it stopped.
 func TestAuditSinksExportTheTrail(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds := initVault(t, dir)
 	keyFile := filepath.Join(t.TempDir(), "webhook.key")
@@ -163,6 +164,7 @@ func countType(events []exported, typ string) int {
 // A sink that cannot be opened safely stops the server before it serves: exit 1, and a
 // message that says what to do.
 func TestAuditSinkMisconfiguredRefusesToStart(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	initVault(t, dir)
 	keyFile := filepath.Join(t.TempDir(), "webhook.key")

@@ -53,6 +53,7 @@ func atLeast(v, min [3]int) bool {
 // TestBuiltWithPatchedToolchain fails when the binary is built by a Go older than go1.27.3,
 // whose standard library has known reachable vulnerabilities.
 func TestBuiltWithPatchedToolchain(t *testing.T) {
+	t.Parallel()
 	v, ok := goVersion(runtime.Version())
 	if !ok {
 		t.Fatalf("cannot read the Go version %q", runtime.Version())
@@ -63,6 +64,7 @@ func TestBuiltWithPatchedToolchain(t *testing.T) {
 }
 
 func TestGoVersionParsing(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want [3]int

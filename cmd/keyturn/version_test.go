@@ -10,6 +10,7 @@ import (
 // TestVersion: `keyturn version`, `-o json` and `--version` say the module version and the Go
 // version that built the binary (commit and build date when the build recorded them).
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	code, out, errOut := keyturn(t, "version", "-o", "json")
 	if code != 0 {
 		t.Fatalf("version -o json: exit %d: %s", code, errOut)

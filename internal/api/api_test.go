@@ -64,6 +64,7 @@ func wantError(t *testing.T, env *testenv.Env, method, path, token string, body 
 }
 
 func TestRecordLifecycle(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := create(t, env, pamUser("alice", "first-pw"))
 	if len(rec.UID) != 22 || rec.Revision != 1 {
@@ -108,6 +109,7 @@ func TestRecordLifecycle(t *testing.T) {
 }
 
 func TestStaleRevisionIs409AndChangesNothing(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := create(t, env, pamUser("bob", "one"))
 	first := pamUser("bob", "two")
@@ -131,6 +133,7 @@ func TestStaleRevisionIs409AndChangesNothing(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	path := "/v1/teams/acme/records"
 	big := fmt.Sprintf(`{"type":"login","title":"big","notes":%q}`, strings.Repeat("a", 1<<20))
@@ -174,6 +177,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestAuthentication(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	path := "/v1/teams/acme/records"
 	wantError(t, env, "GET", path, "", nil, 401, "unauthorized")
@@ -206,6 +210,7 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestListFiltersAndPaging(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	for i := range 5 {
 		create(t, env, pamUser(fmt.Sprintf("user %d", i), "pw"))
@@ -262,6 +267,7 @@ func TestListFiltersAndPaging(t *testing.T) {
 // TestMethodNotAllowed: a method a route does not take answers 405 with Allow, naming the
 // methods it does take; a path no route has stays 404.
 func TestMethodNotAllowed(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	for _, tc := range []struct{ method, path, allow string }{
 		{"DELETE", "/v1/teams/acme/records", "GET, HEAD, POST"},

@@ -31,6 +31,7 @@ func auditPage(t *testing.T, env *testenv.Env, token string, after int64, limit 
 // sees the audit events of records in Apps and nothing else: not those of records elsewhere,
 // nor those that name no record (keyturn issue 11, defect 9a).
 func TestFolderLimitedSecurityAdminSeesOnlyItsRecordsEvents(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	inApps := pamUser("payments db", "apps-pw")
 	inApps["folder"] = "Apps/Payments"

@@ -25,6 +25,7 @@ const validRecordBody = `{
 }`
 
 func TestDecodeRecord(t *testing.T) {
+	t.Parallel()
 	in, err := decodeRecord([]byte(validRecordBody))
 	if err != nil {
 		t.Fatalf("decodeRecord: %v", err)
@@ -55,6 +56,7 @@ func TestDecodeRecord(t *testing.T) {
 }
 
 func TestDecodeRecordAccepts(t *testing.T) {
+	t.Parallel()
 	for _, body := range []string{
 		`{}`,
 		" \t\r\n{} \t\r\n",
@@ -118,6 +120,7 @@ var decodeErrorCases = []struct {
 }
 
 func TestDecodeRecordErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range decodeErrorCases {
 		t.Run(tc.name, func(t *testing.T) {
 			in, err := decodeRecord([]byte(tc.body))
@@ -140,6 +143,7 @@ func TestDecodeRecordErrors(t *testing.T) {
 
 // TestDecodeRecordNull: a JSON null decodes as an empty input, which then fails validation.
 func TestDecodeRecordNull(t *testing.T) {
+	t.Parallel()
 	in, err := decodeRecord([]byte("null"))
 	if err != nil {
 		t.Fatalf("decodeRecord(null): %v", err)

@@ -12,6 +12,7 @@ import (
 // grant roles or folders beyond its own, act on a service user whose grant is wider, or
 // change its own roles or folders (keyturn issue 11, defect 6).
 func TestFolderLimitedResourceAdminStaysInItsGrant(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	okta := create(t, env, pamUser("okta admin", "okta-pw")) // folder Shared/Okta
 	_, ra := newUser(t, env, "apps-ra", []string{"resource_admin"}, []string{"Apps"})

@@ -95,6 +95,7 @@ var allowed = map[string][]string{
 }
 
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	ctx := context.Background()
 
@@ -217,6 +218,7 @@ func mutatingOrder(method string) string {
 }
 
 func TestSecretsReaderFolderGrant(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	inApps := pamUser("payments db", "apps-pw")
 	inApps["folder"] = "Apps/Payments"
@@ -261,6 +263,7 @@ func TestSecretsReaderFolderGrant(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	oldKey, oldToken := newUser(t, env, "robot", []string{"pam_admin"}, nil)
 	var newKey key
@@ -324,6 +327,7 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestServiceUserPaging(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	for _, n := range []string{"page-e", "page-a", "page-c", "page-b", "page-d"} {
 		if st := env.Do(t, "POST", "/v1/teams/acme/service_users", map[string]any{"name": n}, nil); st != 201 {
@@ -377,6 +381,7 @@ func TestServiceUserPaging(t *testing.T) {
 }
 
 func TestServiceUserRules(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	wantError(t, env, "PUT", "/v1/teams/acme/service_users/admin", env.Token, map[string]string{"status": "DISABLED"}, 403, "cannot_change_self")
 	wantError(t, env, "PUT", "/v1/teams/acme/service_users/admin", env.Token, map[string]string{"status": "DELETED"}, 403, "cannot_change_self")
@@ -403,6 +408,7 @@ func TestServiceUserRules(t *testing.T) {
 }
 
 func TestTeamsAreIsolated(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := create(t, env, pamUser("acme secret", "acme-pw"))
 	other, err := env.Auth.CreateTeam(context.Background(), "other")
@@ -433,6 +439,7 @@ func TestTeamsAreIsolated(t *testing.T) {
 }
 
 func TestBruteForceIsLimited(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	k, _ := newUser(t, env, "victim", []string{"pam_admin"}, nil)
 	for i := range auth.DefaultFailureLimit {
@@ -462,6 +469,7 @@ func TestBruteForceIsLimited(t *testing.T) {
 }
 
 func TestRawFilesHoldNoKeySecretOrToken(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	k, token := newUser(t, env, "robot", []string{"pam_admin"}, nil)
 	secrets := []string{env.Creds.KeySecret.Reveal(), env.Token, k.Secret, token}

@@ -30,6 +30,7 @@ func exchangeFrom(t *testing.T, env *testenv.Env, addr, keyID, secret string) (i
 // for a token exchange, is refused before it is counted, so it neither takes memory nor
 // locks anyone out (keyturn issue 11, defect 7).
 func TestMalformedKeyIDsNeverReachTheLimiter(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	huge := strings.Repeat("k", 1<<20-100) // under the general body limit, as in the report
 	wantError(t, env, "POST", "/v1/teams/acme/service_token", "", map[string]string{"key_id": huge, "key_secret": "x"}, 413, "body_too_large")
@@ -52,6 +53,7 @@ func TestMalformedKeyIDsNeverReachTheLimiter(t *testing.T) {
 // secret from many addresses is slowed down, while the owner, from an address that has not
 // failed, gets a token every time (keyturn issue 11, defect 7).
 func TestGuessingElsewhereDoesNotLockOutTheOwner(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	k, _ := newUser(t, env, "victim", []string{"pam_admin"}, nil)
 	const owner = "192.0.2.1"
@@ -96,6 +98,7 @@ func TestGuessingElsewhereDoesNotLockOutTheOwner(t *testing.T) {
 // TestFailuresBehindAProxyBlockOnlyTheirKeys: many keys failing from one address (a proxy)
 // block those keys from it, not a correct secret for another key (keyturn issue 11, defect 7).
 func TestFailuresBehindAProxyBlockOnlyTheirKeys(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	k, _ := newUser(t, env, "behind-proxy", []string{"pam_admin"}, nil)
 	const proxy = "198.51.100.7"

@@ -46,6 +46,7 @@ func scriptsOnlyUser(t *testing.T, env *testenv.Env, script string) record {
 }
 
 func TestRotateOverTheAPI(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := scriptsOnlyUser(t, env, "#!/bin/sh\necho rotated\n")
 	var run runView
@@ -92,6 +93,7 @@ func TestRotateOverTheAPI(t *testing.T) {
 }
 
 func TestRotateWhileActiveReturnsTheActiveRun(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := scriptsOnlyUser(t, env, "#!/bin/sh\nsleep 1\n")
 	var first, second struct {
@@ -117,6 +119,7 @@ func TestRotateWhileActiveReturnsTheActiveRun(t *testing.T) {
 }
 
 func TestRotationSettingsValidation(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := create(t, env, pamUser("u", "pw"))
 	login := create(t, env, map[string]any{"type": "login", "title": "not a pamUser"})
@@ -151,6 +154,7 @@ func TestRotationSettingsValidation(t *testing.T) {
 // Rotation settings carry a revision: a PUT that names an old one gets 409 stale_revision and
 // changes nothing; one without a revision writes unconditionally.
 func TestRotationSettingsRevision(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := create(t, env, pamUser("u", "pw"))
 	path := "/v1/teams/acme/records/" + rec.UID + "/rotation"
@@ -185,6 +189,7 @@ func TestRotationSettingsRevision(t *testing.T) {
 // audit_unavailable without the value. Once it can be written again, reads work, and every
 // read that revealed the secret has its event: none is dropped while writing fails.
 func TestSecretsStayHiddenWhileAuditFails(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := create(t, env, pamUser("guarded", "guarded-secret-pw"))
 	raw, err := sql.Open("sqlite", "file:"+store.SQLitePath(env.Dir)+"?_pragma=busy_timeout(10000)")
@@ -254,6 +259,7 @@ func TestSecretsStayHiddenWhileAuditFails(t *testing.T) {
 // A change and its audit event are one transaction: when the event cannot be written, the
 // change is not made either.
 func TestChangesAndTheirEventsCommitTogether(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	raw, err := sql.Open("sqlite", "file:"+store.SQLitePath(env.Dir)+"?_pragma=busy_timeout(10000)")
 	if err != nil {
@@ -290,6 +296,7 @@ func TestChangesAndTheirEventsCommitTogether(t *testing.T) {
 // TestAuditTrail: secret reads and changes are in the audit trail, with who did them, and no
 // secret in it.
 func TestAuditTrail(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := create(t, env, pamUser("audited", "audited-secret-pw"))
 	env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID, nil, nil)
@@ -355,6 +362,7 @@ func TestAuditTrail(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := scriptsOnlyUser(t, env, "#!/bin/sh\nexit 0\n")
 	env.Do(t, "POST", "/v1/teams/acme/records/"+rec.UID+"/rotate?wait=30s", nil, nil)
@@ -392,6 +400,7 @@ func TestMetrics(t *testing.T) {
 // TestOpenAPIDocument: every route is in the document, with a summary, its roles, and only
 // schemas that exist.
 func TestOpenAPIDocument(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	resp, raw := env.Raw(t, "GET", "/openapi.json", "", nil)
 	var doc struct {
@@ -429,6 +438,7 @@ func TestOpenAPIDocument(t *testing.T) {
 // unitless wait, or one longer than api.MaxWait, answers 400 {code,message} naming the
 // problem and starts nothing.
 func TestRotateWaitValues(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	rec := scriptsOnlyUser(t, env, "#!/bin/sh\nsleep 0.2\necho rotated\n")
 	path := "/v1/teams/acme/records/" + rec.UID + "/rotate"

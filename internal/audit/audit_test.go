@@ -12,6 +12,7 @@ import (
 )
 
 func TestChainDetectsTampering(t *testing.T) {
+	t.Parallel()
 	for name, tamper := range map[string]string{
 		"altered":   `UPDATE audit_events SET details = '{"status":"succeeded"}' WHERE seq = 2`,
 		"removed":   `DELETE FROM audit_events WHERE seq = 2`,

@@ -92,6 +92,7 @@ var fast = audit.ForwarderOptions{Poll: 5 * time.Millisecond, Batch: 40, RetryMa
 // A sink gets every event once and in order, through failed sends; after a restart it gets
 // only what came since, and a second sink has a position of its own.
 func TestForwarderDeliversEveryEventInOrder(t *testing.T) {
+	t.Parallel()
 	tr := newTrail(t)
 	tr.add(t, 150)
 	down := &memorySink{failures: 3}
@@ -123,6 +124,7 @@ func TestForwarderDeliversEveryEventInOrder(t *testing.T) {
 // A batch the sink kept without acknowledging it is sent again: events may come twice, never
 // go missing, and never come out of order.
 func TestForwarderResendsWhatWasNotAcknowledged(t *testing.T) {
+	t.Parallel()
 	tr := newTrail(t)
 	tr.add(t, 100)
 	s := &memorySink{failures: 2, keepFailed: true}

@@ -14,6 +14,7 @@ import (
 const pw1 = "s3cret-One!"
 
 func TestRecordRoundTrip(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 
 	// create, the password from stdin
@@ -193,6 +194,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestUpdateFieldMatching(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := strings.TrimSpace(h.ok("", "record", "create", "--type", "login", "--title", "T",
 		"--field", "url=a", "--field", "url.admin=b", "--field", "url=c", "--custom", "env=prod"))
@@ -234,6 +236,7 @@ func TestUpdateFieldMatching(t *testing.T) {
 }
 
 func TestStaleUpdateReports409(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := strings.TrimSpace(h.ok("", "record", "create", "--type", "login", "--title", "Original", "--field", "password=p1"))
 
@@ -268,6 +271,7 @@ func TestStaleUpdateReports409(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	without := func(keys ...string) map[string]string {
 		env := map[string]string{}
@@ -333,6 +337,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestAPIErrors(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 
 	r := h.run("", "record", "get", "nope")
@@ -387,6 +392,7 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func TestBearerTokenFromEnv(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	env := map[string]string{EnvAddr: h.srv.URL + "/", EnvTeam: "acme", EnvToken: h.token()}
 	r := runWith(env, "", "record", "create", "--type", "login", "--title", "via token")
@@ -427,6 +433,7 @@ func TestCommandsReadProcessEnvironment(t *testing.T) {
 }
 
 func TestListFollowsNextLinks(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	tok := h.token()
 	const n = 103 // the API's default page is 100
@@ -462,6 +469,7 @@ func TestListFollowsNextLinks(t *testing.T) {
 }
 
 func TestListRefusesLinkToAnotherServer(t *testing.T) {
+	t.Parallel()
 	var authSeen []string
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		authSeen = append(authSeen, r.Header.Get("Authorization"))
@@ -483,6 +491,7 @@ func TestListRefusesLinkToAnotherServer(t *testing.T) {
 }
 
 func TestNextTarget(t *testing.T) {
+	t.Parallel()
 	cases := map[string]string{
 		`</a?offset=100&count=100>; rel="next"`:   "/a?offset=100&count=100",
 		`</first>; rel="first", </n>; rel="next"`: "/n",
@@ -505,6 +514,7 @@ func TestNextTarget(t *testing.T) {
 }
 
 func TestClean(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"plain":          "plain",
 		"two\nlines":     `"two\nlines"`,

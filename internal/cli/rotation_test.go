@@ -124,6 +124,7 @@ func (h *harness) password(uid string) string {
 }
 
 func TestRotationSetAndInfo(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Okta admin", "Shared/Okta", pw1)
 
@@ -282,6 +283,7 @@ func TestRotationSetAndInfo(t *testing.T) {
 }
 
 func TestScriptCommands(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Okta admin", "", pw1)
 	cred := strings.TrimSpace(h.ok("tok-123", "record", "create", "--type", "login", "--title", "API token",
@@ -405,6 +407,7 @@ func rotationIDOf(t *testing.T, out, uid string) (id, status string) {
 }
 
 func TestRotateByUIDAndTitleAndJob(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Svc A", "Shared/Apps", pw1)
 	h.rotatable(uid, okScript)
@@ -546,6 +549,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestRotateFolderWait(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	var uids []string
 	for _, title := range []string{"Batch 1", "Batch 2", "Batch 3"} {
@@ -695,6 +699,7 @@ func TestRotateFolderWait(t *testing.T) {
 }
 
 func TestRotateWaitTimesOut(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Slow", "", pw1)
 	h.rotatable(uid, "#!/bin/sh\nsleep 2\nexit 0\n")
@@ -711,6 +716,7 @@ func TestRotateWaitTimesOut(t *testing.T) {
 }
 
 func TestAudit(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Svc A", "", pw1)
 	h.rotatable(uid, okScript)
@@ -762,6 +768,7 @@ func TestAudit(t *testing.T) {
 }
 
 func TestAuditFollow(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Svc A", "", pw1)
 	h.ok("", "rotation", "set", "--method", "scripts_only", "--", uid)
@@ -847,6 +854,7 @@ func TestAuditFollow(t *testing.T) {
 }
 
 func TestDetailsText(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   map[string]any
 		want string
@@ -864,6 +872,7 @@ func TestDetailsText(t *testing.T) {
 }
 
 func TestScheduleText(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ in, want string }{
 		{``, "on-demand"},
 		{`{"type":"ON_DEMAND"}`, "on-demand"},
@@ -881,6 +890,7 @@ func TestScheduleText(t *testing.T) {
 // changes them in between, the write is refused (stale revision) and the flags are applied
 // again to what they hold now: neither change is lost.
 func TestRotationSetKeepsAConcurrentChange(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Shared User", "", "pw-1")
 	h.ok("", "rotation", "set", "--method", "scripts_only", "--", uid)

@@ -53,6 +53,7 @@ func apiErrorOf(t *testing.T, err error, status int) *APIError {
 }
 
 func TestRotationSchedule(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Sched user", "", pw1)
 	berlin, err := time.LoadLocation("Europe/Berlin")
@@ -265,6 +266,7 @@ func TestRotationSchedule(t *testing.T) {
 }
 
 func TestRotationDefaultSchedule(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	uid := h.pamUser("Default user", "", pw1)
 	token := h.token()
@@ -307,6 +309,7 @@ func TestRotationDefaultSchedule(t *testing.T) {
 }
 
 func TestWriteRotationDrift(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	next := at.Add(24 * time.Hour)
 	info := RotationInfo{Settings: RotationSettings{Method: "general", Connector: "okta", Window: "2h", Paused: true,

@@ -59,6 +59,7 @@ func tableRows(t *testing.T, out, header string) []string {
 }
 
 func TestServiceUserRoundTrip(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 
 	// create: the user is shown; the API has it
@@ -307,6 +308,7 @@ func TestServiceUserRoundTrip(t *testing.T) {
 }
 
 func TestServiceUserListFollowsPages(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	tok := h.token()
 	for i := range 6 {
@@ -358,6 +360,7 @@ func TestServiceUserListFollowsPages(t *testing.T) {
 }
 
 func TestServiceUserListCommandFollowsPages(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	tok := h.token()
 	const n = 101 // with admin, 102: more than the API's default page of 100
@@ -382,6 +385,7 @@ func TestServiceUserListCommandFollowsPages(t *testing.T) {
 
 // TestServiceUserUpdateSendsOnlyWhatIsGiven checks the request bodies update sends.
 func TestServiceUserUpdateSendsOnlyWhatIsGiven(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var bodies []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -425,6 +429,7 @@ func TestServiceUserUpdateSendsOnlyWhatIsGiven(t *testing.T) {
 }
 
 func TestServiceUserErrors(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.ok("", "service-user", "create", "bob", "--role", "pam_admin")
 	adminSecret := h.env[EnvKeySecret]
@@ -499,6 +504,7 @@ func TestServiceUserErrors(t *testing.T) {
 }
 
 func TestServiceUserUsageErrors(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.ok("", "service-user", "create", "bob")
 	secret := h.env[EnvKeySecret]

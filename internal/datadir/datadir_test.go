@@ -119,6 +119,7 @@ func checkCredentials(t *testing.T, dir string, u datadir.Unseal, creds auth.Cre
 }
 
 func TestInitKeyFile(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{})
@@ -150,6 +151,7 @@ func TestInitKeyFile(t *testing.T) {
 }
 
 func TestInitTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{})
@@ -188,6 +190,7 @@ func TestInitTwiceChangesNothing(t *testing.T) {
 }
 
 func TestInitFailureCreatesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -234,6 +237,7 @@ func TestInitFailureCreatesNothing(t *testing.T) {
 
 // A failure after Init has started writing removes what it wrote.
 func TestInitCleansUpAfterLateFailure(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the database cannot be opened: Init fails after making the dir and the key file
 
@@ -270,6 +274,7 @@ func TestInitCleansUpAfterLateFailure(t *testing.T) {
 }
 
 func TestInitExistingEmptyDir(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -285,6 +290,7 @@ func TestInitExistingEmptyDir(t *testing.T) {
 }
 
 func TestPassphrase(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	pass := writeFile(t, "correct horse battery staple\n")
@@ -349,6 +355,7 @@ func TestPassphrase(t *testing.T) {
 }
 
 func TestOpenKeyFileVault(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	creds, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{})
@@ -420,6 +427,7 @@ func TestOpenKeyFileVault(t *testing.T) {
 }
 
 func TestOpenWithoutVault(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, dir := range []string{t.TempDir(), filepath.Join(t.TempDir(), "missing")} {
 		before, statErr := os.ReadDir(dir)
@@ -444,6 +452,7 @@ func TestOpenWithoutVault(t *testing.T) {
 
 // An opened vault's database is migrated and usable for writes.
 func TestOpenUsable(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	if _, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{}); err != nil {
@@ -472,6 +481,7 @@ func TestOpenUsable(t *testing.T) {
 }
 
 func TestKeyFileReadableByOthersIsRefused(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	if _, err := datadir.Init(ctx, dir, "acme", datadir.Unseal{}); err != nil {
@@ -495,6 +505,7 @@ func TestKeyFileReadableByOthersIsRefused(t *testing.T) {
 }
 
 func TestLockExclusive(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	lock, err := datadir.LockExclusive(dir)
 	if err != nil {
@@ -524,6 +535,7 @@ func TestLockExclusive(t *testing.T) {
 }
 
 func TestOpenExclusive(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	ctx := context.Background()
 	if _, err := datadir.OpenExclusive(ctx, dir, datadir.Unseal{}); err == nil || !strings.Contains(err.Error(), "holds no keyturn vault") {

@@ -17,6 +17,7 @@ import (
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/testenv/procs"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -98,6 +99,7 @@ func crashChild() int {
 }
 
 func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("the crash test starts many processes")
 	}
@@ -171,7 +173,7 @@ func runChild(t *testing.T, f *fixture, user, failpoint string, rotate bool) (ki
 	t.Helper()
 	setup, _ := json.Marshal(crashSetup{Dir: f.dir, TeamID: f.scope.TeamID, User: user})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "KEYTURN_CRASH_CHILD=1", "KEYTURN_CRASH_SETUP="+string(setup),
+	cmd.Env = append(procs.QuickExit(os.Environ()), "KEYTURN_CRASH_CHILD=1", "KEYTURN_CRASH_SETUP="+string(setup),
 		"KEYTURN_FAILPOINT="+failpoint)
 	if rotate {
 		cmd.Env = append(cmd.Env, "KEYTURN_CRASH_ROTATE=1")

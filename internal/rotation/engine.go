@@ -42,7 +42,24 @@ type Options struct {
 	TargetRate        float64       // connector operations a second to one target (20); < 0: unlimited
 	TargetBurst       int           // operations one target may take at once before the rate applies (the rate, at least 1)
 	Observer          Observer      // told about runs and scheduling, for metrics (default: nobody)
+	RateClock         Clock         // the time of the per-target rate limits (default: real time)
 }
+
+// Clock is a source of time and timers; tests give a fake one to step through a rate-limit
+// window without waiting for it.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f once d has passed, never from within AfterFunc itself; stop cancels
+	// the call if it has not started, and reports whether it did.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// realClock is the system's clock.
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 
 // Observer is told about runs and scheduling, for metrics.
 type Observer interface {
@@ -112,6 +129,9 @@ func (o *Options) defaults() {
 	if o.TargetRate == 0 {
 		o.TargetRate = 20
 	}
+	if o.RateClock == nil {
+		o.RateClock = realClock{}
+	}
 }
 
 // Engine runs rotations: it queues them, executes each through the state machine, and on
@@ -144,7 +164,7 @@ type Engine struct {
 func New(db *store.DB, v *vault.Vault, log *audit.Log, runner *script.Runner, connectors map[string]connector.Connector, opt Options) *Engine {
 	opt.defaults()
 	return &Engine{db: db, vault: v, audit: log, runner: runner, connectors: connectors, opt: opt,
-		targets:  newTargets(opt.TargetRate, opt.TargetBurst),
+		targets:  newTargets(opt.TargetRate, opt.TargetBurst, opt.RateClock),
 		inflight: map[string]bool{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1),
 		stopping: make(chan struct{})}
 }

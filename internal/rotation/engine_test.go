@@ -9,6 +9,7 @@ import (
 )
 
 func TestGeneralRotation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
 	run := f.rotate()
@@ -28,6 +29,7 @@ func TestGeneralRotation(t *testing.T) {
 }
 
 func TestScriptsOnlyRotation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: "rest"})
 	f.attach(f.user, "change.py", changeScript)
@@ -44,6 +46,7 @@ func TestScriptsOnlyRotation(t *testing.T) {
 }
 
 func TestLyingScriptIsCaughtByVerification(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: "rest"})
 	f.attach(f.user, "liar.sh", liarScript)
@@ -57,6 +60,7 @@ func TestLyingScriptIsCaughtByVerification(t *testing.T) {
 }
 
 func TestIssuedKeyRotation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	f.settingsFor(f.robot, rotation.Settings{Method: rotation.MethodGeneral, Connector: "opa"})
 	run := f.rotateUID(f.robot)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,6 +52,7 @@ func assertRedacted(t *testing.T, run rotation.Run, secrets ...string) {
 }
 
 func TestFailingScriptRollsBackAndRedacts(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: "rest"})
 	f.attach(f.user, "leaky.py", leakyFailScript)
@@ -78,6 +80,7 @@ func TestFailingScriptRollsBackAndRedacts(t *testing.T) {
 }
 
 func TestRollbackOnPasswordFail(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		flag      string // the pamUser's "Rollback On Password Fail" field; "" = absent (true)
@@ -88,6 +91,7 @@ func TestRollbackOnPasswordFail(t *testing.T) {
 		{"false keeps the new password", "False", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			f := newFixture(t, fixtureOptions{})
 			if tc.flag != "" {
 				rec, _ := f.vault.Get(context.Background(), f.scope, f.user)
@@ -121,8 +125,10 @@ func TestRollbackOnPasswordFail(t *testing.T) {
 }
 
 func TestPostRotationScriptFailure(t *testing.T) {
+	t.Parallel()
 	for _, rollback := range []bool{false, true} {
 		t.Run("rollback="+map[bool]string{false: "off", true: "on"}[rollback], func(t *testing.T) {
+			t.Parallel()
 			f := newFixture(t, fixtureOptions{})
 			if rollback { // looked up user → resource → configuration: put it on the resource
 				rec, _ := f.vault.Get(context.Background(), f.scope, f.resource)
@@ -149,6 +155,7 @@ func TestPostRotationScriptFailure(t *testing.T) {
 }
 
 func TestConcurrentRotateRequests(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{engine: rotation.Options{Workers: 4}})
 	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -192,6 +199,7 @@ func TestConcurrentRotateRequests(t *testing.T) {
 }
 
 func TestTransientErrorsAreRetried(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
 	f.target.mu.Lock()
@@ -214,6 +222,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 }
 
 func TestPermanentErrorEndsTheRun(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{accounts: map[string]string{"alice": "something else"}})
 	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
 	run := f.rotate()
@@ -227,6 +236,7 @@ func TestPermanentErrorEndsTheRun(t *testing.T) {
 }
 
 func TestNOOPFieldForcesScriptsOnly(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	rec, _ := f.vault.Get(context.Background(), f.scope, f.user)
 	rec.Custom = append(rec.Custom, custom("NOOP", "true"))
@@ -247,6 +257,7 @@ func TestNOOPFieldForcesScriptsOnly(t *testing.T) {
 // TestSeedRESTScript runs the seed's REST rotation script, unchanged, as a scripts_only
 // rotation with a "Record with Access Token" credential.
 func TestSeedRESTScript(t *testing.T) {
+	t.Parallel()
 	const seed = "../../../shared/seeds/restored/rest-api-rotation.py"
 	content, err := os.ReadFile(seed)
 	if err != nil {
@@ -298,16 +309,19 @@ func TestSeedRESTScript(t *testing.T) {
 }
 
 // TestTargetRateLimit: many rotations due at once against one target reach it no faster than
-// the engine's per-target rate, and every one of them still succeeds.
+// the engine's per-target rate, and every one of them still succeeds. The rate limit's clock is
+// a manual one the test steps (the target records arrivals by it), so no window is slept through.
 func TestTargetRateLimit(t *testing.T) {
+	t.Parallel()
 	const users, perSecond = 6, 10
 	accounts := map[string]string{}
 	for i := range users {
 		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
 	}
 	seen := &throttles{}
+	clock := rotation.NewManualClock()
 	f := newFixture(t, fixtureOptions{accounts: accounts,
-		engine: rotation.Options{Workers: users, TargetRate: perSecond, TargetBurst: 1, Observer: seen}})
+		engine: rotation.Options{Workers: users, TargetRate: perSecond, TargetBurst: 1, Observer: seen, RateClock: clock}})
 	ctx := context.Background()
 	var uids, ids []string
 	for i := range users {
@@ -317,7 +331,7 @@ func TestTargetRateLimit(t *testing.T) {
 		uids = append(uids, uid)
 	}
 	// No call can take a token before the first rotation is asked for.
-	start := time.Now()
+	start := clock.Now()
 	for _, uid := range uids {
 		run, _, err := f.engine.Rotate(ctx, f.scope, uid, rotation.TriggerOnDemand)
 		if err != nil {
@@ -325,6 +339,7 @@ func TestTargetRateLimit(t *testing.T) {
 		}
 		ids = append(ids, run.ID)
 	}
+	clock.Drive(t, 10*time.Millisecond, time.Millisecond)
 	for _, id := range ids {
 		run, err := f.engine.Wait(ctx, f.scope, id)
 		if err != nil || run.Status != rotation.StatusSucceeded {
@@ -339,15 +354,14 @@ func TestTargetRateLimit(t *testing.T) {
 	}
 	slices.SortFunc(hits, time.Time.Compare)
 	// With a burst of 1, call i takes its token no sooner than i tenths of a second after the
-	// first token, which was taken after start; it reaches the target later still. (Measured
-	// from start, not from the first call's arrival, whose latency under load is unknown.)
+	// first token, which was taken after start; it reaches the target later still.
 	for i, h := range hits {
-		if early := time.Duration(i)*time.Second/perSecond - h.Sub(start); early > time.Millisecond {
+		if early := time.Duration(i)*time.Second/perSecond - h.Sub(start); early > time.Microsecond { // the limiter computes in float64
 			t.Fatalf("call %d reached the target %v early for %d a second", i, early, perSecond)
 		}
 	}
-	// The waits are told, by connector: the first changes, asked for within milliseconds of
-	// each other, cannot all have had a token at once.
+	// The waits are told, by connector: the calls, asked for at one instant, cannot all have
+	// had a token at once.
 	seen.mu.Lock()
 	defer seen.mu.Unlock()
 	if seen.n["rest"] < users-1 || seen.wait["rest"] <= 0 {
@@ -376,15 +390,18 @@ func (o *throttles) Throttled(conn string, wait time.Duration) {
 }
 
 // TestBusyTargetDoesNotHoldUpOthers: runs waiting for a saturated target hold no worker, so a
-// run against another target, queued behind a burst of them, goes through at once.
+// run against another target, queued behind a burst of them, goes through at once: while the
+// rate limit's clock stands still, it ends with the busy target's runs still waiting.
 func TestBusyTargetDoesNotHoldUpOthers(t *testing.T) {
+	t.Parallel()
 	const busy = 8
 	accounts := map[string]string{"other": "initial-Pw1!"}
 	for i := range busy {
 		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
 	}
+	clock := rotation.NewManualClock()
 	f := newFixture(t, fixtureOptions{accounts: accounts,
-		engine: rotation.Options{Workers: 2, TargetRate: 4, TargetBurst: 2}})
+		engine: rotation.Options{Workers: 2, TargetRate: 4, TargetBurst: 2, RateClock: clock}})
 	// The same service under another host name: another target to the limiter.
 	other := f.create(vault.Record{Type: "login", Title: "Other API", Fields: []vault.Field{
 		field("url", strings.Replace(f.target.srv.URL, "127.0.0.1", "localhost", 1))}})
@@ -411,22 +428,32 @@ func TestBusyTargetDoesNotHoldUpOthers(t *testing.T) {
 		}
 		return *run.FinishedAt
 	}
-	done := finished(otherRun)
-	after := 0
+	finished(otherRun)
+	// The clock has not moved: the busy target let through only the run its burst paid for.
+	ended := 0
 	for _, id := range busyRuns {
-		if finished(id).After(done) {
-			after++
+		run, err := f.engine.Get(ctx, f.scope, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.Terminal() {
+			ended++
 		}
 	}
-	// 8 runs of 2 operations at 4 a second take about 3.5 s; the other one needs none of it.
-	if after < busy/2 {
-		t.Fatalf("the other target's run ended after %d of the %d runs queued before it, want before most", busy-after, busy)
+	if ended > 1 {
+		t.Fatalf("%d busy runs ended before the rate limit's clock moved; its burst pays for 1", ended)
+	}
+	// 8 runs of 2 operations at 4 a second take about 3.5 s; each gets through in its turn.
+	clock.Drive(t, 100*time.Millisecond, time.Millisecond)
+	for _, id := range busyRuns {
+		finished(id)
 	}
 }
 
 // TestHeartbeatGivesWayToABusyTarget: a heartbeat that finds its target without a token does
 // not wait for one (holding up the scheduler) but comes back a minute later.
 func TestHeartbeatGivesWayToABusyTarget(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, fixtureOptions{engine: rotation.Options{TargetRate: 0.001, TargetBurst: 1,
 		HeartbeatInterval: 50 * time.Millisecond, Tick: 10 * time.Millisecond}})
 	f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
@@ -504,17 +531,23 @@ func TestSlowHeartbeatDoesNotDelaySchedules(t *testing.T) {
 }
 
 // TestOnDemandGoesAheadOfScheduled: against a target busy with a scheduled batch, a rotation
-// asked for by hand waits for the next tokens, not for the batch.
+// asked for by hand waits for the next tokens, not for the batch. The rate limit's clock is a
+// manual one the test steps once the on-demand run is asked for; the scheduler's is an hour
+// ahead of real time once the batch is due, and the test ticks it.
 func TestOnDemandGoesAheadOfScheduled(t *testing.T) {
+	t.Parallel()
 	const batch = 8
 	accounts := map[string]string{"urgent": "initial-Pw1!"}
 	for i := range batch {
 		accounts[fmt.Sprintf("user%d", i)] = "initial-Pw1!"
 	}
+	clock := rotation.NewManualClock()
+	var ahead atomic.Int64 // of the scheduler's clock
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
 	f := newFixture(t, fixtureOptions{accounts: accounts,
-		engine: rotation.Options{Workers: 2, TargetRate: 4, TargetBurst: 2, Tick: 10 * time.Millisecond, HeartbeatInterval: -1}})
+		engine: rotation.Options{Workers: 2, TargetRate: 4, TargetBurst: 2, Now: now, Tick: -1, HeartbeatInterval: -1, RateClock: clock}})
 	ctx := context.Background()
-	due := time.Now().Add(200 * time.Millisecond)
+	due := now().Add(time.Hour)
 	var scheduled []string
 	for i := range batch {
 		uid := f.create(vault.Record{Type: "pamUser", Title: fmt.Sprintf("user%d", i), Fields: []vault.Field{
@@ -526,6 +559,10 @@ func TestOnDemandGoesAheadOfScheduled(t *testing.T) {
 	urgent := f.create(vault.Record{Type: "pamUser", Title: "urgent", Fields: []vault.Field{
 		field("login", "urgent"), field("password", "initial-Pw1!")}})
 	f.settingsFor(urgent, rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
+	ahead.Store(int64(time.Hour))
+	if err := f.engine.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
 	var runs []string
 	deadline := time.Now().Add(10 * time.Second)
 	for len(runs) < batch { // the whole batch is queued
@@ -540,7 +577,16 @@ func TestOnDemandGoesAheadOfScheduled(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	done := f.rotateUID(urgent)
+	// The batch's first run took the burst; the rest wait for the clock, and so will this one.
+	run, _, err := f.engine.Rotate(ctx, f.scope, urgent, rotation.TriggerOnDemand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Drive(t, 50*time.Millisecond, 2*time.Millisecond)
+	done, err := f.engine.Wait(ctx, f.scope, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if done.Status != rotation.StatusSucceeded || done.FinishedAt == nil {
 		t.Fatalf("the urgent run: %+v", done)
 	}

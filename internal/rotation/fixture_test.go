@@ -31,13 +31,14 @@ type target struct {
 	keys      map[string]map[string]string // API keys: login → key id → secret
 	changes   int
 	failNext  int                      // the next n /change calls answer 503 without changing anything
-	hits      []time.Time              // when each request arrived
+	hits      []time.Time              // when each request arrived, by now
+	now       func() time.Time         // the clock of hits (the engine's rate clock)
 	slow      map[string]time.Duration // /verify of these logins answers this late
 	srv       *httptest.Server
 }
 
 func newTarget(t testing.TB, accounts map[string]string) *target {
-	tg := &target{passwords: accounts, keys: map[string]map[string]string{"robot": {"key-0": "initial-key-secret"}}}
+	tg := &target{now: time.Now, passwords: accounts, keys: map[string]map[string]string{"robot": {"key-0": "initial-key-secret"}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /keys/issue", func(w http.ResponseWriter, r *http.Request) {
 		var in struct{ Login string }
@@ -111,7 +112,7 @@ func newTarget(t testing.TB, accounts map[string]string) *target {
 	})
 	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tg.mu.Lock()
-		tg.hits = append(tg.hits, time.Now())
+		tg.hits = append(tg.hits, tg.now())
 		tg.mu.Unlock()
 		mux.ServeHTTP(w, r)
 	}))
@@ -292,6 +293,11 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		o.accounts = map[string]string{"alice": "initial-Pw1!"}
 	}
 	f := &fixture{t: t, dv: dv, dir: dir, scope: vault.Scope{TeamID: team.ID}, target: newTarget(t, o.accounts)}
+	if o.engine.RateClock != nil {
+		f.target.mu.Lock()
+		f.target.now = o.engine.RateClock.Now
+		f.target.mu.Unlock()
+	}
 	f.vault = vault.New(dv.DB, dv.Keys, nil)
 	if o.engine.BackoffBase == 0 {
 		o.engine.BackoffBase = time.Millisecond

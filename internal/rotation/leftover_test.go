@@ -18,6 +18,7 @@ import (
 // its script still running (its server's death signal missed): the engine that settles the
 // run kills that script, and everything in its sandbox, before deciding anything.
 func TestLeftScriptKilledBeforeTheRunIsSettled(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, fixtureOptions{})
 	f.attach(f.user, "change.py", changeScript)

@@ -9,6 +9,7 @@ import (
 // used to drop the overflow until the next sweep), hands them out oldest first, and never
 // holds a run twice.
 func TestDispatchQueuesEveryRunOnceInOrder(t *testing.T) {
+	t.Parallel()
 	e := New(nil, nil, nil, nil, nil, Options{})
 	const n = 20_000
 	for i := range n {

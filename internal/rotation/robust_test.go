@@ -122,6 +122,7 @@ func (p *panicky) Verify(ctx context.Context, a connector.Account, pw secret.Sec
 // rotation whose request is never sent (a template names an unknown value) fails, and its
 // candidate is marked failed.
 func TestRESTWithoutVerifyRequest(t *testing.T) {
+	t.Parallel()
 	var hits atomic.Int64
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -185,6 +186,7 @@ func TestRESTWithoutVerifyRequest(t *testing.T) {
 // target's password among them), logs no secret, is counted, and the engine goes on: the same
 // record and others rotate afterwards.
 func TestPanicInRunEndsItNeedsAttention(t *testing.T) {
+	t.Parallel()
 	conn := &panicky{}
 	logs := &syncBuffer{}
 	obs := &panicCounter{}
@@ -257,6 +259,7 @@ func TestPanicInRunEndsItNeedsAttention(t *testing.T) {
 // password or the drift state: the record says the last heartbeat stopped on an internal error,
 // the heartbeat comes back later, and rotations and heartbeats go on afterwards.
 func TestPanicInHeartbeat(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := &fakeClock{t: start}
 	conn := &panicky{}
@@ -310,6 +313,7 @@ func TestPanicInHeartbeat(t *testing.T) {
 // say what failed, and mark their candidate failed; no pending version is left behind, also
 // after a later successful rotation.
 func TestOktaFailureBeforeTheChange(t *testing.T) {
+	t.Parallel()
 	em := emulator.New(emulator.Options{Users: 2})
 	srv := httptest.NewServer(em)
 	defer srv.Close()
@@ -381,8 +385,10 @@ func TestOktaFailureBeforeTheChange(t *testing.T) {
 // started never reached the target, with or without a verifier: the run fails, says why, and
 // its candidate is marked failed, not left pending; no rollback runs.
 func TestScriptThatNeverRanEndsFailed(t *testing.T) {
+	t.Parallel()
 	for _, verify := range []string{"rest", ""} {
 		t.Run("verify_with="+verify, func(t *testing.T) {
+			t.Parallel()
 			f := newFixture(t, fixtureOptions{})
 			f.attach(f.user, "noshebang.sh", "echo this file has no #! line\n")
 			f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, VerifyWith: verify})
@@ -437,6 +443,7 @@ func (c *lateChange) Verify(_ context.Context, _ connector.Account, pw secret.Se
 // and the check of the old one is found by asking for the new one again, not reported as
 // "accepts neither".
 func TestChangeLandingBetweenChecks(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, fixtureOptions{})
 	stop, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -122,6 +122,7 @@ func (f *fixture) info(uid string) rotation.Info {
 }
 
 func TestScheduledRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f, clock := scheduledFixture(t, berlin(t, "2027-05-10 02:00:00"))
 	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, Schedule: cron("0 0 3 * * ?")})
@@ -162,6 +163,7 @@ func TestScheduledRotation(t *testing.T) {
 }
 
 func TestMissedOccurrencesAndWindow(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name     string
@@ -175,6 +177,7 @@ func TestMissedOccurrencesAndWindow(t *testing.T) {
 		{"paused", rotation.Settings{Paused: true}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			f, clock := scheduledFixture(t, berlin(t, "2027-05-10 02:00:00"))
 			s := tc.settings
 			s.Method, s.Schedule = rotation.MethodScriptsOnly, cron("0 0 3 * * ?")
@@ -199,6 +202,7 @@ func TestMissedOccurrencesAndWindow(t *testing.T) {
 }
 
 func TestPauseResumeAndOverride(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f, clock := scheduledFixture(t, berlin(t, "2027-05-10 02:00:00"))
 	f.settings(rotation.Settings{Method: rotation.MethodScriptsOnly, Schedule: cron("0 0 3 * * ?"), Paused: true})
@@ -228,6 +232,7 @@ func TestPauseResumeAndOverride(t *testing.T) {
 // TestRestartsDoNotChangeFireTimes: for random schedules, a run of the scheduler interrupted by
 // restarts at random instants fires at exactly the times an uninterrupted one does.
 func TestRestartsDoNotChangeFireTimes(t *testing.T) {
+	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	if v, err := strconv.ParseUint(os.Getenv("KEYTURN_TEST_SEED"), 10, 64); err == nil {
 		seed = v // reproduce a failure
@@ -259,6 +264,7 @@ func TestRestartsDoNotChangeFireTimes(t *testing.T) {
 			restarts[rng.IntN(int(end.Sub(start)/(10*time.Minute)))] = true
 		}
 		t.Run(fmt.Sprintf("%d %s", i, sched), func(t *testing.T) {
+			t.Parallel()
 			plain := simulate(t, sched, start, end, nil)
 			interrupted := simulate(t, sched, start, end, restarts)
 			if !slices.EqualFunc(plain, interrupted, time.Time.Equal) {
@@ -330,6 +336,7 @@ func simulate(t *testing.T, sched json.RawMessage, start, end time.Time, restart
 }
 
 func TestRunOnceThatFiredDoesNotBlockLaterSaves(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f, clock := scheduledFixture(t, berlin(t, "2027-05-10 02:00:00"))
 	once := json.RawMessage(`{"type":"RUN_ONCE","time":"2027-05-10T03:00:00","tz":"Europe/Berlin"}`)

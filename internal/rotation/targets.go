@@ -21,6 +21,7 @@ import (
 // target's list, holding no worker, and is handed back in turn with its tokens taken. So a
 // burst against one target does not hold up the runs of the others.
 type targets struct {
+	clock  Clock
 	limit  rate.Limit // rate.Inf: unlimited
 	burst  int
 	perRun int // tokens a run takes when it is admitted: min(2, burst)
@@ -33,7 +34,7 @@ type target struct {
 	lim     *rate.Limiter
 	waiting []waiter        // runs put off until the target has room, urgent ones first, then oldest first
 	passes  map[string]bool // runs handed back from waiting, their tokens taken
-	timer   *time.Timer     // the next hand-back, while runs wait
+	armed   bool            // the next hand-back is due, while runs wait
 }
 
 // waiter is a run on a target's waiting list.
@@ -42,7 +43,7 @@ type waiter struct {
 	urgent bool // asked for by someone (on demand, a reconcile), not by the schedule
 }
 
-func newTargets(perSecond float64, burst int) *targets {
+func newTargets(perSecond float64, burst int, clock Clock) *targets {
 	limit := rate.Inf
 	if perSecond > 0 {
 		limit = rate.Limit(perSecond)
@@ -50,7 +51,7 @@ func newTargets(perSecond float64, burst int) *targets {
 	if burst <= 0 {
 		burst = max(1, int(math.Ceil(perSecond)))
 	}
-	return &targets{limit: limit, burst: burst, perRun: min(2, burst), by: map[string]*target{}}
+	return &targets{clock: clock, limit: limit, burst: burst, perRun: min(2, burst), by: map[string]*target{}}
 }
 
 // get returns key's target; the caller holds t.mu.
@@ -70,19 +71,23 @@ func (t *targets) wait(ctx context.Context, key string) (time.Duration, error) {
 		return 0, nil
 	}
 	t.mu.Lock()
-	r := t.get(key).lim.Reserve()
+	now := t.clock.Now()
+	r := t.get(key).lim.ReserveN(now, 1)
 	t.mu.Unlock()
-	delay := r.Delay()
+	delay := r.DelayFrom(now)
 	if delay == 0 {
 		return 0, nil
 	}
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
+	due := make(chan struct{})
+	stop := t.clock.AfterFunc(delay, func() { close(due) })
 	select {
-	case <-timer.C:
+	case <-due:
 		return delay, nil
 	case <-ctx.Done():
-		r.Cancel() // give the token back to the callers behind
+		stop()
+		t.mu.Lock()
+		r.CancelAt(t.clock.Now()) // give the token back to the callers behind
+		t.mu.Unlock()
 		return 0, ctx.Err()
 	}
 }
@@ -94,7 +99,7 @@ func (t *targets) allow(key string) bool {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.get(key).lim.Allow()
+	return t.get(key).lim.AllowN(t.clock.Now(), 1)
 }
 
 // admit reports whether run may start against key now, and how many of its operations are
@@ -114,7 +119,7 @@ func (t *targets) admit(key, run string, urgent bool, release func(run string)) 
 		delete(tg.passes, run)
 		return true, t.perRun
 	}
-	if len(tg.waiting) == 0 && tg.lim.AllowN(time.Now(), t.perRun) {
+	if len(tg.waiting) == 0 && tg.lim.AllowN(t.clock.Now(), t.perRun) {
 		return true, t.perRun
 	}
 	at := len(tg.waiting)
@@ -125,7 +130,7 @@ func (t *targets) admit(key, run string, urgent bool, release func(run string)) 
 		}
 	}
 	tg.waiting = slices.Insert(tg.waiting, at, waiter{run: run, urgent: urgent})
-	if tg.timer == nil {
+	if !tg.armed {
 		t.schedule(key, tg, release)
 	}
 	return false, 0
@@ -134,9 +139,10 @@ func (t *targets) admit(key, run string, urgent bool, release func(run string)) 
 // schedule arms the next hand-back of key's waiting runs for when a run's tokens are there;
 // the caller holds t.mu.
 func (t *targets) schedule(key string, tg *target, release func(string)) {
-	short := float64(t.perRun) - tg.lim.Tokens() // counting the reservations of runs under way
+	short := float64(t.perRun) - tg.lim.TokensAt(t.clock.Now()) // counting the reservations of runs under way
 	delay := time.Duration(max(short, 0) / float64(t.limit) * float64(time.Second))
-	tg.timer = time.AfterFunc(delay, func() { t.handBack(key, release) })
+	tg.armed = true
+	t.clock.AfterFunc(delay, func() { t.handBack(key, release) })
 }
 
 // handBack gives the oldest waiting run of key back, with its tokens taken, and arms the next.
@@ -144,12 +150,12 @@ func (t *targets) handBack(key string, release func(string)) {
 	t.mu.Lock()
 	tg := t.by[key]
 	var run string
-	if len(tg.waiting) > 0 && tg.lim.AllowN(time.Now(), t.perRun) {
+	if len(tg.waiting) > 0 && tg.lim.AllowN(t.clock.Now(), t.perRun) {
 		run = tg.waiting[0].run
 		tg.waiting = slices.Delete(tg.waiting, 0, 1)
 		tg.passes[run] = true
 	}
-	tg.timer = nil
+	tg.armed = false
 	if len(tg.waiting) > 0 {
 		t.schedule(key, tg, release)
 	}

@@ -12,8 +12,9 @@ import (
 // One target's operations are spaced by its rate once its burst is spent, and another
 // target's are not held back by them.
 func TestTargetsSpaceOperationsPerTarget(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		tg := newTargets(2, 1) // 2 a second, 1 at once
+		tg := newTargets(2, 1, realClock{}) // 2 a second, 1 at once
 		ctx := context.Background()
 		start := time.Now()
 		for range 5 {
@@ -52,8 +53,9 @@ func TestTargetsSpaceOperationsPerTarget(t *testing.T) {
 }
 
 func TestTargetsUnlimited(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		tg := newTargets(-1, 0)
+		tg := newTargets(-1, 0, realClock{})
 		start := time.Now()
 		for range 1000 {
 			if _, err := tg.wait(context.Background(), "rest https://a.example.com"); err != nil {
@@ -70,6 +72,7 @@ func TestTargetsUnlimited(t *testing.T) {
 }
 
 func TestTargetKey(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		conn, url, resource, want string
 	}{
@@ -89,8 +92,9 @@ func TestTargetKey(t *testing.T) {
 // A run is admitted with a typical run's tokens taken; runs that find none wait on the
 // target's list and are handed back in their order, each once its tokens are there.
 func TestTargetsAdmitInTurn(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		tg := newTargets(2, 2) // 2 a second; a run takes 2 tokens
+		tg := newTargets(2, 2, realClock{}) // 2 a second; a run takes 2 tokens
 		var mu sync.Mutex
 		var released []string
 		release := func(run string) {
@@ -143,6 +147,60 @@ func TestTargetsAdmitInTurn(t *testing.T) {
 		// The hand-backs took their tokens: nothing is left for an operation now.
 		if tg.allow(a) {
 			t.Fatal("a token was left over after the hand-backs")
+		}
+	})
+}
+
+// The rate limits keep the time of the clock they are given, not the system's: a wait ends,
+// and a waiting run is handed back, when that clock has moved on, however long real time
+// passes meanwhile.
+func TestTargetsFollowTheirClock(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		clock := NewManualClock()
+		tg := newTargets(2, 1, clock) // 2 a second, 1 at once
+		ctx := context.Background()
+		const a = "rest https://a.example.com"
+		if waited, err := tg.wait(ctx, a); err != nil || waited != 0 {
+			t.Fatalf("the burst's operation: waited %v, %v", waited, err)
+		}
+		done := make(chan time.Duration, 1)
+		go func() {
+			waited, _ := tg.wait(ctx, a)
+			done <- waited
+		}()
+		ended := func() bool {
+			synctest.Wait()
+			return len(done) > 0
+		}
+		time.Sleep(time.Hour) // the system's time
+		if ended() {
+			t.Fatal("a wait ended while the rate limit's clock stood still")
+		}
+		clock.Advance(499 * time.Millisecond)
+		if ended() {
+			t.Fatal("a wait ended 1 ms before its token")
+		}
+		clock.Advance(time.Millisecond)
+		if waited := <-done; waited != 500*time.Millisecond {
+			t.Fatalf("waited %v, want 500ms", waited)
+		}
+
+		released := make(chan string, 1)
+		if ok, _ := tg.admit(a, "r1", false, func(run string) { released <- run }); ok {
+			t.Fatal("r1 was admitted with the tokens spent")
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if len(released) > 0 {
+			t.Fatal("a run was handed back while the rate limit's clock stood still")
+		}
+		clock.Advance(500 * time.Millisecond)
+		if run := <-released; run != "r1" {
+			t.Fatalf("handed back %q, want r1", run)
+		}
+		if ok, paid := tg.admit(a, "r1", false, nil); !ok || paid != 1 {
+			t.Fatalf("r1 handed back: %v %d", ok, paid)
 		}
 	})
 }

@@ -29,6 +29,7 @@ func start(t *testing.T, o sandbox.Options) *sandbox.Sandbox {
 }
 
 func TestSandboxOnce(t *testing.T) {
+	t.Parallel()
 	s := start(t, sandbox.Options{})
 	ctx := context.Background()
 	if err := s.Seed(ctx); err != nil {
@@ -99,6 +100,7 @@ func current(t *testing.T, s *sandbox.Sandbox, uid string) string {
 // TestSeedBashScriptIsCaught runs the Bash script of Keeper's Okta guide unchanged: Okta
 // refuses what it sends, it exits 0 anyway, and verify_with okta catches it.
 func TestSeedBashScriptIsCaught(t *testing.T) {
+	t.Parallel()
 	seed, err := os.ReadFile("../../../shared/seeds/restored/okta-user-rotation.sh")
 	if err != nil {
 		t.Fatalf("the seed script (CI keeps ../shared beside the clone): %v", err)
@@ -144,6 +146,7 @@ func TestSeedBashScriptIsCaught(t *testing.T) {
 }
 
 func TestOktaWrongOldPassword(t *testing.T) {
+	t.Parallel()
 	s := start(t, sandbox.Options{})
 	ctx := context.Background()
 	for _, reset := range []bool{false, true} {
@@ -177,6 +180,7 @@ func TestOktaWrongOldPassword(t *testing.T) {
 // under -race on a loaded machine): every password must verify, 429s stay under 1 %, and the
 // limit must be reached.
 func TestNativeOktaAtScale(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("rotates 1,000 users")
 	}
@@ -243,6 +247,7 @@ func TestNativeOktaAtScale(t *testing.T) {
 // TestOPAKeyRotation: rotating an OPA service user's key leaves exactly one usable key, the
 // one the vault holds, and the old key's tokens stop working.
 func TestOPAKeyRotation(t *testing.T) {
+	t.Parallel()
 	s := start(t, sandbox.Options{})
 	ctx := context.Background()
 	team := s.Emulator.OPATeam()
@@ -324,6 +329,7 @@ func TestOPAKeyRotation(t *testing.T) {
 // heartbeat; with Okta Admin Reset the record is repaired by a rotation, without it the record
 // is marked drifted and heartbeats stop (one failed check, never a lockout).
 func TestHeartbeatFindsDriftAndReconciles(t *testing.T) {
+	t.Parallel()
 	s := start(t, sandbox.Options{Rotation: rotation.Options{HeartbeatInterval: 300 * time.Millisecond, Tick: 50 * time.Millisecond}})
 	ctx := context.Background()
 	for _, reconcile := range []bool{true, false} {

@@ -47,6 +47,7 @@ func cronJSON(expr, tz string) string {
 // TestQuartzExamples checks the CronTrigger examples from Quartz's tutorial (2.3) and more,
 // in UTC, from Friday 2027-01-01 unless said otherwise.
 func TestQuartzExamples(t *testing.T) {
+	t.Parallel()
 	const jan1 = "2027-01-01T00:00:00Z"
 	tests := []struct {
 		expr, from string
@@ -123,6 +124,7 @@ func TestQuartzExamples(t *testing.T) {
 
 // TestCronZone checks that a cron's fields are read in its time zone.
 func TestCronZone(t *testing.T) {
+	t.Parallel()
 	s := mustLoad(t, `{"type":"CRON","cron":"0 0 3 * * ?","tz":"Europe/Berlin"}`)
 	got := fires(s, at("2027-01-01T00:00:00Z"), time.Time{}, 1)
 	if got[0] != "2027-01-01T02:00:00Z" {

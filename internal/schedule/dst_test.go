@@ -10,6 +10,7 @@ import (
 // on 31 October (03:00 CEST -> 02:00 CET); America/New_York springs forward on 14 March
 // (02:00 EST -> 03:00 EDT) and falls back on 7 November (02:00 EDT -> 01:00 EST).
 func TestDST(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, raw, from string
 		want            []string
@@ -68,6 +69,7 @@ func TestDST(t *testing.T) {
 // TestDSTEveryMinute walks a whole DST day minute by minute and checks that each wall-clock
 // minute of the day fires exactly once, the ones in the gap at its end.
 func TestDSTEveryMinute(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		tz, day string
 	}{

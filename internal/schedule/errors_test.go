@@ -10,6 +10,7 @@ import (
 
 // TestErrors checks that bad schedules are refused with a message naming what is wrong.
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	now := at("2027-01-01T00:00:00Z")
 	cron := func(expr string) string { return cronJSON(expr, "") }
 	tests := []struct{ raw, want string }{
@@ -117,6 +118,7 @@ func TestErrors(t *testing.T) {
 // TestLoadSkipsClock checks that Load accepts schedules that no longer fire, or fire late,
 // so that stored settings still load.
 func TestLoadSkipsClock(t *testing.T) {
+	t.Parallel()
 	now := at("2027-01-01T00:00:00Z")
 	for _, tt := range []struct {
 		raw  string

@@ -11,6 +11,7 @@ import (
 // TestKeeperObjects checks every Keeper schedule object with intervalCount 1 and above, and
 // its anchor. 2027-01-01 is a Friday.
 func TestKeeperObjects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		raw, anchor, from string
 		want              []string
@@ -117,6 +118,7 @@ func TestKeeperObjects(t *testing.T) {
 // on intervalCount: every N-th period counts from it. (03:00 CEST on 28 March 2027 is itself
 // a fire time of the first object.)
 func TestIntervalFirstFire(t *testing.T) {
+	t.Parallel()
 	objects := []string{
 		`{"type":"DAILY","time":"03:00","tz":"Europe/Berlin"`,
 		`{"type":"WEEKLY","time":"03:00","weekday":"TUESDAY","tz":"Europe/Berlin"`,
@@ -145,6 +147,7 @@ func TestIntervalFirstFire(t *testing.T) {
 }
 
 func TestString(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ raw, want string }{
 		{`{"type":"ON_DEMAND"}`, "on demand"},
 		{`{"type":"DEFAULT"}`, "the configuration's default schedule"},
@@ -175,6 +178,7 @@ func TestString(t *testing.T) {
 }
 
 func TestMinInterval(t *testing.T) {
+	t.Parallel()
 	from := at("2027-01-01T00:00:00Z")
 	tests := []struct {
 		raw  string
@@ -203,6 +207,7 @@ func TestMinInterval(t *testing.T) {
 
 // TestParseClock checks the rules Parse adds to Load: the next fire must come, within 5 years.
 func TestParseClock(t *testing.T) {
+	t.Parallel()
 	now := at("2027-01-01T00:00:00Z")
 	for _, raw := range []string{
 		cronJSON("0 0 12 * * ? 2031", ""), // within 5 years

@@ -87,6 +87,7 @@ func randomInstant(r *rand.Rand, loc *time.Location) time.Time {
 // point gives the same sequence. It also checks that fires strictly increase and that no
 // wall-clock reading fires twice.
 func TestRestartConsistency(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	cases := 3000
 	if testing.Short() {
@@ -142,6 +143,7 @@ func TestRestartConsistency(t *testing.T) {
 // constructs that both implement (after moving days of week from Quartz's 1 = SUN to
 // gronx's 0 = SUN, and always giving gronx 7 fields).
 func TestAgainstGronx(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
 	type pair struct{ quartz, unix string }
 	doms := []string{"?", "*", "1", "15", "31", "L", "15W", "1W", "30W", "1/5", "*/4", "10-20", "1,15,28"}

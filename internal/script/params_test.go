@@ -75,6 +75,7 @@ func fixture() (p Params, records, object string) {
 
 // TestProtocol runs a script that dumps its stdin and checks, byte for byte, what it received.
 func TestProtocol(t *testing.T) {
+	t.Parallel()
 	p, wantRecords, wantObject := fixture()
 	dump := filepath.Join(sharedDir(t), "stdin")
 	r := newTestRunner(t, Options{})
@@ -109,6 +110,7 @@ func TestProtocol(t *testing.T) {
 // TestProtocolReaders checks the line with the reading patterns of Keeper's examples: bash
 // `IFS= read -r` (one line, then EOF) with base64 -d and jq, and Python iterating sys.stdin.
 func TestProtocolReaders(t *testing.T) {
+	t.Parallel()
 	need(t, "bash", "jq", "base64")
 	p, _, _ := fixture()
 	r := newTestRunner(t, Options{})
@@ -153,6 +155,7 @@ print(len(records), [r["title"] for r in records], records[-1]["login"], records
 // TestRecordsOrder checks the order without a configuration or a resource, and that a pamUser
 // that is also a credential appears once, at its first place, with the old password.
 func TestRecordsOrder(t *testing.T) {
+	t.Parallel()
 	user := vault.Record{UID: "u", Title: "User", Type: "pamUser", Fields: []vault.Field{fld("login", "", `"jo"`), fld("password", "", `"cur"`)}}
 	other := vault.Record{UID: "o", Title: "Other", Fields: []vault.Field{fld("password", "", `"x"`)}}
 	p := Params{Credentials: []vault.Record{user, other, other}, User: user, NewPassword: secret.FromString("new"), OldPassword: secret.FromString("old")}
@@ -203,6 +206,7 @@ func TestRecordsOrder(t *testing.T) {
 // the stdin line, the params object it decodes to (records still a base64 string, as the
 // script receives it) and the records decoded; masked and revealed.
 func TestDecoded(t *testing.T) {
+	t.Parallel()
 	p, records, object := fixture()
 	got, err := p.Decoded(true)
 	if err != nil {
@@ -263,6 +267,7 @@ func jsonUnquote(t *testing.T, raw json.RawMessage) []byte {
 
 // TestSecretsOf checks the secrets given to the Redactor.
 func TestSecretsOf(t *testing.T) {
+	t.Parallel()
 	p, _, _ := fixture()
 	var got []string
 	for _, s := range SecretsOf(p) {
@@ -280,6 +285,7 @@ func TestSecretsOf(t *testing.T) {
 
 // TestRunStdinEmpty checks that an empty stdin gives EOF at once.
 func TestRunStdinEmpty(t *testing.T) {
+	t.Parallel()
 	r := newTestRunner(t, Options{})
 	res, err := r.Run(context.Background(), Script{Name: "wc", Content: []byte("#!/bin/sh\nwc -c\n")}, secret.Secret{}, nil)
 	if err != nil || strings.TrimSpace(res.Stdout) != "0" {

@@ -40,6 +40,7 @@ func noEncodingLeft(t *testing.T, what, out, s string) {
 // set of backslash escapes, words a shell quoted piece by piece or split apart, octal and
 // \x escapes, and percent-encoding in either case.
 func TestRedactEncodings(t *testing.T) {
+	t.Parallel()
 	for _, pw := range trickyPasswords {
 		red := NewRedactor(secret.FromString(pw))
 		for _, f := range Encodings(pw) {
@@ -118,6 +119,7 @@ for b in sys.stdin.read().split():
 // whole special set, with spaces, quotes and non-ASCII letters put in. Without redaction the
 // same output holds each password in several encodings, so the check is not vacuous.
 func TestRedactBashXtrace(t *testing.T) {
+	t.Parallel()
 	passwords := append([]string(nil), trickyPasswords...)
 	rng := rand.New(rand.NewPCG(11, 12))
 	extra := []string{" ", "'", `"`, `\`, "ä", "€", "😀", "$", "`", "!", "'\\''"}
@@ -183,6 +185,7 @@ func TestRedactBashXtrace(t *testing.T) {
 // in): each encoding of Encodings, and the quoting of Go's strconv (%q, ASCII-only) and
 // encoding/json, inside random text, leaves no encoding of the password after redaction.
 func TestRedactRandomPasswords(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(21, 22))
 	extra := []string{" ", "'", `"`, `\`, "ä", "😀", "$", "`", "\n", "\x01", "%", "+"}
 	for i := range 300 {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestRedact(t *testing.T) {
+	t.Parallel()
 	pw := `p@ss"wörd/<x>\1+?`
 	html, _ := json.Marshal(pw)
 	red := NewRedactor(secret.FromString(pw), secret.FromString("other-Secret"), secret.Secret{})
@@ -49,6 +50,7 @@ func TestRedact(t *testing.T) {
 // encodes the blobs in both alphabets, and checks that no character of the secret's base64
 // that depends on the secret alone survives.
 func TestRedactBase64Blobs(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 500 {
 		s := make([]byte, 3+rng.IntN(30))
@@ -84,6 +86,7 @@ func TestRedactBase64Blobs(t *testing.T) {
 
 // TestConcurrentRuns runs scripts in parallel: each sees its own line and no ETXTBSY.
 func TestConcurrentRuns(t *testing.T) {
+	t.Parallel()
 	r := newTestRunner(t, Options{})
 	var wg sync.WaitGroup
 	for i := range 16 {

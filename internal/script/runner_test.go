@@ -30,6 +30,7 @@ func simpleParams() Params {
 // TestProcNoSecrets reads /proc of a running script and of its child: no secret in their
 // command lines or environments, and the script's environment is exactly the four variables.
 func TestProcNoSecrets(t *testing.T) {
+	t.Parallel()
 	need(t, "bash")
 	modes(t, func(t *testing.T, o Options) {
 		p := simpleParams()
@@ -122,6 +123,7 @@ func TestProcNoSecrets(t *testing.T) {
 // TestTimeoutKillsGroup checks that a timeout kills the script and its background grandchild
 // with SIGTERM, and that a group ignoring SIGTERM gets SIGKILL after the grace period.
 func TestTimeoutKillsGroup(t *testing.T) {
+	t.Parallel()
 	need(t, "bash")
 	modes(t, func(t *testing.T, o Options) {
 		for _, tc := range []struct {
@@ -169,6 +171,7 @@ func TestTimeoutKillsGroup(t *testing.T) {
 // TestLeftoversKilled checks that a script exiting at once while a background child holds its
 // stdout returns at once, and that the child is killed.
 func TestLeftoversKilled(t *testing.T) {
+	t.Parallel()
 	need(t, "bash")
 	modes(t, func(t *testing.T, o Options) {
 		marker, seen := withMarker(t), filepath.Join(sharedDir(t), "seen")
@@ -197,6 +200,7 @@ func TestLeftoversKilled(t *testing.T) {
 
 // TestCancel checks that ending the context kills the group.
 func TestCancel(t *testing.T) {
+	t.Parallel()
 	need(t, "bash")
 	modes(t, func(t *testing.T, o Options) {
 		marker := withMarker(t)
@@ -224,6 +228,7 @@ func TestCancel(t *testing.T) {
 
 // TestOutputCap writes megabytes to stderr, then to stdout: no deadlock, both capped.
 func TestOutputCap(t *testing.T) {
+	t.Parallel()
 	sh := "#!/bin/sh\nhead -c 5000000 /dev/zero | tr '\\0' e >&2\nhead -c 5000000 /dev/zero | tr '\\0' o\necho done >&2\n"
 	r := newTestRunner(t, Options{})
 	res, err := r.Run(context.Background(), Script{Name: "big.sh", Content: []byte(sh), Timeout: 30 * time.Second}, secret.Secret{}, nil)
@@ -247,6 +252,7 @@ func TestOutputCap(t *testing.T) {
 // TestCommandPrefix runs scripts without a #! line through a prefix: a path with a space, a
 // name looked up in the runner's PATH, and a prefix with arguments.
 func TestCommandPrefix(t *testing.T) {
+	t.Parallel()
 	need(t, "bash")
 	bash, err := filepath.EvalSymlinks("/bin/bash")
 	if err != nil {
@@ -282,6 +288,7 @@ func TestCommandPrefix(t *testing.T) {
 // TestStartFailed checks scripts that cannot start: no #! line and no prefix, a missing
 // interpreter.
 func TestStartFailed(t *testing.T) {
+	t.Parallel()
 	r := newTestRunner(t, Options{})
 	for _, tc := range []struct{ name, content, says string }{
 		{"plain.sh", "echo hello\n", "no #! line"},
@@ -301,6 +308,7 @@ func TestStartFailed(t *testing.T) {
 // TestRunRedacts checks redaction of what a script prints: raw, JSON-escaped, base64 at every
 // alignment and inside longer blobs, the stdin line and the decoded params.
 func TestRunRedacts(t *testing.T) {
+	t.Parallel()
 	need(t, "bash", "jq", "base64")
 	p := simpleParams()
 	p.NewPassword = secret.FromString(`Zk9"q/+w\é~>?<&x`)
@@ -357,6 +365,7 @@ echo "$pw" >&2
 
 // TestRedactStraddle checks a secret that straddles the 64 KiB cap: nothing of it is shown.
 func TestRedactStraddle(t *testing.T) {
+	t.Parallel()
 	need(t, "bash")
 	p := simpleParams()
 	sh := "#!/bin/bash\nIFS= read -r line\nhead -c 65531 /dev/zero | tr '\\0' a\nprintf N3w-Secret-pw\nhead -c 100000 /dev/zero | tr '\\0' b\n" +

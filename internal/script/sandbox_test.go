@@ -204,6 +204,7 @@ func leftovers(t *testing.T) int {
 // server still runs (what a successor does when the death signal was missed): the script and
 // the child it started in a new session die, and Kill says so.
 func TestKillStopsALeftScript(t *testing.T) {
+	t.Parallel()
 	out := procs.SharedDir(t)
 	marker := procs.Marker()
 	sh := "#!/bin/bash\nsetsid sleep " + marker + " </dev/null >/dev/null 2>&1 &\nsleep 1000\n"
@@ -248,6 +249,7 @@ func TestKillStopsALeftScript(t *testing.T) {
 // TestLeftDirectoriesRemoved: an unsandboxed runner removes the private directories of
 // servers that died without removing them, and keeps those of servers that still run.
 func TestLeftDirectoriesRemoved(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	// A process that has ended: its pid and start time name no running process.
 	cmd := exec.Command("true")

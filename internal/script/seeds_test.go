@@ -72,6 +72,7 @@ func (rec *recorder) only(t *testing.T) request {
 // finds its credential record by the title "Record with Access Token" and reads url and
 // password from it; it posts {userEmail, newPassword} with the token as a bearer token.
 func TestSeedRESTPython(t *testing.T) {
+	t.Parallel()
 	content := seed(t, "rest-api-rotation.py")
 	need(t, "python3")
 	// The check runs in the environment scripts get.
@@ -121,6 +122,7 @@ func TestSeedRESTPython(t *testing.T) {
 // so Okta answers 400; the script still exits 0 (curl has no --fail). It exports every params
 // key through unquoted word splitting, so passwords with spaces or glob characters break it.
 func TestSeedOktaBash(t *testing.T) {
+	t.Parallel()
 	content := seed(t, "okta-user-rotation.sh")
 	need(t, "bash", "jq", "curl", "base64")
 	var rec recorder

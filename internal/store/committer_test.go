@@ -13,6 +13,7 @@ import (
 // A failing fn leaves none of its writes while the other fns of its batch commit, and every
 // caller gets its own fn's outcome.
 func TestTxFailedFnRollsBackAloneInBatch(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	const n = 200
@@ -64,6 +65,7 @@ func TestTxFailedFnRollsBackAloneInBatch(t *testing.T) {
 // Within a batch each fn sees the writes of those committed before it, and a failed fn's
 // writes are invisible to those after it.
 func TestTxBatchSeesEarlierWrites(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	release := holdCommitter(t, db)
@@ -114,6 +116,7 @@ func TestTxBatchSeesEarlierWrites(t *testing.T) {
 
 // A panicking fn fails only its own caller, leaves no writes, and the committer keeps working.
 func TestTxPanic(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 
@@ -180,6 +183,7 @@ func TestTxPanic(t *testing.T) {
 }
 
 func TestTxCanceledBeforeRun(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 
 	t.Run("canceled before Tx", func(t *testing.T) {
@@ -244,6 +248,7 @@ func TestTxCanceledBeforeRun(t *testing.T) {
 // Canceling the caller's ctx while its fn runs does not tear the change: the statements still
 // run, the fn's result decides, and the caller learns it.
 func TestTxCanceledWhileRunning(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 
 	t.Run("fn returns nil", func(t *testing.T) {
@@ -324,6 +329,7 @@ func TestTxCanceledWhileRunning(t *testing.T) {
 
 // After Tx returns nil the change is in the file: another, independent DB sees it.
 func TestTxDurableAcrossOpen(t *testing.T) {
+	t.Parallel()
 	db, path := openTestDB(t)
 	ctx := context.Background()
 	mustTeam(t, db, "durable")
@@ -343,6 +349,7 @@ func TestTxDurableAcrossOpen(t *testing.T) {
 }
 
 func TestTxAfterClose(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -366,6 +373,7 @@ func TestTxAfterClose(t *testing.T) {
 
 // Tx racing Close: every call returns, and what it returned is what is on disk.
 func TestTxRacingClose(t *testing.T) {
+	t.Parallel()
 	db, path := openTestDB(t)
 	ctx := context.Background()
 	const n = 300
@@ -413,6 +421,7 @@ func TestTxRacingClose(t *testing.T) {
 // TestBrokenBatchCommitsNothing simulates SQLite rolling the whole transaction back under a
 // batch (as it does after some I/O errors): no caller of that batch may be told "committed".
 func TestBrokenBatchCommitsNothing(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	release := holdCommitter(t, db)
 	names := []string{"before-1", "before-2", "breaker", "after-1"}

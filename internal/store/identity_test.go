@@ -9,6 +9,7 @@ import (
 )
 
 func TestTeams(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	local := time.FixedZone("X", 3600)
@@ -74,6 +75,7 @@ func newIdentity(t *testing.T, db *DB, teamName string) identityFixture {
 }
 
 func TestAPIKeyWithUser(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	f := newIdentity(t, db, "acme")
@@ -110,6 +112,7 @@ func TestAPIKeyWithUser(t *testing.T) {
 }
 
 func TestAPIKeyWithUserNullsAndEmptyLists(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -139,6 +142,7 @@ func TestAPIKeyWithUserNullsAndEmptyLists(t *testing.T) {
 }
 
 func TestTokenGrant(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	f := newIdentity(t, db, "acme")
@@ -175,6 +179,7 @@ func TestTokenGrant(t *testing.T) {
 
 // CreateToken drops the key's expired tokens (and only those) and marks the key used.
 func TestCreateTokenDropsExpired(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	f := newIdentity(t, db, "acme")

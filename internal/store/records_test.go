@@ -37,6 +37,7 @@ func uids(recs []Record) string {
 }
 
 func TestRecordRoundTrip(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -74,6 +75,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestConflicts(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -131,6 +133,7 @@ func TestConflicts(t *testing.T) {
 }
 
 func TestKeyring(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	if _, err := db.LatestKeyring(ctx); !errors.Is(err, ErrNotFound) {
@@ -149,6 +152,7 @@ func TestKeyring(t *testing.T) {
 }
 
 func TestUpdateRecord(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -210,6 +214,7 @@ func TestUpdateRecord(t *testing.T) {
 }
 
 func TestListRecordsFilters(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -310,6 +315,7 @@ func TestListRecordsFilters(t *testing.T) {
 }
 
 func TestPasswordVersions(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")

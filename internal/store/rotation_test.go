@@ -8,6 +8,7 @@ import (
 
 // The scheduler's queries: the earliest due instant, and the due records in due order.
 func TestNextDueAndDueSchedules(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")

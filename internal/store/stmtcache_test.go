@@ -32,6 +32,7 @@ func variant(teamID int64, i int) RecordFilter {
 // it hung forever. 50 concurrent Tx each run a query never run before, then again once it is
 // prepared, inside and outside Tx.
 func TestStmtCacheNewQueriesInsideTx(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -137,6 +138,7 @@ func TestStmtCacheNewQueriesInsideTx(t *testing.T) {
 // One query run many times, alternating between the read pool and transactions, keeps
 // giving the right answer (including a transaction's own uncommitted writes).
 func TestStmtCacheSameQueryInsideAndOutside(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
@@ -177,6 +179,7 @@ func TestStmtCacheSameQueryInsideAndOutside(t *testing.T) {
 
 // Reads do not wait for a running transaction: they use their own connections.
 func TestReadsDuringTx(t *testing.T) {
+	t.Parallel()
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	mustTeam(t, db, "acme")

@@ -173,6 +173,7 @@ var notationCases = []notationCase{
 }
 
 func TestParseNotation(t *testing.T) {
+	t.Parallel()
 	rec := sampleRecord()
 	for _, tc := range notationCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -248,6 +249,7 @@ var notationErrorCases = []struct {
 }
 
 func TestParseNotationErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range notationErrorCases {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := ParseNotation(tc.ref)
@@ -292,6 +294,7 @@ var selectErrorCases = []struct {
 }
 
 func TestNotationSelectErrors(t *testing.T) {
+	t.Parallel()
 	rec := sampleRecord()
 	for _, tc := range selectErrorCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -322,6 +325,7 @@ func TestNotationSelectErrors(t *testing.T) {
 
 // TestNotationSelectFirstMatch: the first field whose type or label matches is used.
 func TestNotationSelectFirstMatch(t *testing.T) {
+	t.Parallel()
 	rec := Record{UID: "u", Fields: []Field{
 		{Type: "text", Label: "password", Value: values(`"labelled"`)},
 		{Type: "password", Value: values(`"typed"`)},
@@ -339,6 +343,7 @@ func TestNotationSelectFirstMatch(t *testing.T) {
 // TestNotationEscapeRoundTrip: escaping any record name and label gives a reference that
 // parses back to exactly those names.
 func TestNotationEscapeRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"a", `\`, "/", "[", "]", "[]", `a\/b`, "x[0][y]", "://", "keeper://x", " ", "é/ü"} {
 		checkEscapeRoundTrip(t, s, s)
 	}

@@ -78,6 +78,7 @@ func assertUnreadable(t *testing.T, f *fixture, uid string) {
 }
 
 func TestCiphertextCopiedToAnotherRecordFails(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	a := f.create(t, login("alpha", "alpha-password"))
 	b := f.create(t, login("beta", "beta-password"))
@@ -120,6 +121,7 @@ func TestCiphertextCopiedToAnotherRecordFails(t *testing.T) {
 }
 
 func TestFlippedBitFails(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	rec := f.create(t, login("alpha", "alpha-password"))
 	var data, dataKey []byte
@@ -152,6 +154,7 @@ func TestFlippedBitFails(t *testing.T) {
 }
 
 func TestStaleRevisionChangesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("alpha", "one"))
@@ -189,6 +192,7 @@ func TestStaleRevisionChangesNothing(t *testing.T) {
 }
 
 func TestPasswordHistory(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("alpha", "pw-0"))
@@ -224,6 +228,7 @@ func TestPasswordHistory(t *testing.T) {
 }
 
 func TestFolderScope(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	inApps := login("in apps", "a")
@@ -253,6 +258,7 @@ func TestFolderScope(t *testing.T) {
 }
 
 func TestResolveByUIDAndTitle(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("Okta API Access Details", "ssws-token"))
@@ -276,6 +282,7 @@ func TestResolveByUIDAndTitle(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for name, tc := range map[string]struct {
 		rec  vault.Record
@@ -303,6 +310,7 @@ func TestValidation(t *testing.T) {
 }
 
 func TestNewUIDNeverStartsWithADash(t *testing.T) {
+	t.Parallel()
 	for range 5000 {
 		uid := vault.NewUID()
 		if len(uid) != 22 || uid[0] == '-' {
@@ -315,6 +323,7 @@ func TestNewUIDNeverStartsWithADash(t *testing.T) {
 // names the version current at that moment; if a password is set by hand in between, it is
 // refused (stale_version) and nothing is written.
 func TestPreparedPendingVersion(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	rec := f.create(t, login("alpha", "pw-1"))

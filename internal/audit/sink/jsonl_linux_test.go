@@ -17,6 +17,7 @@ import (
 // A batch that cannot be written whole (here: past the process's file size limit, as a full
 // disk would) leaves no half line behind, so that the file stays one event a line.
 func TestJSONLCutsOffAHalfWrittenBatch(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	s, err := sink.NewJSONL(path)
 	if err != nil {

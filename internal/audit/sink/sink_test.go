@@ -35,6 +35,7 @@ func events(from, n int, typ string) []audit.Exported {
 }
 
 func TestJSONL(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	s, err := sink.NewJSONL(path)
 	if err != nil {
@@ -104,6 +105,7 @@ func TestJSONL(t *testing.T) {
 }
 
 func TestWebhookSignsDeliveries(t *testing.T) {
+	t.Parallel()
 	key := secret.FromString("webhook-signing-key")
 	var bodies [][]byte
 	status := http.StatusNoContent
@@ -194,6 +196,7 @@ func checkMessage(t *testing.T, msg string, pri int, e audit.Exported) {
 }
 
 func TestSyslogOverTCPAndTLS(t *testing.T) {
+	t.Parallel()
 	cert := tlscert.New(t)
 	for _, network := range []string{"tcp", "tls"} {
 		t.Run(network, func(t *testing.T) {
@@ -246,6 +249,7 @@ func TestSyslogOverTCPAndTLS(t *testing.T) {
 }
 
 func TestSyslogOverUDP(t *testing.T) {
+	t.Parallel()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -279,6 +283,7 @@ func TestSyslogOverUDP(t *testing.T) {
 
 // A dropped connection makes the send fail, and the next send connects again.
 func TestSyslogReconnects(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -326,6 +331,7 @@ func TestSyslogReconnects(t *testing.T) {
 }
 
 func TestKeyAndCAFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, content string, mode os.FileMode) string {
 		p := filepath.Join(dir, name)

@@ -40,6 +40,7 @@ func account(srv *httptest.Server, emu *emulator.Emulator, login string, fields 
 }
 
 func TestRotateAndVerify(t *testing.T) {
+	t.Parallel()
 	emu, srv := org(t, emulator.Options{Users: 3})
 	c := okta.New(okta.Options{})
 	ctx := context.Background()
@@ -67,6 +68,7 @@ func TestRotateAndVerify(t *testing.T) {
 }
 
 func TestWrongOldPasswordAndAdminReset(t *testing.T) {
+	t.Parallel()
 	emu, srv := org(t, emulator.Options{Users: 1})
 	c := okta.New(okta.Options{})
 	ctx := context.Background()
@@ -90,6 +92,7 @@ func TestWrongOldPasswordAndAdminReset(t *testing.T) {
 }
 
 func TestErrorsAreClassified(t *testing.T) {
+	t.Parallel()
 	emu, srv := org(t, emulator.Options{Users: 1})
 	c := okta.New(okta.Options{})
 	ctx := context.Background()
@@ -115,6 +118,7 @@ func TestErrorsAreClassified(t *testing.T) {
 // TestHonoursRateLimitHeaders: when X-Rate-Limit-Remaining reaches 0 the connector waits for
 // the window's reset instead of drawing a 429.
 func TestHonoursRateLimitHeaders(t *testing.T) {
+	t.Parallel()
 	emu, srv := org(t, emulator.Options{Users: 1, RateWindow: 2 * time.Second,
 		RateLimits: map[string]int{emulator.BucketAuthn: 2}})
 	c := okta.New(okta.Options{})
@@ -139,6 +143,7 @@ func TestHonoursRateLimitHeaders(t *testing.T) {
 // limit of 3; the first answer says 2 remain while the other two are still out. Two more calls
 // made then must wait for the window to reset, not reach Okta and draw 429s.
 func TestCallsInFlightCountAgainstTheLimit(t *testing.T) {
+	t.Parallel()
 	const limit = 3
 	var mu sync.Mutex
 	arrived := 0
@@ -196,6 +201,7 @@ func TestCallsInFlightCountAgainstTheLimit(t *testing.T) {
 }
 
 func TestOAuthPrivateKeyJWT(t *testing.T) {
+	t.Parallel()
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +264,7 @@ func TestOAuthPrivateKeyJWT(t *testing.T) {
 // use_dpop_nonce, signs a proof for every API call, and asks for later tokens with a proof and
 // the nonce at once.
 func TestOAuthDPoP(t *testing.T) {
+	t.Parallel()
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -304,6 +311,7 @@ func TestOAuthDPoP(t *testing.T) {
 // unchanged (connector.ErrNotChanged). A refusal of the change itself, a 500, and a timeout or
 // reset after Okta applied the change do not, and the last two did change the password.
 func TestRotateErrorsSayWhetherTheChangeWasSent(t *testing.T) {
+	t.Parallel()
 	emu, srv := org(t, emulator.Options{Users: 6})
 	ctx := context.Background()
 	c := okta.New(okta.Options{Client: &http.Client{Timeout: 300 * time.Millisecond}})

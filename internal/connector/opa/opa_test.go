@@ -18,6 +18,7 @@ import (
 
 // keyturn serves the OPA Service Users API itself, so the connector is tested against it.
 func TestIssueVerifyFinalize(t *testing.T) {
+	t.Parallel()
 	env := testenv.Start(t)
 	var u struct{ Name string }
 	if st := env.Do(t, "POST", "/v1/teams/acme/service_users", map[string]any{"name": "robot", "roles": []string{"pam_admin"}}, &u); st != 201 {

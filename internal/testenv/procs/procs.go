@@ -74,3 +74,17 @@ func SharedDir(t testing.TB) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// QuickExit returns env (a child's environment) with the race detector's one-second sleep at
+// exit turned off (GORACE atexit_sleep_ms=0), keeping the GORACE options env already has: for
+// a test that runs a race-built binary as a child many times. A race the child finds is still
+// reported, and still makes it exit non-zero.
+func QuickExit(env []string) []string {
+	gorace := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GORACE="); ok {
+			gorace = v
+		}
+	}
+	return append(env, "GORACE="+strings.TrimSpace(gorace+" atexit_sleep_ms=0"))
+}
