@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -82,4 +83,50 @@ func TestRecordRoutesTakeTitles(t *testing.T) {
 		t.Fatalf("DELETE by title: %d", st)
 	}
 	wantError(t, env, "GET", records+"/"+slash.UID, env.Token, nil, 404, "not_found")
+}
+
+// TestBodyReferencesTakeTitles: the records a body names (rotation settings' configuration and
+// resource, a script's credentials) are taken by uid or exact title, as path records are, and
+// stored as uids; an ambiguous title is refused and changes nothing; a title outside the
+// caller's folders is not found.
+func TestBodyReferencesTakeTitles(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t)
+	user := create(t, env, pamUser("rotating", "start-pw"))
+	target := create(t, env, map[string]any{"type": "login", "title": "Okta org", "folder": "Shared/Okta", "fields": []map[string]any{
+		{"type": "url", "value": []string{"https://example.okta.com"}}, {"type": "password", "value": []string{"ssws"}}}})
+	token := create(t, env, map[string]any{"type": "login", "title": "Record with Access Token", "folder": "Shared/Okta",
+		"fields": []map[string]any{{"type": "password", "value": []string{"tok"}}}})
+
+	path := records + "/" + user.UID + "/rotation"
+	var info struct {
+		ResourceUID string `json:"resource_uid"`
+	}
+	if st := env.Do(t, "PUT", path, map[string]any{"method": "general", "connector": "okta", "resource_uid": "Okta org"}, nil); st != 200 {
+		t.Fatalf("rotation settings with the resource's title: %d", st)
+	}
+	if env.Do(t, "GET", path, nil, &info); info.ResourceUID != target.UID {
+		t.Fatalf("resource_uid stored as %q, want the uid %s", info.ResourceUID, target.UID)
+	}
+	var added struct {
+		CredentialUIDs []string `json:"credential_uids"`
+	}
+	if st := env.Do(t, "POST", records+"/"+user.UID+"/scripts", map[string]any{"name": "r.sh",
+		"content_base64": base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n")), "credential_uids": []string{"Record with Access Token"}}, &added); st != 201 ||
+		len(added.CredentialUIDs) != 1 || added.CredentialUIDs[0] != token.UID {
+		t.Fatalf("script with a credential's title: %d %+v, want the uid %s", st, added, token.UID)
+	}
+
+	twin := create(t, env, map[string]any{"type": "login", "title": "Okta org", "folder": "Apps",
+		"fields": []map[string]any{{"type": "password", "value": []string{"x"}}}})
+	e := wantError(t, env, "PUT", path, env.Token, map[string]any{"method": "general", "connector": "okta", "resource_uid": "Okta org"}, 400, "ambiguous_title")
+	if !strings.Contains(e.Message, twin.UID) || !strings.Contains(e.Message, target.UID) {
+		t.Errorf("ambiguity message %q does not list both records", e.Message)
+	}
+	wantError(t, env, "POST", records+"/"+user.UID+"/scripts", env.Token, map[string]any{"name": "s.sh",
+		"content_base64": base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n")), "credential_uids": []string{"Okta org"}}, 400, "ambiguous_title")
+	if env.Do(t, "GET", path, nil, &info); info.ResourceUID != target.UID {
+		t.Fatalf("a refused change moved resource_uid to %q", info.ResourceUID)
+	}
+	wantError(t, env, "PUT", path, env.Token, map[string]any{"method": "general", "connector": "okta", "resource_uid": "no such title"}, 400, "invalid_request")
 }

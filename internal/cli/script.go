@@ -88,7 +88,7 @@ With -o json the script is printed as the API returns it (never its content).
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", "the script file; - reads standard input (required)")
 	f.StringVar(&name, "name", "", "the script's name (default: the file's base name)")
-	f.StringArrayVar(&creds, "credential", nil, "UID of a record whose values the script receives too (repeatable)")
+	f.StringArrayVar(&creds, "credential", nil, "UID or title of a record whose values the script receives too (repeatable)")
 	f.StringVar(&command, "command", "", "interpreter command the script runs with, such as \"pwsh -File\"")
 	f.DurationVar(&timeout, "timeout", 0, "how long the script may run (default the server's, 120s)")
 	AddOutputFlag(cmd, &out)

@@ -70,14 +70,17 @@ func (e *Engine) AddScript(ctx context.Context, scope vault.Scope, uid string, i
 	if !slices.Contains(scriptRecordTypes, rec.Type) {
 		return ScriptInfo{}, fault.Invalidf("scripts attach to %s records; %s is a %s record", strings.Join(scriptRecordTypes, ", "), uid, rec.Type)
 	}
-	for _, c := range in.CredentialUIDs {
-		if _, err := e.vault.Meta(ctx, scope, c); err != nil {
+	creds := make([]string, len(in.CredentialUIDs))
+	for i, c := range in.CredentialUIDs {
+		// by uid or exact title, as every route takes a record; the script keeps the uid
+		if creds[i], err = e.vault.Lookup(ctx, scope, c); err != nil {
 			if fault.KindOf(err) == fault.NotFound {
 				return ScriptInfo{}, fault.Invalidf("credential_uids: no record %q", c)
 			}
-			return ScriptInfo{}, err
+			return ScriptInfo{}, fmt.Errorf("credential_uids: %w", err)
 		}
 	}
+	in.CredentialUIDs = creds
 	row := store.Script{ID: uuid.NewString(), RecordUID: uid, Name: in.Name, Command: in.Command,
 		CredentialUIDs: in.CredentialUIDs, Timeout: in.Timeout, CreatedAt: e.opt.Now().UTC()}
 	err = e.db.Tx(ctx, func(tx *store.Tx) error {

@@ -76,10 +76,10 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 	if rec.Type != "pamUser" {
 		return Settings{}, fault.Invalidf("rotation settings belong on a pamUser record; %s is a %s record", uid, rec.Type)
 	}
-	if err := e.checkRef(ctx, scope, "configuration_uid", s.ConfigurationUID, []string{"pamConfiguration"}); err != nil {
+	if s.ConfigurationUID, err = e.resolveRef(ctx, scope, "configuration_uid", s.ConfigurationUID, []string{"pamConfiguration"}); err != nil {
 		return Settings{}, err
 	}
-	if err := e.checkRef(ctx, scope, "resource_uid", s.ResourceUID, resourceRecordTypes); err != nil {
+	if s.ResourceUID, err = e.resolveRef(ctx, scope, "resource_uid", s.ResourceUID, resourceRecordTypes); err != nil {
 		return Settings{}, err
 	}
 	now := e.opt.Now().UTC()
@@ -151,21 +151,27 @@ func (e *Engine) SetSettings(ctx context.Context, scope vault.Scope, uid string,
 	return s, nil
 }
 
-func (e *Engine) checkRef(ctx context.Context, scope vault.Scope, field, uid string, types []string) error {
-	if uid == "" {
-		return nil
+// resolveRef returns the uid of the record that a settings field names by uid or exact title
+// (as every route does), checking that it is one of types; the settings store the uid.
+func (e *Engine) resolveRef(ctx context.Context, scope vault.Scope, field, name string, types []string) (string, error) {
+	if name == "" {
+		return "", nil
 	}
-	rec, err := e.vault.Meta(ctx, scope, uid)
+	uid, err := e.vault.Lookup(ctx, scope, name)
 	if fault.KindOf(err) == fault.NotFound {
-		return fault.Invalidf("%s: no record %q", field, uid)
+		return "", fault.Invalidf("%s: no record %q", field, name)
 	}
 	if err != nil {
-		return err
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	rec, err := e.vault.Meta(ctx, scope, uid)
+	if err != nil {
+		return "", err
 	}
 	if !slices.Contains(types, rec.Type) {
-		return fault.Invalidf("%s: record %s is a %s record; it must be one of %s", field, uid, rec.Type, strings.Join(types, ", "))
+		return "", fault.Invalidf("%s: record %s is a %s record; it must be one of %s", field, uid, rec.Type, strings.Join(types, ", "))
 	}
-	return nil
+	return uid, nil
 }
 
 // Info returns a record's rotation settings and state.
