@@ -4,11 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 )
+
+// TestMain stops the PostgreSQL server the tests started, if any.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // t0 is a fixed instant with a nanosecond part, so time round trips are checked exactly.
 var t0 = time.Date(2025, 3, 4, 5, 6, 7, 891011121, time.UTC)
@@ -35,6 +41,20 @@ func openTestDB(t *testing.T) (*DB, string) {
 		t.Fatal(err)
 	}
 	return db, path
+}
+
+// openPostgresTestDB opens and migrates a fresh database on the tests' PostgreSQL server.
+func openPostgresTestDB(t *testing.T) *DB {
+	t.Helper()
+	db, err := OpenPostgres(context.Background(), pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 func mustTx(t *testing.T, db *DB, fn func(*Tx) error) {

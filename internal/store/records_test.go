@@ -36,8 +36,7 @@ func uids(recs []Record) string {
 	return strings.Join(s, " ")
 }
 
-func TestRecordRoundTrip(t *testing.T) {
-	db, _ := openTestDB(t)
+func testRecordRoundTrip(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	want := testRecord(team.ID, "uid-1", "login", "Okta Admin", "Shared/Okta")
@@ -73,8 +72,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
-func TestConflicts(t *testing.T) {
-	db, _ := openTestDB(t)
+func testConflicts(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 
@@ -130,8 +128,7 @@ func TestConflicts(t *testing.T) {
 	}
 }
 
-func TestKeyring(t *testing.T) {
-	db, _ := openTestDB(t)
+func testKeyring(t *testing.T, db *DB) {
 	ctx := context.Background()
 	if _, err := db.LatestKeyring(ctx); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("LatestKeyring of an empty db = %v, want ErrNotFound", err)
@@ -148,8 +145,7 @@ func TestKeyring(t *testing.T) {
 	}
 }
 
-func TestUpdateRecord(t *testing.T) {
-	db, _ := openTestDB(t)
+func testUpdateRecord(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	mustInsert(t, db, testRecord(team.ID, "r1", "login", "v1", "A"))
@@ -209,8 +205,7 @@ func TestUpdateRecord(t *testing.T) {
 	}
 }
 
-func TestListRecordsFilters(t *testing.T) {
-	db, _ := openTestDB(t)
+func testListRecordsFilters(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	other := mustTeam(t, db, "other")
@@ -309,8 +304,7 @@ func TestListRecordsFilters(t *testing.T) {
 	})
 }
 
-func TestPasswordVersions(t *testing.T) {
-	db, _ := openTestDB(t)
+func testPasswordVersions(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	mustInsert(t, db, testRecord(team.ID, "r1", "pamUser", "a", ""), testRecord(team.ID, "r2", "pamUser", "b", ""))
