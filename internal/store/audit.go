@@ -35,10 +35,11 @@ func (r Reader) LastAuditHash(ctx context.Context) ([]byte, error) {
 // LastAuditHash returns the hash of the newest event (nil when there is none), for appending
 // after it: from here until the transaction ends, no other transaction appends.
 func (t *Tx) LastAuditHash(ctx context.Context) ([]byte, error) {
-	if err := t.lockAudit(ctx); err != nil {
-		return nil, err
+	if !t.d.postgres { // the single writer appends one transaction at a time
+		return t.Reader.LastAuditHash(ctx)
 	}
-	return t.Reader.LastAuditHash(ctx)
+	_, hash, err := t.lockAudit(ctx)
+	return hash, err
 }
 
 const auditColumns = `seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash`
@@ -50,20 +51,22 @@ const auditChunk = 64
 // the newest event's without a gap. Read the chain's head with Tx.LastAuditHash first.
 func (t *Tx) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {
 	// SQLite numbers rows itself (max(seq)+1: its single writer appends one transaction at a
-	// time). On PostgreSQL the store numbers them under the audit lock; a sequence would leave
-	// gaps on rollback and hand out numbers in an order other than commit order.
+	// time). On PostgreSQL the store numbers them from the chain's head, which it holds, and
+	// moves the head in the same statement; a sequence would leave gaps on rollback and hand
+	// out numbers in an order other than commit order.
 	var next int64
 	if t.d.postgres {
-		if err := t.lockAudit(ctx); err != nil {
-			return err
-		}
-		if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM audit_events`).Scan(&next); err != nil {
+		var err error
+		if next, _, err = t.lockAudit(ctx); err != nil {
 			return err
 		}
 	}
 	for len(events) > 0 {
 		n := min(len(events), auditChunk)
 		var q strings.Builder
+		if t.d.postgres {
+			q.WriteString(`WITH appended AS (`)
+		}
 		q.WriteString(`INSERT INTO audit_events (team_id, type, actor, record_uid, details, created_at, prev_hash, hash`)
 		width := 8
 		if t.d.postgres {
@@ -71,7 +74,7 @@ func (t *Tx) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {
 			width = 9
 		}
 		q.WriteString(`) VALUES `)
-		args := make([]any, 0, n*width)
+		args := make([]any, 0, n*width+2)
 		for i, e := range events[:n] {
 			if i > 0 {
 				q.WriteString(", ")
@@ -85,6 +88,12 @@ func (t *Tx) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {
 				args = append(args, next)
 			}
 			q.WriteString(")")
+		}
+		if t.d.postgres {
+			last := events[n-1].Hash
+			args = append(args, next, last)
+			fmt.Fprintf(&q, `) UPDATE audit_head SET seq = $%d, hash = $%d WHERE id = 1`, len(args)-1, len(args))
+			t.auditHead = &auditHead{next, last}
 		}
 		if _, err := t.tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return err

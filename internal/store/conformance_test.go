@@ -20,9 +20,9 @@ import (
 
 var backends = []struct {
 	name string
-	open func(t *testing.T) *DB
+	open func(t testing.TB) *DB
 }{
-	{"sqlite", func(t *testing.T) *DB { db, _ := openTestDB(t); return db }},
+	{"sqlite", func(t testing.TB) *DB { db, _ := openTestDB(t); return db }},
 	{"postgres", openPostgresTestDB},
 }
 

@@ -23,9 +23,6 @@ var (
 	postgresDialect = &dialect{name: "postgres", goose: goose.DialectPostgres, migrations: "migrations/postgres", postgres: true}
 )
 
-// auditLockKey is the PostgreSQL advisory lock that orders appends to the audit chain.
-const auditLockKey = 0x6b74_6175_6469_7401 // "ktaudit" + 1
-
 // forUpdate is appended to a read that the transaction goes on to change from what it read
 // (read, check a revision, write): on PostgreSQL it locks the row until commit, so concurrent
 // transactions take turns as SQLite's single writer makes them. Outside a transaction, and
@@ -37,18 +34,28 @@ func (r Reader) forUpdate() string {
 	return ""
 }
 
-// lockAudit makes a transaction the only appender to the audit chain until it ends. On
-// SQLite the single writer already is; on PostgreSQL a transaction-scoped advisory lock,
-// taken in its own statement so that the next statement's snapshot sees the events of the
-// transaction that held it before. Held until commit, it also makes sequence numbers follow
-// commit order, which the export cursor (seq > last sent) relies on.
-func (t *Tx) lockAudit(ctx context.Context) error {
-	if !t.d.postgres || t.auditLocked {
-		return nil
+// lockAudit makes a PostgreSQL transaction the only appender to the audit chain until it
+// ends, and returns the chain's head: the newest event's seq and hash (0 and nil when there is
+// none). It reads the head row FOR UPDATE: a transaction that waited for it then reads the head
+// as the one before it committed it. Held until commit, the lock also makes sequence numbers
+// follow commit order, which the export cursor (seq > last sent) relies on. (On SQLite the
+// single writer already is the only appender.)
+func (t *Tx) lockAudit(ctx context.Context) (seq int64, hash []byte, err error) {
+	if t.auditHead != nil {
+		return t.auditHead.seq, t.auditHead.hash, nil
 	}
-	if _, err := t.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(auditLockKey)); err != nil {
-		return fmt.Errorf("lock the audit chain: %w", err)
+	if err := t.tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&seq, &hash); err != nil {
+		return 0, nil, fmt.Errorf("lock the audit chain: %w", err)
 	}
-	t.auditLocked = true
-	return nil
+	if seq == 0 {
+		hash = nil
+	}
+	t.auditHead = &auditHead{seq, hash}
+	return seq, hash, nil
+}
+
+// auditHead is the audit chain's head as a PostgreSQL transaction holding it last wrote it.
+type auditHead struct {
+	seq  int64
+	hash []byte
 }

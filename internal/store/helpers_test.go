@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 var t0 = time.Date(2025, 3, 4, 5, 6, 7, 891011121, time.UTC)
 
 // openTestDB opens and migrates a fresh database in a temporary directory.
-func openTestDB(t *testing.T) (*DB, string) {
+func openTestDB(t testing.TB) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "keyturn.db")
 	db, err := OpenSQLite(context.Background(), path)
@@ -44,7 +44,7 @@ func openTestDB(t *testing.T) (*DB, string) {
 }
 
 // openPostgresTestDB opens and migrates a fresh database on the tests' PostgreSQL server.
-func openPostgresTestDB(t *testing.T) *DB {
+func openPostgresTestDB(t testing.TB) *DB {
 	t.Helper()
 	db, err := OpenPostgres(context.Background(), pgtest.DSN(t))
 	if err != nil {
@@ -57,14 +57,14 @@ func openPostgresTestDB(t *testing.T) *DB {
 	return db
 }
 
-func mustTx(t *testing.T, db *DB, fn func(*Tx) error) {
+func mustTx(t testing.TB, db *DB, fn func(*Tx) error) {
 	t.Helper()
 	if err := db.Tx(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustTeam(t *testing.T, db *DB, name string) Team {
+func mustTeam(t testing.TB, db *DB, name string) Team {
 	t.Helper()
 	var team Team
 	mustTx(t, db, func(tx *Tx) error {

@@ -16,7 +16,7 @@ func testRecord(teamID int64, uid, typ, title, folder string) Record {
 		DataKey: []byte("dk-" + uid), Data: []byte("data-" + uid), CreatedAt: t0, UpdatedAt: t0}
 }
 
-func mustInsert(t *testing.T, db *DB, recs ...Record) {
+func mustInsert(t testing.TB, db *DB, recs ...Record) {
 	t.Helper()
 	mustTx(t, db, func(tx *Tx) error {
 		for _, r := range recs {

@@ -61,8 +61,8 @@ type DB struct {
 // Tx is a write transaction; see DB.Tx.
 type Tx struct {
 	Reader
-	tx          querier
-	auditLocked bool // this transaction holds the audit chain's lock (PostgreSQL)
+	tx        querier
+	auditHead *auditHead // PostgreSQL: the audit chain's head, once this transaction holds it
 }
 
 // SQLitePath returns the database file inside a data directory.

@@ -51,8 +51,8 @@ CREATE INDEX rotation_runs_team ON rotation_runs(team_id, created_at);
 CREATE INDEX rotation_runs_unfinished ON rotation_runs(status) WHERE status IN ('queued', 'running');
 
 -- Audit events, hash-chained: each hash covers the previous one and the event. seq has no
--- default: the store numbers events itself, under a lock held until commit, so numbers are
--- gap-free and in commit order (a sequence would leave gaps and commit out of order).
+-- default: the store numbers events itself from audit_head, so numbers are gap-free and in
+-- commit order (a sequence would leave gaps and hand out numbers out of commit order).
 CREATE TABLE audit_events (
     seq        BIGINT  PRIMARY KEY,
     team_id    BIGINT  NOT NULL REFERENCES teams(id),
@@ -66,7 +66,18 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_team ON audit_events(team_id, seq);
 
+-- The head of the audit chain: the newest event's seq and hash. A transaction that appends
+-- reads it FOR UPDATE, which makes appenders take turns until each commits: sequence numbers
+-- follow commit order without a gap, and each event chains to the one committed before it.
+CREATE TABLE audit_head (
+    id   SMALLINT PRIMARY KEY CHECK (id = 1),
+    seq  BIGINT   NOT NULL,
+    hash BYTEA    NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');
+
 -- +goose Down
+DROP TABLE audit_head;
 DROP TABLE audit_events;
 DROP TABLE rotation_runs;
 DROP TABLE scripts;
