@@ -120,3 +120,38 @@ func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == pgSerializationFailure || pgErr.Code == pgDeadlockDetected)
 }
+
+// engineLockKey is the PostgreSQL advisory lock held by the one server that runs the
+// rotation engine on a database.
+const engineLockKey = 0x6b74_656e_6769_6e65 // "ktengine"
+
+// ErrEngineLocked is returned by LockEngine when another process holds the engine lock.
+var ErrEngineLocked = errors.New("store: another keyturn server runs on this database")
+
+// LockEngine makes this process the only one that runs the engine (crash recovery, the
+// scheduler, scripts) on a PostgreSQL database until release is called, or returns
+// ErrEngineLocked. It holds a session advisory lock on a connection of its own, which
+// PostgreSQL releases if the process dies. On SQLite it does nothing: the data directory's
+// lock does this there.
+func (db *DB) LockEngine(ctx context.Context) (release func() error, err error) {
+	if !db.d.postgres {
+		return func() error { return nil }, nil
+	}
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock the engine: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, int64(engineLockKey)).Scan(&ok); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("lock the engine: %w", err)
+	}
+	if !ok {
+		conn.Close()
+		return nil, ErrEngineLocked
+	}
+	return func() error {
+		_, err := conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, int64(engineLockKey))
+		return errors.Join(err, conn.Close())
+	}, nil
+}
