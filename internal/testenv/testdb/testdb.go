@@ -13,6 +13,7 @@ import (
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 )
 
 // Open creates and migrates a SQLite database in a temporary directory and returns it with
@@ -30,6 +31,23 @@ func Open(tb testing.TB) (*store.DB, string) {
 		tb.Fatal(err)
 	}
 	return db, path
+}
+
+// OpenPostgres creates and migrates a database on the tests' PostgreSQL server (see pgtest;
+// the test binary's TestMain must call pgtest.Main) and returns it with its URL.
+func OpenPostgres(tb testing.TB) (*store.DB, string) {
+	tb.Helper()
+	ctx := context.Background()
+	dsn := pgtest.DSN(tb)
+	db, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return db, dsn
 }
 
 // Keys returns a key ring with a new random master key (a key file, so no KDF cost).
