@@ -35,7 +35,10 @@ type Unseal struct {
 
 // Vault is an open, unsealed data directory.
 type Vault struct {
-	DB     *store.DB
+	// Storage is the database it was opened on: empty for the SQLite file in the data
+	// directory, or a postgres:// URL.
+	Storage string
+	DB      *store.DB
 	Keys   *keyring.Keyring
 	lock   *Lock        // held by OpenExclusive's vault until Close
 	engine func() error // releases the PostgreSQL engine lock OpenExclusive took
@@ -155,7 +158,10 @@ func OpenStorage(ctx context.Context, dir, storage string, u Unseal) (*Vault, er
 		db.Close()
 		return nil, err
 	}
-	return &Vault{DB: db, Keys: keys}, nil
+	if storage == store.SQLitePath(dir) {
+		storage = ""
+	}
+	return &Vault{Storage: storage, DB: db, Keys: keys}, nil
 }
 
 // OpenExclusive is Open for the one process that may run the engine (crash recovery, the

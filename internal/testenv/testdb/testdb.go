@@ -5,6 +5,7 @@ package testdb
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -50,6 +51,9 @@ func OpenPostgres(tb testing.TB) (*store.DB, string) {
 	return db, dsn
 }
 
+// EnvStorage names the variable that makes DataDir use PostgreSQL ("postgres").
+const EnvStorage = "KEYTURN_TEST_STORAGE"
+
 // Keys returns a key ring with a new random master key (a key file, so no KDF cost).
 func Keys(tb testing.TB) *keyring.Keyring {
 	tb.Helper()
@@ -78,15 +82,33 @@ func Team(tb testing.TB, db *store.DB, name string) store.Team {
 // does (with a key file), and opens it. It returns the open vault, the team admin's
 // credentials and the directory. The vault is closed when the test ends, after the cleanups
 // registered later (those that stop what runs on it).
+//
+// With KEYTURN_TEST_STORAGE=postgres, the database is a fresh one on the tests' PostgreSQL
+// server instead (see pgtest), so that a package's tests can be run on PostgreSQL as well.
 func DataDir(tb testing.TB, team string) (*datadir.Vault, auth.Credentials, string) {
+	tb.Helper()
+	return DataDirOn(tb, os.Getenv(EnvStorage), team)
+}
+
+// DataDirOn is DataDir on the engine named: "sqlite" or "" for the SQLite file in the data
+// directory, "postgres" for a fresh database on the tests' PostgreSQL server.
+func DataDirOn(tb testing.TB, engine, team string) (*datadir.Vault, auth.Credentials, string) {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	creds, err := datadir.Init(ctx, dir, team, datadir.Unseal{})
+	var storage string
+	switch engine {
+	case "", "sqlite":
+	case "postgres":
+		storage = pgtest.DSN(tb)
+	default:
+		tb.Fatalf("testdb: no engine %q (sqlite or postgres)", engine)
+	}
+	creds, err := datadir.InitStorage(ctx, dir, storage, team, datadir.Unseal{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dv, err := datadir.Open(ctx, dir, datadir.Unseal{})
+	dv, err := datadir.OpenStorage(ctx, dir, storage, datadir.Unseal{})
 	if err != nil {
 		tb.Fatal(err)
 	}
