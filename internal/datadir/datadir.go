@@ -39,9 +39,9 @@ type Vault struct {
 	// directory, or a postgres:// URL.
 	Storage string
 	DB      *store.DB
-	Keys   *keyring.Keyring
-	lock   *Lock        // held by OpenExclusive's vault until Close
-	engine func() error // releases the PostgreSQL engine lock OpenExclusive took
+	Keys    *keyring.Keyring
+	lock    *Lock        // held by OpenExclusive's vault until Close
+	engine  func() error // releases the PostgreSQL engine lock OpenExclusive took
 }
 
 // Init creates dir (0700), the database, the key hierarchy and the first team, and returns the

@@ -40,8 +40,8 @@ var failpoints = []string{
 type crashSetup struct {
 	Dir     string `json:"dir"`
 	Storage string `json:"storage"`
-	TeamID int64  `json:"team_id"`
-	User   string `json:"user"`
+	TeamID  int64  `json:"team_id"`
+	User    string `json:"user"`
 }
 
 // crashChild opens the vault, starts the engine (which resumes unfinished runs), rotates the
