@@ -59,11 +59,13 @@ type WriterStats struct {
 }
 
 // WriterStats reports the writer's work: Busy near the elapsed time means it is saturated.
-// On PostgreSQL, which has no single writer, it is zero.
+// On PostgreSQL, which has no single writer, Batches counts commits, and Busy adds up the
+// time of transactions that run at once, so it may grow faster than the clock.
 func (db *DB) WriterStats() WriterStats {
 	c := db.commits
 	if c == nil {
-		return WriterStats{}
+		p := db.pgStats
+		return WriterStats{Batches: p.commits.Load(), Transactions: p.txs.Load(), Busy: time.Duration(p.busy.Load())}
 	}
 	return WriterStats{Batches: c.batches.Load(), Transactions: c.txs.Load(), Busy: time.Duration(c.busy.Load())}
 }

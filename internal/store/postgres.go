@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -43,7 +45,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
-	db := &DB{write: pool, read: pool, d: postgresDialect}
+	db := &DB{write: pool, read: pool, d: postgresDialect, pgStats: &pgStats{}}
 	db.Reader = Reader{q: pool, d: postgresDialect}
 	return db, nil
 }
@@ -84,7 +86,15 @@ func (db *DB) postgresTx(ctx context.Context, fn func(*Tx) error) error {
 	return err
 }
 
+// pgStats counts PostgreSQL transactions for WriterStats.
+type pgStats struct {
+	commits, txs, busy atomic.Int64
+}
+
 func (db *DB) postgresTxOnce(ctx context.Context, fn func(*Tx) error) (err error) {
+	start := time.Now()
+	db.pgStats.txs.Add(1)
+	defer func() { db.pgStats.busy.Add(int64(time.Since(start))) }()
 	sqlTx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -106,6 +116,7 @@ func (db *DB) postgresTxOnce(ctx context.Context, fn func(*Tx) error) (err error
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.pgStats.commits.Add(1)
 	return nil
 }
 

@@ -56,6 +56,7 @@ type DB struct {
 	readStmts  *stmtCache
 	d          *dialect
 	commits    *committer // SQLite's single writer; nil on PostgreSQL
+	pgStats    *pgStats   // PostgreSQL's WriterStats
 }
 
 // Tx is a write transaction; see DB.Tx.
