@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 	"github.com/keyturn/keyturn/internal/testenv/procs"
 	"github.com/keyturn/keyturn/internal/testenv/tlscert"
 )
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // keyturn runs a command in-process and returns its exit code, stdout and stderr.

@@ -55,7 +55,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	level, _ := cfg.Level()
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
 
-	v, err := datadir.OpenExclusive(ctx, cfg.Data, datadir.Unseal{PassphraseFile: cfg.PassphraseFile})
+	v, err := datadir.OpenExclusiveStorage(ctx, cfg.Data, cfg.Storage, datadir.Unseal{PassphraseFile: cfg.PassphraseFile})
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", cfg.Data, "pid", os.Getpid())
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", cfg.Data, "storage", v.DB.Dialect(), "pid", os.Getpid())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 

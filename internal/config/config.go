@@ -144,7 +144,7 @@ func AddFlags(fs *pflag.FlagSet) {
 	d := Defaults()
 	fs.String("data", "", "data directory made by keyturn init")
 	fs.String("listen", d.Listen, "address to serve the API on")
-	fs.String("storage", "", "storage (default: the SQLite database in the data directory)")
+	fs.String("storage", "", "a postgres://user@host/database URL, its password in a passfile (default: the SQLite database in the data directory)")
 	fs.String("passphrase-file", "", "file holding the passphrase, if the vault was sealed with one")
 	fs.Duration("token-ttl", d.TokenTTL, "lifetime of bearer tokens")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "how long in-flight requests and rotations may take to finish on shutdown")
@@ -264,8 +264,8 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls_cert_file and tls_key_file: set both or neither"))
 	}
-	if c.Storage != "" {
-		errs = append(errs, fmt.Errorf("storage: %q is not supported yet; leave it empty for the SQLite database in the data directory", redactDSN(c.Storage)))
+	if err := ValidateStorage(c.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("storage: %w", err))
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("token_ttl: %s is outside 1m..24h", c.TokenTTL))
@@ -329,6 +329,26 @@ func (c Config) Level() (slog.Level, error) {
 
 // redactDSN keeps only the scheme of a connection string before it is shown: a password may
 // sit anywhere in one (user info, query string, key=value pairs), and the scheme says enough.
+// ValidateStorage checks a storage setting: empty (the SQLite database in the data directory)
+// or a postgres:// URL without a password. Secrets are never configuration values: the
+// password goes in a passfile (the URL's passfile= parameter, PGPASSFILE or ~/.pgpass). Its
+// errors never show the setting's password.
+func ValidateStorage(storage string) error {
+	if storage == "" {
+		return nil
+	}
+	u, err := url.Parse(storage)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return fmt.Errorf("%q is not a postgres://user@host/database URL; leave it empty for the SQLite database in the data directory",
+			redactDSN(storage))
+	}
+	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+		return fmt.Errorf("%q holds a password: put it in a passfile instead (postgres://user@host/db?passfile=/path, PGPASSFILE or ~/.pgpass)",
+			redactDSN(storage))
+	}
+	return nil
+}
+
 func redactDSN(dsn string) string {
 	scheme, _, ok := strings.Cut(dsn, ":")
 	const schemeChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."

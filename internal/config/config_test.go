@@ -255,6 +255,10 @@ func TestValidate(t *testing.T) {
 		{"empty log level", func(c *config.Config) { c.LogLevel = "" }, "log_level:"},
 		{"log level upper case", func(c *config.Config) { c.LogLevel = "WARN" }, ""},
 		{"storage set", func(c *config.Config) { c.Storage = "sqlite:/tmp/x.db" }, "storage:"},
+		{"storage host=", func(c *config.Config) { c.Storage = "host=db dbname=keyturn" }, "storage:"},
+		{"storage without a host", func(c *config.Config) { c.Storage = "postgres:///keyturn" }, "storage:"},
+		{"storage postgres", func(c *config.Config) { c.Storage = "postgres://keyturn@db.internal:5432/keyturn?sslmode=verify-full" }, ""},
+		{"storage postgres passfile", func(c *config.Config) { c.Storage = "postgresql://keyturn@db/keyturn?passfile=/etc/keyturn/pgpass" }, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

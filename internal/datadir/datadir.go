@@ -1,5 +1,6 @@
-// Package datadir creates and opens a keyturn data directory: the SQLite database, the
-// wrapped master key inside it and, when no passphrase is used, the key file master.key.
+// Package datadir creates and opens a keyturn data directory: the SQLite database (or, with a
+// postgres:// storage URL, a PostgreSQL database), the wrapped master key inside it and, when
+// no passphrase is used, the key file master.key.
 package datadir
 
 import (
@@ -34,15 +35,25 @@ type Unseal struct {
 
 // Vault is an open, unsealed data directory.
 type Vault struct {
-	DB   *store.DB
-	Keys *keyring.Keyring
-	lock *Lock // held by OpenExclusive's vault until Close
+	// Storage is the database it was opened on: empty for the SQLite file in the data
+	// directory, or a postgres:// URL.
+	Storage string
+	DB      *store.DB
+	Keys    *keyring.Keyring
+	lock    *Lock        // held by OpenExclusive's vault until Close
+	engine  func() error // releases the PostgreSQL engine lock OpenExclusive took
 }
 
 // Init creates dir (0700), the database, the key hierarchy and the first team, and returns the
 // team admin's credentials. It refuses a directory that already holds a vault, and on failure
 // removes what it created.
 func Init(ctx context.Context, dir, team string, u Unseal) (creds auth.Credentials, err error) {
+	return InitStorage(ctx, dir, "", team, u)
+}
+
+// InitStorage is Init with the database in storage: empty for the SQLite file in dir, or a
+// postgres:// URL, whose database must not hold a vault yet (dir then holds the key file).
+func InitStorage(ctx context.Context, dir, storage, team string, u Unseal) (creds auth.Credentials, err error) {
 	if dir == "" {
 		return creds, errors.New("--data is required")
 	}
@@ -74,7 +85,10 @@ func Init(ctx context.Context, dir, team string, u Unseal) (creds auth.Credentia
 		}
 	}()
 	dbPath := store.SQLitePath(dir)
-	made = append(made, dbPath, dbPath+"-wal", dbPath+"-shm")
+	if storage == "" {
+		storage = dbPath
+		made = append(made, dbPath, dbPath+"-wal", dbPath+"-shm")
+	}
 	if u.PassphraseFile == "" {
 		keyPath := filepath.Join(dir, KeyFileName)
 		content := keyring.NewKeyFileContent()
@@ -96,12 +110,17 @@ func Init(ctx context.Context, dir, team string, u Unseal) (creds auth.Credentia
 	if err != nil {
 		return creds, err
 	}
-	db, err := store.OpenSQLite(ctx, dbPath)
+	db, err := store.Open(ctx, storage)
 	if err != nil {
 		return creds, err
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
 	if err := db.Migrate(ctx); err != nil {
+		return creds, err
+	}
+	if _, err := db.LatestKeyring(ctx); err == nil {
+		return creds, fmt.Errorf("the database %w; nothing was changed", ErrExists)
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return creds, err
 	}
 	if err := db.Tx(ctx, func(tx *store.Tx) error {
@@ -115,11 +134,19 @@ func Init(ctx context.Context, dir, team string, u Unseal) (creds auth.Credentia
 // Open opens and unseals an existing data directory. A wrong passphrase or key file gives an
 // error wrapping keyring.ErrWrongKey, and nothing is written.
 func Open(ctx context.Context, dir string, u Unseal) (*Vault, error) {
-	if err := checkVault(dir); err != nil {
+	return OpenStorage(ctx, dir, "", u)
+}
+
+// OpenStorage is Open with the database in storage: empty for the SQLite file in dir, or a
+// postgres:// URL.
+func OpenStorage(ctx context.Context, dir, storage string, u Unseal) (*Vault, error) {
+	if err := checkVault(dir, storage); err != nil {
 		return nil, err
 	}
-	dbPath := store.SQLitePath(dir)
-	db, err := store.OpenSQLite(ctx, dbPath)
+	if storage == "" {
+		storage = store.SQLitePath(dir)
+	}
+	db, err := store.Open(ctx, storage)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +158,10 @@ func Open(ctx context.Context, dir string, u Unseal) (*Vault, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Vault{DB: db, Keys: keys}, nil
+	if storage == store.SQLitePath(dir) {
+		storage = ""
+	}
+	return &Vault{Storage: storage, DB: db, Keys: keys}, nil
 }
 
 // OpenExclusive is Open for the one process that may run the engine (crash recovery, the
@@ -140,31 +170,51 @@ func Open(ctx context.Context, dir string, u Unseal) (*Vault, error) {
 // anything. The lock is held until Close. Commands that only add rows (team add) use Open and
 // may run beside it.
 func OpenExclusive(ctx context.Context, dir string, u Unseal) (*Vault, error) {
-	if err := checkVault(dir); err != nil {
+	return OpenExclusiveStorage(ctx, dir, "", u)
+}
+
+// OpenExclusiveStorage is OpenExclusive with the database in storage: empty for the SQLite
+// file in dir, or a postgres:// URL. On PostgreSQL it also takes the database's engine lock
+// (store.DB.LockEngine), so that a second server on the same database refuses to start, on
+// this machine or another: several nodes at once need node leases, which are not there yet.
+func OpenExclusiveStorage(ctx context.Context, dir, storage string, u Unseal) (*Vault, error) {
+	if err := checkVault(dir, storage); err != nil {
 		return nil, err
 	}
 	lock, err := LockExclusive(dir)
 	if err != nil {
 		return nil, err
 	}
-	v, err := Open(ctx, dir, u)
+	v, err := OpenStorage(ctx, dir, storage, u)
 	if err != nil {
 		lock.Release()
 		return nil, err
 	}
 	v.lock = lock
+	if v.engine, err = v.DB.LockEngine(ctx); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("%w: stop it first", err)
+	}
 	return v, nil
 }
 
 // Close closes the database, then releases the directory's lock if the vault holds it.
 func (v *Vault) Close() error {
-	return errors.Join(v.DB.Close(), v.lock.Release())
+	var engine error
+	if v.engine != nil {
+		engine = v.engine()
+	}
+	return errors.Join(engine, v.DB.Close(), v.lock.Release())
 }
 
-// checkVault says whether dir holds a vault.
-func checkVault(dir string) error {
+// checkVault says whether dir holds a vault (with storage, the database is checked when
+// it is unsealed).
+func checkVault(dir, storage string) error {
 	if dir == "" {
 		return errors.New("--data is required")
+	}
+	if storage != "" {
+		return nil
 	}
 	if _, err := os.Stat(store.SQLitePath(dir)); err != nil {
 		return fmt.Errorf("%s holds no keyturn vault (run keyturn init --data %s first)", dir, dir)
@@ -174,6 +224,9 @@ func checkVault(dir string) error {
 
 func unseal(ctx context.Context, db *store.DB, dir string, u Unseal) (*keyring.Keyring, error) {
 	raw, err := db.LatestKeyring(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errors.New("the database holds no keyturn vault (run keyturn init first)")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the wrapped master key: %w", err)
 	}

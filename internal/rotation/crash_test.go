@@ -17,6 +17,7 @@ import (
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 	"github.com/keyturn/keyturn/internal/testenv/procs"
 	"github.com/keyturn/keyturn/internal/vault"
 )
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("KEYTURN_CRASH_CHILD") == "1" {
 		os.Exit(crashChild())
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // failpoints are the places a child may die: after each committed state, and between a side
@@ -38,9 +39,10 @@ var failpoints = []string{
 }
 
 type crashSetup struct {
-	Dir    string `json:"dir"`
-	TeamID int64  `json:"team_id"`
-	User   string `json:"user"`
+	Dir     string `json:"dir"`
+	Storage string `json:"storage"`
+	TeamID  int64  `json:"team_id"`
+	User    string `json:"user"`
 }
 
 // crashChild opens the vault, starts the engine (which resumes unfinished runs), rotates the
@@ -52,7 +54,7 @@ func crashChild() int {
 		return 3
 	}
 	ctx := context.Background()
-	dv, err := datadir.Open(ctx, setup.Dir, datadir.Unseal{})
+	dv, err := datadir.OpenStorage(ctx, setup.Dir, setup.Storage, datadir.Unseal{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		return 3
@@ -98,17 +100,24 @@ func crashChild() int {
 	return 4
 }
 
+// The crash test runs on SQLite and on PostgreSQL.
 func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("the crash test starts many processes")
 	}
+	for _, database := range []string{"sqlite", "postgres"} {
+		t.Run(database, func(t *testing.T) { crashAtEveryState(t, database) })
+	}
+}
+
+func crashAtEveryState(t *testing.T, database string) {
 	const kills = 60
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 42))
 	t.Logf("seed %d", seed)
 
-	f := newFixture(t, fixtureOptions{})
+	f := newFixture(t, fixtureOptions{database: database})
 	// The rotation script, and a post-rotation script on the resource (general method).
 	f.attach(f.user, "change.py", changeScript)
 	// The fixture's own engine must not run the child's rotations.
@@ -171,7 +180,7 @@ func TestCrashAtEveryStateKeepsALivePassword(t *testing.T) {
 // rotate is set, rotates user; it dies at failpoint. It reports whether it was killed.
 func runChild(t *testing.T, f *fixture, user, failpoint string, rotate bool) (killed bool) {
 	t.Helper()
-	setup, _ := json.Marshal(crashSetup{Dir: f.dir, TeamID: f.scope.TeamID, User: user})
+	setup, _ := json.Marshal(crashSetup{Dir: f.dir, Storage: f.dv.Storage, TeamID: f.scope.TeamID, User: user})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(procs.QuickExit(os.Environ()), "KEYTURN_CRASH_CHILD=1", "KEYTURN_CRASH_SETUP="+string(setup),
 		"KEYTURN_FAILPOINT="+failpoint)

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -274,6 +275,7 @@ type fixture struct {
 }
 
 type fixtureOptions struct {
+	database   string // the database: "" (KEYTURN_TEST_STORAGE, else SQLite), "sqlite" or "postgres"
 	accounts   map[string]string
 	engine     rotation.Options
 	connectors map[string]connector.Connector // added to (or replacing) the test's rest and opa
@@ -284,7 +286,10 @@ type fixtureOptions struct {
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	dv, _, dir := testdb.DataDir(t, "acme") // closed after the engine stops (cleanups run last first)
+	if o.database == "" {
+		o.database = os.Getenv(testdb.EnvStorage)
+	}
+	dv, _, dir := testdb.DataDirOn(t, o.database, "acme") // closed after the engine stops (cleanups run last first)
 	team, err := dv.DB.TeamByName(ctx, "acme")
 	if err != nil {
 		t.Fatal(err)

@@ -32,25 +32,68 @@ func (r Reader) LastAuditHash(ctx context.Context) ([]byte, error) {
 	return h, err
 }
 
+// LastAuditHash returns the hash of the newest event (nil when there is none), for appending
+// after it: from here until the transaction ends, no other transaction appends.
+func (t *Tx) LastAuditHash(ctx context.Context) ([]byte, error) {
+	if !t.d.postgres { // the single writer appends one transaction at a time
+		return t.Reader.LastAuditHash(ctx)
+	}
+	_, hash, err := t.lockAudit(ctx)
+	return hash, err
+}
+
 const auditColumns = `seq, team_id, type, actor, record_uid, details, created_at, prev_hash, hash`
 
 // auditChunk is how many events one INSERT statement writes.
 const auditChunk = 64
 
-// InsertAuditEvents appends events in order, many rows per statement.
+// InsertAuditEvents appends events in order, many rows per statement. Sequence numbers follow
+// the newest event's without a gap. Read the chain's head with Tx.LastAuditHash first.
 func (t *Tx) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {
+	// SQLite numbers rows itself (max(seq)+1: its single writer appends one transaction at a
+	// time). On PostgreSQL the store numbers them from the chain's head, which it holds, and
+	// moves the head in the same statement; a sequence would leave gaps on rollback and hand
+	// out numbers in an order other than commit order.
+	var next int64
+	if t.d.postgres {
+		var err error
+		if next, _, err = t.lockAudit(ctx); err != nil {
+			return err
+		}
+	}
 	for len(events) > 0 {
 		n := min(len(events), auditChunk)
 		var q strings.Builder
-		q.WriteString(`INSERT INTO audit_events (team_id, type, actor, record_uid, details, created_at, prev_hash, hash) VALUES `)
-		args := make([]any, 0, n*8)
+		if t.d.postgres {
+			q.WriteString(`WITH appended AS (`)
+		}
+		q.WriteString(`INSERT INTO audit_events (team_id, type, actor, record_uid, details, created_at, prev_hash, hash`)
+		width := 8
+		if t.d.postgres {
+			q.WriteString(`, seq`)
+			width = 9
+		}
+		q.WriteString(`) VALUES `)
+		args := make([]any, 0, n*width+2)
 		for i, e := range events[:n] {
 			if i > 0 {
 				q.WriteString(", ")
 			}
 			b := len(args)
-			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", b+1, b+2, b+3, b+4, b+5, b+6, b+7, b+8)
+			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d", b+1, b+2, b+3, b+4, b+5, b+6, b+7, b+8)
 			args = append(args, e.TeamID, e.Type, e.Actor, e.RecordUID, string(e.Details), nanos(e.CreatedAt), e.PrevHash, e.Hash)
+			if t.d.postgres {
+				next++
+				fmt.Fprintf(&q, ", $%d", b+9)
+				args = append(args, next)
+			}
+			q.WriteString(")")
+		}
+		if t.d.postgres {
+			last := events[n-1].Hash
+			args = append(args, next, last)
+			fmt.Fprintf(&q, `) UPDATE audit_head SET seq = $%d, hash = $%d WHERE id = 1`, len(args)-1, len(args))
+			t.auditHead = &auditHead{next, last}
 		}
 		if _, err := t.tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return err

@@ -23,7 +23,12 @@ var ErrClosed = errors.New("store: database closed")
 // SQLite transaction, each under its own savepoint, and commits once, so many changes share
 // one fsync. Each fn sees the writes of those before it, exactly as if they ran serially.
 // fn must not call Tx itself.
+//
+// On PostgreSQL each call is its own transaction (see postgresTx).
 func (db *DB) Tx(ctx context.Context, fn func(*Tx) error) error {
+	if db.commits == nil {
+		return db.postgresTx(ctx, fn)
+	}
 	return db.commits.do(ctx, fn)
 }
 
@@ -54,8 +59,14 @@ type WriterStats struct {
 }
 
 // WriterStats reports the writer's work: Busy near the elapsed time means it is saturated.
+// On PostgreSQL, which has no single writer, Batches counts commits, and Busy adds up the
+// time of transactions that run at once, so it may grow faster than the clock.
 func (db *DB) WriterStats() WriterStats {
 	c := db.commits
+	if c == nil {
+		p := db.pgStats
+		return WriterStats{Batches: p.commits.Load(), Transactions: p.txs.Load(), Busy: time.Duration(p.busy.Load())}
+	}
 	return WriterStats{Batches: c.batches.Load(), Transactions: c.txs.Load(), Busy: time.Duration(c.busy.Load())}
 }
 
@@ -166,7 +177,7 @@ func (c *committer) run(batch []*txRequest) {
 		return
 	}
 	q := txQuerier{tx: sqlTx, cache: c.stmts, unprepared: &unprepared}
-	tx := &Tx{Reader: Reader{q: q}, tx: q}
+	tx := &Tx{Reader: Reader{q: q, d: sqliteDialect, inTx: true}, tx: q}
 	committed := false
 	for i, req := range batch {
 		if err := req.ctx.Err(); err != nil {

@@ -435,7 +435,7 @@ func TestBrokenBatchCommitsNothing(t *testing.T) {
 				}
 				if name == "breaker" {
 					// What SQLite does to the transaction after, say, SQLITE_FULL.
-					_, err := tx.tx.tx.ExecContext(context.Background(), "ROLLBACK")
+					_, err := tx.tx.(txQuerier).tx.ExecContext(context.Background(), "ROLLBACK")
 					return err
 				}
 				return nil

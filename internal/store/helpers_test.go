@@ -4,17 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 )
+
+// TestMain stops the PostgreSQL server the tests started, if any.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // t0 is a fixed instant with a nanosecond part, so time round trips are checked exactly.
 var t0 = time.Date(2025, 3, 4, 5, 6, 7, 891011121, time.UTC)
 
 // openTestDB opens and migrates a fresh database in a temporary directory.
-func openTestDB(t *testing.T) (*DB, string) {
+func openTestDB(t testing.TB) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "keyturn.db")
 	db, err := OpenSQLite(context.Background(), path)
@@ -37,14 +43,28 @@ func openTestDB(t *testing.T) (*DB, string) {
 	return db, path
 }
 
-func mustTx(t *testing.T, db *DB, fn func(*Tx) error) {
+// openPostgresTestDB opens and migrates a fresh database on the tests' PostgreSQL server.
+func openPostgresTestDB(t testing.TB) *DB {
+	t.Helper()
+	db, err := OpenPostgres(context.Background(), pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func mustTx(t testing.TB, db *DB, fn func(*Tx) error) {
 	t.Helper()
 	if err := db.Tx(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustTeam(t *testing.T, db *DB, name string) Team {
+func mustTeam(t testing.TB, db *DB, name string) Team {
 	t.Helper()
 	var team Team
 	mustTx(t, db, func(tx *Tx) error {

@@ -57,10 +57,9 @@ type TokenGrant struct {
 
 // SaveKeyring stores the wrapped master key of a term.
 func (t *Tx) SaveKeyring(ctx context.Context, term uint32, wrappedJSON []byte, now time.Time) error {
-	_, err := t.tx.ExecContext(ctx,
+	return t.insert(ctx, "keyring term",
 		`INSERT INTO keyring (term, wrapped, created_at) VALUES ($1, $2, $3)`,
 		int64(term), string(wrappedJSON), nanos(now))
-	return wrapConflict(err, "keyring term")
 }
 
 // LatestKeyring returns the wrapped master key of the newest term.
@@ -76,8 +75,14 @@ func (r Reader) LatestKeyring(ctx context.Context) ([]byte, error) {
 // CreateTeam inserts a team and returns it with its id.
 func (t *Tx) CreateTeam(ctx context.Context, name string, now time.Time) (Team, error) {
 	team := Team{Name: name, CreatedAt: now.UTC()}
-	err := t.tx.QueryRowContext(ctx,
-		`INSERT INTO teams (name, created_at) VALUES ($1, $2) RETURNING id`, name, nanos(now)).Scan(&team.ID)
+	q := `INSERT INTO teams (name, created_at) VALUES ($1, $2) RETURNING id`
+	if t.d.postgres { // see Tx.insert
+		q = `INSERT INTO teams (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING id`
+	}
+	err := t.tx.QueryRowContext(ctx, q, name, nanos(now)).Scan(&team.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return team, fmt.Errorf("team %s already exists: %w", name, ErrConflict)
+	}
 	return team, wrapConflict(err, "team "+name)
 }
 
@@ -98,20 +103,18 @@ func (r Reader) TeamByName(ctx context.Context, name string) (Team, error) {
 func (t *Tx) CreateServiceUser(ctx context.Context, u ServiceUser) error {
 	roles, _ := json.Marshal(nonNil(u.Roles))
 	folders, _ := json.Marshal(nonNil(u.Folders))
-	_, err := t.tx.ExecContext(ctx,
+	return t.insert(ctx, "service user "+u.Name,
 		`INSERT INTO service_users (id, team_id, name, status, roles, folders, created_at, deleted_at)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		u.ID, u.TeamID, u.Name, u.Status, string(roles), string(folders), nanos(u.CreatedAt), nullNanos(u.DeletedAt))
-	return wrapConflict(err, "service user "+u.Name)
 }
 
 // CreateAPIKey inserts an API key.
 func (t *Tx) CreateAPIKey(ctx context.Context, k APIKey) error {
-	_, err := t.tx.ExecContext(ctx,
+	return t.insert(ctx, "api key",
 		`INSERT INTO api_keys (id, service_user_id, secret_hash, issued_at, expires_at, last_used)
 		 VALUES ($1, $2, $3, $4, $5, $6)`,
 		k.ID, k.UserID, k.SecretHash, nanos(k.IssuedAt), nullNanos(k.ExpiresAt), nullNanos(k.LastUsed))
-	return wrapConflict(err, "api key")
 }
 
 const userColumns = `u.id, u.team_id, u.name, u.status, u.roles, u.folders, u.created_at, u.deleted_at`
@@ -169,10 +172,9 @@ func (t *Tx) CreateToken(ctx context.Context, tok Token) error {
 		nanos(tok.IssuedAt), tok.KeyID); err != nil {
 		return err
 	}
-	_, err := t.tx.ExecContext(ctx,
+	return t.insert(ctx, "token",
 		`INSERT INTO tokens (id, key_id, hash, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
 		tok.ID, tok.KeyID, tok.Hash, nanos(tok.IssuedAt), nanos(tok.ExpiresAt))
-	return wrapConflict(err, "token")
 }
 
 // TokenGrant returns a token with its key, user and team.

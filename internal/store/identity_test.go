@@ -8,9 +8,7 @@ import (
 	"time"
 )
 
-func TestTeams(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testTeams(t *testing.T, db *DB) {
 	ctx := context.Background()
 	local := time.FixedZone("X", 3600)
 	var a, b Team
@@ -74,9 +72,7 @@ func newIdentity(t *testing.T, db *DB, teamName string) identityFixture {
 	return f
 }
 
-func TestAPIKeyWithUser(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testAPIKeyWithUser(t *testing.T, db *DB) {
 	ctx := context.Background()
 	f := newIdentity(t, db, "acme")
 	newIdentity(t, db, "other")
@@ -111,9 +107,7 @@ func TestAPIKeyWithUser(t *testing.T) {
 	}
 }
 
-func TestAPIKeyWithUserNullsAndEmptyLists(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testAPIKeyWithUserNullsAndEmptyLists(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	deleted := t0.Add(time.Hour)
@@ -141,9 +135,7 @@ func TestAPIKeyWithUserNullsAndEmptyLists(t *testing.T) {
 	}
 }
 
-func TestTokenGrant(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testTokenGrant(t *testing.T, db *DB) {
 	ctx := context.Background()
 	f := newIdentity(t, db, "acme")
 	newIdentity(t, db, "other")
@@ -178,9 +170,7 @@ func TestTokenGrant(t *testing.T) {
 }
 
 // CreateToken drops the key's expired tokens (and only those) and marks the key used.
-func TestCreateTokenDropsExpired(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testCreateTokenDropsExpired(t *testing.T, db *DB) {
 	ctx := context.Background()
 	f := newIdentity(t, db, "acme")
 	newIdentity(t, db, "other") // its token has the same lifetime: must survive

@@ -141,10 +141,9 @@ func (r Reader) ListRecords(ctx context.Context, f RecordFilter) ([]Record, erro
 
 // InsertRecord inserts a new record.
 func (t *Tx) InsertRecord(ctx context.Context, rec Record) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO records (`+recordColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+	return t.insert(ctx, "record "+rec.UID, `INSERT INTO records (`+recordColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		rec.UID, rec.TeamID, rec.Type, rec.Title, rec.Folder, rec.Revision, rec.DataKey, rec.Data,
 		nanos(rec.CreatedAt), nanos(rec.UpdatedAt))
-	return wrapConflict(err, "record "+rec.UID)
 }
 
 // UpdateRecord replaces a record's metadata and data if its stored revision is still
@@ -203,11 +202,10 @@ func (r Reader) VersionNumbers(ctx context.Context, uid string) (latest, current
 
 // InsertPasswordVersion adds a password version.
 func (t *Tx) InsertPasswordVersion(ctx context.Context, v PasswordVersion) error {
-	_, err := t.tx.ExecContext(ctx,
+	return t.insert(ctx, "password version",
 		`INSERT INTO password_versions (record_uid, version, state, value, created_at, updated_at)
 		 VALUES ($1, $2, $3, $4, $5, $6)`,
 		v.RecordUID, v.Version, v.State, v.Value, nanos(v.CreatedAt), nanos(v.UpdatedAt))
-	return wrapConflict(err, "password version")
 }
 
 // SetPasswordVersionState changes the state of every version of a record in state from to to.

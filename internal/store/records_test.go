@@ -16,7 +16,7 @@ func testRecord(teamID int64, uid, typ, title, folder string) Record {
 		DataKey: []byte("dk-" + uid), Data: []byte("data-" + uid), CreatedAt: t0, UpdatedAt: t0}
 }
 
-func mustInsert(t *testing.T, db *DB, recs ...Record) {
+func mustInsert(t testing.TB, db *DB, recs ...Record) {
 	t.Helper()
 	mustTx(t, db, func(tx *Tx) error {
 		for _, r := range recs {
@@ -36,9 +36,7 @@ func uids(recs []Record) string {
 	return strings.Join(s, " ")
 }
 
-func TestRecordRoundTrip(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testRecordRoundTrip(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	want := testRecord(team.ID, "uid-1", "login", "Okta Admin", "Shared/Okta")
@@ -74,9 +72,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
-func TestConflicts(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testConflicts(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 
@@ -132,9 +128,7 @@ func TestConflicts(t *testing.T) {
 	}
 }
 
-func TestKeyring(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testKeyring(t *testing.T, db *DB) {
 	ctx := context.Background()
 	if _, err := db.LatestKeyring(ctx); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("LatestKeyring of an empty db = %v, want ErrNotFound", err)
@@ -151,9 +145,7 @@ func TestKeyring(t *testing.T) {
 	}
 }
 
-func TestUpdateRecord(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testUpdateRecord(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	mustInsert(t, db, testRecord(team.ID, "r1", "login", "v1", "A"))
@@ -213,9 +205,7 @@ func TestUpdateRecord(t *testing.T) {
 	}
 }
 
-func TestListRecordsFilters(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testListRecordsFilters(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	other := mustTeam(t, db, "other")
@@ -314,9 +304,7 @@ func TestListRecordsFilters(t *testing.T) {
 	})
 }
 
-func TestPasswordVersions(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testPasswordVersions(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	mustInsert(t, db, testRecord(team.ID, "r1", "pamUser", "a", ""), testRecord(team.ID, "r2", "pamUser", "b", ""))

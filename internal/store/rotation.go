@@ -116,10 +116,11 @@ func scanSettings(row interface{ Scan(...any) error }) (RotationSettings, error)
 	return s, err
 }
 
-// RotationSettings returns a record's rotation settings.
+// RotationSettings returns a record's rotation settings. Inside a transaction on PostgreSQL it
+// locks them until commit, as the caller goes on to check their revision and save them.
 func (r Reader) RotationSettings(ctx context.Context, teamID int64, uid string) (RotationSettings, error) {
 	return scanSettings(r.q.QueryRowContext(ctx,
-		`SELECT `+settingsColumns+` FROM rotation_settings WHERE record_uid = $1 AND team_id = $2`, uid, teamID))
+		`SELECT `+settingsColumns+` FROM rotation_settings WHERE record_uid = $1 AND team_id = $2`+r.forUpdate(), uid, teamID))
 }
 
 // SetScheduleState stores when a record's rotation next fires and its heartbeat.
@@ -186,11 +187,14 @@ const scriptColumns = `id, record_uid, position, name, command, credential_uids,
 // InsertScript attaches a script after the record's other scripts.
 func (t *Tx) InsertScript(ctx context.Context, s Script) error {
 	creds, _ := json.Marshal(nonNil(s.CredentialUIDs))
-	_, err := t.tx.ExecContext(ctx,
-		`INSERT INTO scripts (`+scriptColumns+`)
-		 SELECT $1, $2, COALESCE(MAX(position), 0) + 1, $3, $4, $5, $6, $7, $8 FROM scripts WHERE record_uid = $2`,
+	q := `INSERT INTO scripts (` + scriptColumns + `)
+		 SELECT $1, $2, COALESCE(MAX(position), 0) + 1, $3, $4, $5, $6, $7, $8 FROM scripts WHERE record_uid = $2`
+	if t.d.postgres { // PostgreSQL types the parameters of a SELECT list as text unless told
+		q = `INSERT INTO scripts (` + scriptColumns + `)
+		 SELECT $1, $2, COALESCE(MAX(position), 0) + 1, $3, $4, $5, $6::bigint, $7::bytea, $8::bigint FROM scripts WHERE record_uid = $2`
+	}
+	return t.insert(ctx, "script "+s.ID, q,
 		s.ID, s.RecordUID, s.Name, s.Command, string(creds), s.Timeout.Milliseconds(), s.Content, nanos(s.CreatedAt))
-	return wrapConflict(err, "script "+s.ID)
 }
 
 // Scripts returns a record's scripts in attach order.
@@ -249,13 +253,12 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // InsertRun adds a queued run. If the record already has an active run, it returns
 // ErrConflict and the caller should read that run with ActiveRun.
 func (t *Tx) InsertRun(ctx context.Context, r Run) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO rotation_runs (`+runColumns+`)
+	return t.insert(ctx, "an active run of record "+r.RecordUID, `INSERT INTO rotation_runs (`+runColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
 		jsonObject(r.CandidateFields),
 		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
 		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt))
-	return wrapConflict(err, "an active run of record "+r.RecordUID)
 }
 
 // InsertRunIfIdle adds a queued run unless the record already has an active one, and reports

@@ -7,9 +7,7 @@ import (
 )
 
 // The scheduler's queries: the earliest due instant, and the due records in due order.
-func TestNextDueAndDueSchedules(t *testing.T) {
-	t.Parallel()
-	db, _ := openTestDB(t)
+func testNextDueAndDueSchedules(t *testing.T, db *DB) {
 	ctx := context.Background()
 	team := mustTeam(t, db, "acme")
 	mustInsert(t, db, testRecord(team.ID, "a", "pamUser", "a", ""), testRecord(team.ID, "b", "pamUser", "b", ""),

@@ -1,5 +1,7 @@
 // Package store is keyturn's SQL access: one database/sql implementation over SQLite
-// (modernc, pure Go) with embedded goose migrations. Every change runs in one transaction.
+// (modernc, pure Go; the default) or PostgreSQL (pgx), with embedded goose migrations for
+// each (migrations/sqlite, migrations/postgres, same versions). Every change runs in one
+// transaction. What differs between the two engines is in dialect.go and postgres.go.
 package store
 
 import (
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -37,25 +40,30 @@ type querier interface {
 
 // Reader holds the read-only queries; DB and Tx both embed it.
 type Reader struct {
-	q querier
+	q    querier
+	d    *dialect
+	inTx bool // q is a write transaction
 }
 
-// DB is an open keyturn database: a single-connection pool for writes (SQLite has one writer)
-// and a pool of read-only connections that read concurrently under WAL.
+// DB is an open keyturn database. On SQLite: a single-connection pool for writes (SQLite has
+// one writer) and a pool of read-only connections that read concurrently under WAL. On
+// PostgreSQL: one pool for both.
 type DB struct {
 	Reader
 	write      *sql.DB
 	read       *sql.DB
-	writeStmts *stmtCache
+	writeStmts *stmtCache // nil on PostgreSQL, where pgx caches prepared statements itself
 	readStmts  *stmtCache
-	dialect    goose.Dialect
-	commits    *committer
+	d          *dialect
+	commits    *committer // SQLite's single writer; nil on PostgreSQL
+	pgStats    *pgStats   // PostgreSQL's WriterStats
 }
 
 // Tx is a write transaction; see DB.Tx.
 type Tx struct {
 	Reader
-	tx txQuerier
+	tx        querier
+	auditHead *auditHead // PostgreSQL: the audit chain's head, once this transaction holds it
 }
 
 // SQLitePath returns the database file inside a data directory.
@@ -89,20 +97,28 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	db := &DB{write: write, read: read, writeStmts: newStmtCache(write), readStmts: newStmtCache(read),
-		dialect: goose.DialectSQLite3}
-	db.Reader = Reader{q: pool{db.readStmts}}
+	db := &DB{write: write, read: read, writeStmts: newStmtCache(write), readStmts: newStmtCache(read), d: sqliteDialect}
+	db.Reader = Reader{q: pool{db.readStmts}, d: sqliteDialect}
 	db.commits = startCommitter(write, db.writeStmts)
 	return db, nil
 }
 
 // Migrate applies every pending schema migration.
 func (db *DB) Migrate(ctx context.Context) error {
-	fsys, err := fs.Sub(migrations, "migrations/sqlite")
+	fsys, err := fs.Sub(migrations, db.d.migrations)
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(db.dialect, db.write, fsys)
+	var opts []goose.ProviderOption
+	if db.d.postgres {
+		// Nodes that start at once take turns migrating.
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return fmt.Errorf("migrations: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(db.d.goose, db.write, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
@@ -115,13 +131,19 @@ func (db *DB) Migrate(ctx context.Context) error {
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
 
-// Close closes both pools.
+// Close closes the pools.
 func (db *DB) Close() error {
+	if db.commits == nil {
+		return db.write.Close()
+	}
 	db.commits.stop()
 	db.readStmts.close()
 	db.writeStmts.close()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
+
+// Dialect names the database engine: "sqlite" or "postgres".
+func (db *DB) Dialect() string { return db.d.name }
 
 func nanos(t time.Time) int64 { return t.UnixNano() }
 

@@ -5,6 +5,7 @@ package testdb
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/keyring"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 )
 
 // Open creates and migrates a SQLite database in a temporary directory and returns it with
@@ -31,6 +33,26 @@ func Open(tb testing.TB) (*store.DB, string) {
 	}
 	return db, path
 }
+
+// OpenPostgres creates and migrates a database on the tests' PostgreSQL server (see pgtest;
+// the test binary's TestMain must call pgtest.Main) and returns it with its URL.
+func OpenPostgres(tb testing.TB) (*store.DB, string) {
+	tb.Helper()
+	ctx := context.Background()
+	dsn := pgtest.DSN(tb)
+	db, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return db, dsn
+}
+
+// EnvStorage names the variable that makes DataDir use PostgreSQL ("postgres").
+const EnvStorage = "KEYTURN_TEST_STORAGE"
 
 // Keys returns a key ring with a new random master key (a key file, so no KDF cost).
 func Keys(tb testing.TB) *keyring.Keyring {
@@ -60,15 +82,33 @@ func Team(tb testing.TB, db *store.DB, name string) store.Team {
 // does (with a key file), and opens it. It returns the open vault, the team admin's
 // credentials and the directory. The vault is closed when the test ends, after the cleanups
 // registered later (those that stop what runs on it).
+//
+// With KEYTURN_TEST_STORAGE=postgres, the database is a fresh one on the tests' PostgreSQL
+// server instead (see pgtest), so that a package's tests can be run on PostgreSQL as well.
 func DataDir(tb testing.TB, team string) (*datadir.Vault, auth.Credentials, string) {
+	tb.Helper()
+	return DataDirOn(tb, os.Getenv(EnvStorage), team)
+}
+
+// DataDirOn is DataDir on the engine named: "sqlite" or "" for the SQLite file in the data
+// directory, "postgres" for a fresh database on the tests' PostgreSQL server.
+func DataDirOn(tb testing.TB, engine, team string) (*datadir.Vault, auth.Credentials, string) {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	creds, err := datadir.Init(ctx, dir, team, datadir.Unseal{})
+	var storage string
+	switch engine {
+	case "", "sqlite":
+	case "postgres":
+		storage = pgtest.DSN(tb)
+	default:
+		tb.Fatalf("testdb: no engine %q (sqlite or postgres)", engine)
+	}
+	creds, err := datadir.InitStorage(ctx, dir, storage, team, datadir.Unseal{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dv, err := datadir.Open(ctx, dir, datadir.Unseal{})
+	dv, err := datadir.OpenStorage(ctx, dir, storage, datadir.Unseal{})
 	if err != nil {
 		tb.Fatal(err)
 	}

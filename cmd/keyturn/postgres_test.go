@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/datadir"
+	"github.com/keyturn/keyturn/internal/emulator"
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
+)
+
+// apiJSON calls the API of team acme with a JSON body and decodes the answer into out,
+// failing the test unless the status is want.
+func (s *server) apiJSON(t *testing.T, token, method, path string, body any, want int, out any) {
+	t.Helper()
+	var raw []byte
+	if body != nil {
+		raw, _ = json.Marshal(body)
+	}
+	status, got := s.call(t, method, "/v1/teams/acme"+path, token, bytes.NewReader(raw))
+	if status != want {
+		t.Fatalf("%s %s: %d %s", method, path, status, got)
+	}
+	if out != nil {
+		if err := json.Unmarshal(got, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, got)
+		}
+	}
+}
+
+// On PostgreSQL (--storage), init makes the vault in the database and leaves only the key
+// file in the data directory; the server serves it and rotates a native Okta user, whose
+// new password is the vault's current one, also after a restart; a second init on the same
+// database and a second server on it refuse.
+func TestPostgresInitServeRotate(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	creds := initVault(t, dir, "--storage", dsn)
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != datadir.KeyFileName {
+		t.Fatalf("the data directory holds %v (%v), want only %s", entries, err, datadir.KeyFileName)
+	}
+	if code, _, errOut := keyturn(t, "init", "--data", filepath.Join(t.TempDir(), "other"), "--team", "beta",
+		"--storage", dsn); code == 0 || !strings.Contains(errOut, "already holds a keyturn vault") {
+		t.Fatalf("a second init on the database: exit %d: %s", code, errOut)
+	}
+
+	emu := emulator.New(emulator.Options{Users: 1, AuthnPerUserPerSecond: -1})
+	emuSrv := httptest.NewServer(emu)
+	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
+	login, oldPassword := emulator.SeedLogin(1), emulator.SeedPassword(1)
+
+	srv := startServer(t, "--data", dir, "--storage", dsn, "--target-rate", "0")
+	token := srv.token(t, creds)
+	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
+	var api, user struct {
+		UID string `json:"uid"`
+	}
+	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details", "folder": "Okta",
+		"fields": []any{field("url", emuSrv.URL), field("password", emu.Token())}}, http.StatusCreated, &api)
+	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "pamUser", "title": "okta user", "folder": "Okta",
+		"fields": []any{field("login", login), field("password", oldPassword)}}, http.StatusCreated, &user)
+	srv.apiJSON(t, token, "PUT", "/records/"+user.UID+"/rotation",
+		map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID}, http.StatusOK, nil)
+	var run struct {
+		Status string          `json:"status"`
+		Error  json.RawMessage `json:"error"`
+	}
+	srv.apiJSON(t, token, "POST", "/records/"+user.UID+"/rotate?wait=60s", nil, http.StatusOK, &run)
+	if run.Status != "succeeded" {
+		t.Fatalf("the rotation ended %s: %s", run.Status, run.Error)
+	}
+	current := func(s *server, token string) string {
+		var got struct {
+			Value string `json:"value"`
+		}
+		s.apiJSON(t, token, "GET", "/notation?ref=keeper://"+user.UID+"/field/password", nil, http.StatusOK, &got)
+		return got.Value
+	}
+	live, _ := emu.Password(login)
+	if live == oldPassword || current(srv, token) != live {
+		t.Fatalf("after the rotation Okta has a password that is not the vault's current one (or the old one)")
+	}
+
+	// A second server on the same database, with a copy of the key file, refuses to start.
+	other := t.TempDir()
+	key, err := os.ReadFile(filepath.Join(dir, datadir.KeyFileName))
+	if err != nil || os.WriteFile(filepath.Join(other, datadir.KeyFileName), key, 0o600) != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	second := exec.CommandContext(ctx, os.Args[0], "server", "--listen", "127.0.0.1:0", "--data", other, "--storage", dsn)
+	second.Env = append(os.Environ(), "KEYTURN_TEST_MAIN=1")
+	out, err := second.CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "another keyturn server runs on this database") {
+		t.Fatalf("a second server on the database: %v: %s", err, out)
+	}
+
+	srv.stop(t)
+	srv = startServer(t, "--data", dir, "--storage", dsn)
+	if got := current(srv, srv.token(t, creds)); got != live {
+		t.Fatalf("after a restart the vault's current password is not Okta's")
+	}
+	srv.stop(t)
+}

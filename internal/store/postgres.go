@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+)
+
+// IsPostgres reports whether storage names a PostgreSQL database (a postgres:// or
+// postgresql:// URL) rather than a SQLite file.
+func IsPostgres(storage string) bool {
+	return strings.HasPrefix(storage, "postgres://") || strings.HasPrefix(storage, "postgresql://")
+}
+
+// Open opens the database that storage names: a postgres:// URL or the path of a SQLite file.
+// Call Migrate before using it.
+func Open(ctx context.Context, storage string) (*DB, error) {
+	if IsPostgres(storage) {
+		return OpenPostgres(ctx, storage)
+	}
+	return OpenSQLite(ctx, storage)
+}
+
+// OpenPostgres connects to the PostgreSQL database at dsn (a postgres:// URL). Call Migrate
+// before using it. Errors name the database without the URL's password.
+func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	where := redactDSN(dsn)
+	pool, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", where, err)
+	}
+	n := max(8, 4*runtime.GOMAXPROCS(0))
+	pool.SetMaxOpenConns(n)
+	pool.SetMaxIdleConns(n)
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open %s: %w", where, err)
+	}
+	db := &DB{write: pool, read: pool, d: postgresDialect, pgStats: &pgStats{}}
+	db.Reader = Reader{q: pool, d: postgresDialect}
+	return db, nil
+}
+
+// redactDSN returns dsn without its password, for messages.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "the PostgreSQL database"
+	}
+	return u.Redacted()
+}
+
+// maxAttempts bounds how often postgresTx runs fn when PostgreSQL aborts it for a deadlock or
+// a serialization failure.
+const maxAttempts = 5
+
+// postgresTx runs fn in one PostgreSQL transaction (READ COMMITTED). As on SQLite, when fn
+// returns nil its writes are committed before postgresTx returns, when it fails or panics none
+// remain, and once begun the transaction does not see ctx's cancellation, so that the caller
+// always learns whether it committed. Concurrent transactions run at once; the store's methods
+// keep what callers rely on: revisions are checked in the UPDATE itself or under a row lock
+// (Reader.forUpdate), one active run per record by a unique index, and appends to the audit
+// chain take turns (Tx.lockAudit). A transaction that PostgreSQL aborts for a deadlock or a
+// serialization failure is run again, up to maxAttempts times: fn may then run more than once,
+// so it must change nothing but the database and its own variables.
+func (db *DB) postgresTx(ctx context.Context, fn func(*Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for range maxAttempts {
+		if err = db.postgresTxOnce(ctx, fn); !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// pgStats counts PostgreSQL transactions for WriterStats.
+type pgStats struct {
+	commits, txs, busy atomic.Int64
+}
+
+func (db *DB) postgresTxOnce(ctx context.Context, fn func(*Tx) error) (err error) {
+	start := time.Now()
+	db.pgStats.txs.Add(1)
+	defer func() { db.pgStats.busy.Add(int64(time.Since(start))) }()
+	sqlTx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("store: transaction panicked: %v", v)
+		}
+		if !committed {
+			_ = sqlTx.Rollback()
+		}
+	}()
+	tx := &Tx{Reader: Reader{q: sqlTx, d: postgresDialect, inTx: true}, tx: sqlTx}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	committed = true // whatever Commit returns, the transaction has ended
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	db.pgStats.commits.Add(1)
+	return nil
+}
+
+// PostgreSQL error codes.
+const (
+	pgUniqueViolation      = "23505"
+	pgSerializationFailure = "40001"
+	pgDeadlockDetected     = "40P01"
+)
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == pgSerializationFailure || pgErr.Code == pgDeadlockDetected)
+}
+
+// engineLockKey is the PostgreSQL advisory lock held by the one server that runs the
+// rotation engine on a database.
+const engineLockKey = 0x6b74_656e_6769_6e65 // "ktengine"
+
+// ErrEngineLocked is returned by LockEngine when another process holds the engine lock.
+var ErrEngineLocked = errors.New("store: another keyturn server runs on this database")
+
+// LockEngine makes this process the only one that runs the engine (crash recovery, the
+// scheduler, scripts) on a PostgreSQL database until release is called, or returns
+// ErrEngineLocked. It holds a session advisory lock on a connection of its own, which
+// PostgreSQL releases if the process dies. On SQLite it does nothing: the data directory's
+// lock does this there.
+func (db *DB) LockEngine(ctx context.Context) (release func() error, err error) {
+	if !db.d.postgres {
+		return func() error { return nil }, nil
+	}
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock the engine: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, int64(engineLockKey)).Scan(&ok); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("lock the engine: %w", err)
+	}
+	if !ok {
+		conn.Close()
+		return nil, ErrEngineLocked
+	}
+	return func() error {
+		_, err := conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, int64(engineLockKey))
+		return errors.Join(err, conn.Close())
+	}, nil
+}
