@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/keyturn/keyturn/internal/emulator"
+	"github.com/keyturn/keyturn/internal/testenv/jsonkeys"
 )
 
 // The README's "Connect a target" section shows the scripts in examples/connect; these tests
@@ -571,7 +572,7 @@ func TestScriptParamsShowWhatTheScriptReads(t *testing.T) {
 	if params := object("params", shown.Params); !reflect.DeepEqual(params, want) {
 		t.Errorf("params is not what the script decoded from stdin:\nparams %s\nscript %s", shown.Params, received)
 	}
-	if keys, wantKeys := topKeys(t, shown.Params), topKeys(t, received); !reflect.DeepEqual(keys, wantKeys) {
+	if keys, wantKeys := jsonkeys.Of(t, shown.Params), jsonkeys.Of(t, received); !reflect.DeepEqual(keys, wantKeys) {
 		t.Errorf("params keys %v, the script's %v", keys, wantKeys)
 	}
 	stdin, err := base64.StdEncoding.DecodeString(shown.Stdin)
@@ -594,28 +595,6 @@ func TestScriptParamsShowWhatTheScriptReads(t *testing.T) {
 			t.Errorf("records does not show %q: %s", v, shown.Records)
 		}
 	}
-}
-
-// topKeys returns the keys of a JSON object in order.
-func topKeys(t *testing.T, raw []byte) []string {
-	t.Helper()
-	d := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("not an object: %s", raw)
-	}
-	var keys []string
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, tok.(string))
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return keys
 }
 
 // decodeB64JSON decodes base64 of JSON into a value.

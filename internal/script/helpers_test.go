@@ -60,28 +60,6 @@ func faultCode(err error) string {
 	return ""
 }
 
-// objectKeys returns the keys of a JSON object in their order in the text.
-func objectKeys(t *testing.T, raw []byte) []string {
-	t.Helper()
-	d := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("not an object: %s", raw)
-	}
-	var keys []string
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, tok.(string))
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return keys
-}
-
 // decodeLine decodes a stdin line into the params JSON and the records JSON.
 func decodeLine(t *testing.T, line string) (params, records []byte) {
 	t.Helper()

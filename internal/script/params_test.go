@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/testenv/jsonkeys"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -98,7 +99,7 @@ func TestProtocol(t *testing.T) {
 	if string(records) != wantRecords {
 		t.Errorf("records:\n got %s\nwant %s", records, wantRecords)
 	}
-	if keys := objectKeys(t, params); !slices.Equal(keys, []string{"providerRecordUid", "resourceRecordUid", "userRecordUid", "newPassword", "oldPassword", "user", "records"}) {
+	if keys := jsonkeys.Of(t, params); !slices.Equal(keys, []string{"providerRecordUid", "resourceRecordUid", "userRecordUid", "newPassword", "oldPassword", "user", "records"}) {
 		t.Errorf("params keys: %v", keys)
 	}
 	b64 := base64.StdEncoding.EncodeToString([]byte(wantRecords))
