@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,6 +112,67 @@ func TestPostgresInitServeRotate(t *testing.T) {
 	srv = startServer(t, "--data", dir, "--storage", dsn)
 	if got := current(srv, srv.token(t, creds)); got != live {
 		t.Fatalf("after a restart the vault's current password is not Okta's")
+	}
+	srv.stop(t)
+}
+
+// /readyz on a server on PostgreSQL answers 200 ready while the database answers and the keys
+// are unsealed, 503 database_unreachable while the database refuses connections, and 200
+// again once it accepts them.
+func TestPostgresReadyz(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	initVault(t, dir, "--storage", dsn)
+	srv := startServer(t, "--data", dir, "--storage", dsn)
+	type answer struct {
+		Status, Database, Keys string
+		Code, Message          string
+	}
+	readyz := func() (int, answer) {
+		t.Helper()
+		status, body := srv.call(t, "GET", "/readyz", "", nil)
+		var a answer
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatalf("/readyz: %v in %s", err, body)
+		}
+		return status, a
+	}
+	if status, a := readyz(); status != http.StatusOK || a != (answer{Status: "ready", Database: "reachable", Keys: "unsealed"}) {
+		t.Fatalf("/readyz on a healthy server: %d %+v", status, a)
+	}
+
+	// Close the vault's database to every connection, and end those it has.
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	admin, err := sql.Open("pgx", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := context.Background()
+	run := func(q string) {
+		t.Helper()
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	run("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false")
+	run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'")
+	status, a := readyz()
+	if status != http.StatusServiceUnavailable || a.Code != "database_unreachable" || !strings.Contains(a.Message, "database cannot be reached") {
+		t.Fatalf("/readyz with the database closed: %d %+v, want 503 database_unreachable", status, a)
+	}
+	if strings.Contains(a.Message, name) || strings.Contains(a.Message, u.Host) {
+		t.Fatalf("/readyz names the database's address or name: %s", a.Message)
+	}
+
+	run("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true")
+	if status, a := readyz(); status != http.StatusOK || a.Status != "ready" {
+		t.Fatalf("/readyz once the database is back: %d %+v", status, a)
 	}
 	srv.stop(t)
 }
