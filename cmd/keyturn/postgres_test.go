@@ -176,3 +176,48 @@ func TestPostgresReadyz(t *testing.T) {
 	}
 	srv.stop(t)
 }
+
+// The commands that open the data directly take the vault's database too: on PostgreSQL,
+// team add with --storage adds a team whose admin key the server then accepts, and audit
+// verify --data with KEYTURN_STORAGE verifies that team's chain; without the storage, team add
+// finds no vault in the directory and changes nothing.
+func TestPostgresTeamAddAndAuditVerify(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	initVault(t, dir, "--storage", dsn)
+
+	if code, out, errOut := keyturn(t, "team", "add", "--data", dir, "--team", "gamma"); code == 0 {
+		t.Fatalf("team add without the storage succeeded: %s", out)
+	} else if strings.Contains(errOut, dsn) {
+		t.Fatalf("team add's error names the storage URL: %s", errOut)
+	}
+	code, out, errOut := keyturn(t, "team", "add", "--data", dir, "--team", "beta", "--storage", dsn)
+	if code != 0 {
+		t.Fatalf("team add --storage: exit %d: %s", code, errOut)
+	}
+	var creds initOutput
+	if err := json.Unmarshal([]byte(out), &creds); err != nil || creds.TeamName != "beta" || creds.KeySecret == "" {
+		t.Fatalf("team add --storage printed %q (%v)", out, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != datadir.KeyFileName {
+		t.Fatalf("after team add the data directory holds %v (%v), want only %s", entries, err, datadir.KeyFileName)
+	}
+
+	t.Setenv("KEYTURN_STORAGE", dsn)
+	code, out, errOut = keyturn(t, "audit", "verify", "--data", dir, "--team", "beta")
+	if code != 0 || !strings.Contains(out, "The audit chain holds") {
+		t.Fatalf("audit verify --data with KEYTURN_STORAGE: exit %d: %s%s", code, out, errOut)
+	}
+	t.Setenv("KEYTURN_STORAGE", "")
+
+	srv := startServer(t, "--data", dir, "--storage", dsn)
+	body, _ := json.Marshal(map[string]string{"key_id": creds.KeyID, "key_secret": creds.KeySecret})
+	if status, raw := srv.call(t, "POST", "/v1/teams/beta/service_token", "", bytes.NewReader(body)); status != http.StatusOK {
+		t.Fatalf("the server refuses the new team's admin key: %d %s", status, raw)
+	}
+	if status, raw := srv.call(t, "POST", "/v1/teams/gamma/service_token", "", bytes.NewReader(body)); status == http.StatusOK {
+		t.Fatalf("team gamma exists after a failed team add: %s", raw)
+	}
+	srv.stop(t)
+}
