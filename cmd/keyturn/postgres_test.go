@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,6 +112,112 @@ func TestPostgresInitServeRotate(t *testing.T) {
 	srv = startServer(t, "--data", dir, "--storage", dsn)
 	if got := current(srv, srv.token(t, creds)); got != live {
 		t.Fatalf("after a restart the vault's current password is not Okta's")
+	}
+	srv.stop(t)
+}
+
+// /readyz on a server on PostgreSQL answers 200 ready while the database answers and the keys
+// are unsealed, 503 database_unreachable while the database refuses connections, and 200
+// again once it accepts them.
+func TestPostgresReadyz(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	initVault(t, dir, "--storage", dsn)
+	srv := startServer(t, "--data", dir, "--storage", dsn)
+	type answer struct {
+		Status, Database, Keys string
+		Code, Message          string
+	}
+	readyz := func() (int, answer) {
+		t.Helper()
+		status, body := srv.call(t, "GET", "/readyz", "", nil)
+		var a answer
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatalf("/readyz: %v in %s", err, body)
+		}
+		return status, a
+	}
+	if status, a := readyz(); status != http.StatusOK || a != (answer{Status: "ready", Database: "reachable", Keys: "unsealed"}) {
+		t.Fatalf("/readyz on a healthy server: %d %+v", status, a)
+	}
+
+	// Close the vault's database to every connection, and end those it has.
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	admin, err := sql.Open("pgx", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := context.Background()
+	run := func(q string) {
+		t.Helper()
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	run("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false")
+	run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'")
+	status, a := readyz()
+	if status != http.StatusServiceUnavailable || a.Code != "database_unreachable" || !strings.Contains(a.Message, "database cannot be reached") {
+		t.Fatalf("/readyz with the database closed: %d %+v, want 503 database_unreachable", status, a)
+	}
+	if strings.Contains(a.Message, name) || strings.Contains(a.Message, u.Host) {
+		t.Fatalf("/readyz names the database's address or name: %s", a.Message)
+	}
+
+	run("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true")
+	if status, a := readyz(); status != http.StatusOK || a.Status != "ready" {
+		t.Fatalf("/readyz once the database is back: %d %+v", status, a)
+	}
+	srv.stop(t)
+}
+
+// The commands that open the data directly take the vault's database too: on PostgreSQL,
+// team add with --storage adds a team whose admin key the server then accepts, and audit
+// verify --data with KEYTURN_STORAGE verifies that team's chain; without the storage, team add
+// finds no vault in the directory and changes nothing.
+func TestPostgresTeamAddAndAuditVerify(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	initVault(t, dir, "--storage", dsn)
+
+	if code, out, errOut := keyturn(t, "team", "add", "--data", dir, "--team", "gamma"); code == 0 {
+		t.Fatalf("team add without the storage succeeded: %s", out)
+	} else if strings.Contains(errOut, dsn) {
+		t.Fatalf("team add's error names the storage URL: %s", errOut)
+	}
+	code, out, errOut := keyturn(t, "team", "add", "--data", dir, "--team", "beta", "--storage", dsn)
+	if code != 0 {
+		t.Fatalf("team add --storage: exit %d: %s", code, errOut)
+	}
+	var creds initOutput
+	if err := json.Unmarshal([]byte(out), &creds); err != nil || creds.TeamName != "beta" || creds.KeySecret == "" {
+		t.Fatalf("team add --storage printed %q (%v)", out, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != datadir.KeyFileName {
+		t.Fatalf("after team add the data directory holds %v (%v), want only %s", entries, err, datadir.KeyFileName)
+	}
+
+	t.Setenv("KEYTURN_STORAGE", dsn)
+	code, out, errOut = keyturn(t, "audit", "verify", "--data", dir, "--team", "beta")
+	if code != 0 || !strings.Contains(out, "The audit chain holds") {
+		t.Fatalf("audit verify --data with KEYTURN_STORAGE: exit %d: %s%s", code, out, errOut)
+	}
+	t.Setenv("KEYTURN_STORAGE", "")
+
+	srv := startServer(t, "--data", dir, "--storage", dsn)
+	body, _ := json.Marshal(map[string]string{"key_id": creds.KeyID, "key_secret": creds.KeySecret})
+	if status, raw := srv.call(t, "POST", "/v1/teams/beta/service_token", "", bytes.NewReader(body)); status != http.StatusOK {
+		t.Fatalf("the server refuses the new team's admin key: %d %s", status, raw)
+	}
+	if status, raw := srv.call(t, "POST", "/v1/teams/gamma/service_token", "", bytes.NewReader(body)); status == http.StatusOK {
+		t.Fatalf("team gamma exists after a failed team add: %s", raw)
 	}
 	srv.stop(t)
 }

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -31,7 +32,7 @@ type Deps struct {
 	Auth   *auth.Service
 	Engine *rotation.Engine
 	Audit  *audit.Log
-	Ready  func(context.Context) error // nil error when the service can take requests
+	Ready  func(context.Context) error // nil when the service can take requests; a fault.Unavailable error names what is wrong
 	Logger *slog.Logger
 	Meter  Meter // may be nil
 }
@@ -104,7 +105,7 @@ func (s *server) routes() []route {
 	security := []auth.Role{auth.SecurityAdmin}
 	return []route{
 		{method: "GET", path: "/healthz", public: true, h: s.healthz, doc: op{summary: "Liveness: the process answers", status: 200}},
-		{method: "GET", path: "/readyz", public: true, h: s.readyz, doc: op{summary: "Readiness: the database answers", status: 200}},
+		{method: "GET", path: "/readyz", public: true, h: s.readyz, doc: op{summary: "Readiness: the database answers and the keys are unsealed", status: 200}},
 		{method: "GET", path: "/openapi.json", public: true, h: s.openapi, doc: op{summary: "This OpenAPI 3 document", status: 200}},
 		{method: "GET", path: "/metrics", public: true, h: s.metrics, doc: op{summary: "Prometheus metrics (text format)", status: 200, text: true}},
 		{method: "POST", path: "/v1/teams/{team}/service_token", public: true, maxBody: MaxTokenBodyBytes, h: s.serviceToken, doc: op{summary: "Exchange an API key for a bearer token (400 invalid_key_id when key_id is not a UUID; 413 beyond 8 KiB; 429 with Retry-After after 10 failures of the key id from the caller's address in a minute)", in: "TokenRequest", out: "TokenResponse", status: 200}},
@@ -246,10 +247,14 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request, _ *auth.Principa
 	if s.Ready != nil {
 		if err := s.Ready(r.Context()); err != nil {
 			s.Logger.Warn("not ready", "err", err)
+			var fe *fault.Error
+			if errors.As(err, &fe) && fe.Kind == fault.Unavailable {
+				return &fault.Error{Kind: fe.Kind, Code: fe.Code, Message: fe.Message}
+			}
 			return errNotReady
 		}
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "reachable", "keys": "unsealed"})
 }
 
 // audit records what a caller did, after it was done; the actor is the service user and the

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/keyturn/keyturn/internal/connector/opa"
 	"github.com/keyturn/keyturn/internal/connector/rest"
 	"github.com/keyturn/keyturn/internal/datadir"
+	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/metrics"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
@@ -85,8 +87,28 @@ func New(dv *datadir.Vault, o Options) *App {
 	}
 	s.Engine = rotation.New(dv.DB, s.Vault, s.Audit, script.NewRunner(o.Scripts), o.Connectors, o.Rotation)
 	s.Handler = api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,
-		Ready: dv.DB.Ping, Logger: o.Logger, Meter: m})
+		Ready: ready(dv), Logger: o.Logger, Meter: m})
 	return s
+}
+
+// readyTimeout bounds how long /readyz waits for the database.
+const readyTimeout = 3 * time.Second
+
+// ready says whether the server can take requests: it holds the unsealed keys and the
+// database answers within readyTimeout. Its errors are fault.Unavailable, naming what is wrong.
+func ready(dv *datadir.Vault) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if dv.Keys == nil {
+			return &fault.Error{Kind: fault.Unavailable, Code: "sealed", Message: "the vault is sealed: the server does not hold its keys"}
+		}
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := dv.DB.Ping(ctx); err != nil {
+			return &fault.Error{Kind: fault.Unavailable, Code: "database_unreachable",
+				Message: "the " + dv.DB.Dialect() + " database cannot be reached", Err: fmt.Errorf("ping the database: %w", err)}
+		}
+		return nil
+	}
 }
 
 // Start starts the audit writer, the export to the audit sinks, and the rotation engine, which

@@ -11,9 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyturn/keyturn/internal/audit"
+	"github.com/keyturn/keyturn/internal/config"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/store"
 )
+
+// EnvStorage names the vault's database for the commands that open a data directory
+// directly, as --storage does.
+const EnvStorage = "KEYTURN_STORAGE"
 
 // BrokenChainError is the error of audit verify when the chain does not hold: it names the
 // first broken link. Its exit code is ExitFailed.
@@ -24,10 +29,10 @@ func (e BrokenChainError) Error() string {
 }
 
 func (e *env) auditVerifyCommand() *cobra.Command {
-	var head, dir, team, passphraseFile string
+	var head, dir, team, passphraseFile, storage string
 	var out Output
 	cmd := &cobra.Command{
-		Use:   "verify [--head SEQ:ID] [--data DIR --team T [--passphrase-file F]]",
+		Use:   "verify [--head SEQ:ID] [--data DIR --team T [--passphrase-file F] [--storage postgres://…]]",
 		Short: "Check the team's audit hash chain end to end",
 		Long: `Check the team's audit hash chain end to end. Every event is chained to the one before it by
 a keyed hash, so an event altered (hash_mismatch), removed (sequence_gap) or inserted or
@@ -45,8 +50,9 @@ folders is refused, since it may not see them. It needs the security_admin role.
 
 With --data DIR it needs no server: it reads the data directory directly, unsealing it with
 the key file in DIR or --passphrase-file as keyturn server does; the team is --team, else
-KEYTURN_TEAM. Use it when you would rather not start a server on a database you doubt. It
-can run beside a running server.
+KEYTURN_TEAM. On a vault in PostgreSQL, give its database as keyturn init was given it:
+--storage, else KEYTURN_STORAGE. Use it when you would rather not start a server on a
+database you doubt. It can run beside a running server.
 ` + envHelp,
 		Example: `  keyturn audit verify
   keyturn audit verify --head 1042:5f0c…e1 -o json
@@ -74,12 +80,18 @@ can run beside a running server.
 				if team == "" {
 					return Usagef("--data needs --team (or %s)", EnvTeam)
 				}
-				if rep, err = verifyDataDir(cmd.Context(), dir, team, passphraseFile, o); err != nil {
+				if storage == "" {
+					storage = strings.TrimSpace(e.getenv(EnvStorage))
+				}
+				if err := config.ValidateStorage(storage); err != nil {
+					return Usagef("--storage: %w", err)
+				}
+				if rep, err = verifyDataDir(cmd.Context(), dir, storage, team, passphraseFile, o); err != nil {
 					return err
 				}
 			} else {
-				if team != "" || passphraseFile != "" {
-					return Usagef("--team and --passphrase-file go with --data; against a server the team is %s", EnvTeam)
+				if team != "" || passphraseFile != "" || storage != "" {
+					return Usagef("--team, --passphrase-file and --storage go with --data; against a server the team is %s", EnvTeam)
 				}
 				c, err := e.client()
 				if err != nil {
@@ -109,6 +121,7 @@ can run beside a running server.
 	f.StringVar(&dir, "data", "", "verify the data directory DIR directly, without a server")
 	f.StringVar(&team, "team", "", "with --data: the team (default KEYTURN_TEAM)")
 	f.StringVar(&passphraseFile, "passphrase-file", "", "with --data: file holding the passphrase, if the vault was sealed with one")
+	f.StringVar(&storage, "storage", "", "with --data: the vault's postgres://user@host/database URL (default: "+EnvStorage+", else the SQLite database in DIR)")
 	AddOutputFlag(cmd, &out)
 	return cmd
 }
@@ -130,9 +143,10 @@ func writeReport(inv *invocation, rep audit.Report, raw []byte) error {
 	return inv.write(rep, text)
 }
 
-// verifyDataDir verifies a team's chain in the data directory dir, without a server.
-func verifyDataDir(ctx context.Context, dir, team, passphraseFile string, o audit.VerifyOptions) (audit.Report, error) {
-	v, err := datadir.Open(ctx, dir, datadir.Unseal{PassphraseFile: passphraseFile})
+// verifyDataDir verifies a team's chain in the data directory dir, its database in storage
+// (empty: the SQLite file in dir), without a server.
+func verifyDataDir(ctx context.Context, dir, storage, team, passphraseFile string, o audit.VerifyOptions) (audit.Report, error) {
+	v, err := datadir.OpenStorage(ctx, dir, storage, datadir.Unseal{PassphraseFile: passphraseFile})
 	if err != nil {
 		return audit.Report{}, err
 	}
