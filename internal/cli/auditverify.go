@@ -24,7 +24,7 @@ func (e BrokenChainError) Error() string {
 }
 
 func (e *env) auditVerifyCommand() *cobra.Command {
-	var head, dir, team, passphraseFile string
+	var head, dir, team, passphraseFile, storage string
 	var out Output
 	cmd := &cobra.Command{
 		Use:   "verify [--head SEQ:ID] [--data DIR --team T [--passphrase-file F]]",
@@ -45,7 +45,8 @@ folders is refused, since it may not see them. It needs the security_admin role.
 
 With --data DIR it needs no server: it reads the data directory directly, unsealing it with
 the key file in DIR or --passphrase-file as keyturn server does; the team is --team, else
-KEYTURN_TEAM. Use it when you would rather not start a server on a database you doubt. It
+KEYTURN_TEAM. With --storage (default KEYTURN_STORAGE) postgres://…, the vault's database is
+that PostgreSQL database and DIR holds its key file. Use it when you would rather not start a server on a database you doubt. It
 can run beside a running server.
 ` + envHelp,
 		Example: `  keyturn audit verify
@@ -74,12 +75,18 @@ can run beside a running server.
 				if team == "" {
 					return Usagef("--data needs --team (or %s)", EnvTeam)
 				}
-				if rep, err = verifyDataDir(cmd.Context(), dir, team, passphraseFile, o); err != nil {
+				if storage == "" {
+					storage = strings.TrimSpace(e.getenv(envStorage))
+				}
+				if storage != "" && !store.IsPostgres(storage) {
+					return Usagef("--storage: give a postgres:// URL, or nothing for the SQLite database in --data")
+				}
+				if rep, err = verifyDataDir(cmd.Context(), dir, storage, team, passphraseFile, o); err != nil {
 					return err
 				}
 			} else {
-				if team != "" || passphraseFile != "" {
-					return Usagef("--team and --passphrase-file go with --data; against a server the team is %s", EnvTeam)
+				if team != "" || passphraseFile != "" || storage != "" {
+					return Usagef("--team, --passphrase-file and --storage go with --data; against a server the team is %s", EnvTeam)
 				}
 				c, err := e.client()
 				if err != nil {
@@ -109,9 +116,13 @@ can run beside a running server.
 	f.StringVar(&dir, "data", "", "verify the data directory DIR directly, without a server")
 	f.StringVar(&team, "team", "", "with --data: the team (default KEYTURN_TEAM)")
 	f.StringVar(&passphraseFile, "passphrase-file", "", "with --data: file holding the passphrase, if the vault was sealed with one")
+	f.StringVar(&storage, "storage", "", "with --data: the postgres:// URL of the vault's database (default KEYTURN_STORAGE, else the SQLite database in DIR)")
 	AddOutputFlag(cmd, &out)
 	return cmd
 }
+
+// envStorage names the vault's database, as for keyturn server.
+const envStorage = "KEYTURN_STORAGE"
 
 // writeReport writes a verification: the API's answer as it came (raw) or the report, as
 // JSON or YAML, or a sentence.
@@ -130,9 +141,10 @@ func writeReport(inv *invocation, rep audit.Report, raw []byte) error {
 	return inv.write(rep, text)
 }
 
-// verifyDataDir verifies a team's chain in the data directory dir, without a server.
-func verifyDataDir(ctx context.Context, dir, team, passphraseFile string, o audit.VerifyOptions) (audit.Report, error) {
-	v, err := datadir.Open(ctx, dir, datadir.Unseal{PassphraseFile: passphraseFile})
+// verifyDataDir verifies a team's chain in the data directory dir (its database in storage:
+// empty for the SQLite file in dir, or a postgres:// URL), without a server.
+func verifyDataDir(ctx context.Context, dir, storage, team, passphraseFile string, o audit.VerifyOptions) (audit.Report, error) {
+	v, err := datadir.OpenStorage(ctx, dir, storage, datadir.Unseal{PassphraseFile: passphraseFile})
 	if err != nil {
 		return audit.Report{}, err
 	}
