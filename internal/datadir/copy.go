@@ -22,7 +22,7 @@ func CopyToPostgres(ctx context.Context, dir, storage string) (store.CopyReport,
 	}
 	lock, err := LockExclusive(dir)
 	if err != nil {
-		return store.CopyReport{}, err
+		return store.CopyReport{}, fmt.Errorf("%w: stop the server on it first; nothing was copied", err)
 	}
 	defer lock.Release()
 	src, err := store.OpenSQLite(ctx, store.SQLitePath(dir))

@@ -144,6 +144,18 @@ func CopyToPostgres(ctx context.Context, src, dst *DB) (CopyReport, error) {
 	return rep, nil
 }
 
+// CountRows counts the rows of table, one of CopiedTables.
+func (r Reader) CountRows(ctx context.Context, table string) (int64, error) {
+	if !slices.Contains(copyTables, table) {
+		return 0, fmt.Errorf("count rows: %s is not a table storage copy copies", table)
+	}
+	var n int64
+	if err := r.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the rows of %s: %w", table, err)
+	}
+	return n, nil
+}
+
 // CopiedTables returns the tables CopyToPostgres copies, parents first.
 func CopiedTables() []string { return slices.Clone(copyTables) }
 
@@ -182,7 +194,10 @@ func tableNames(ctx context.Context, q querier, query string) ([]string, error) 
 }
 
 // pgColumn is a column of a target table.
-type pgColumn struct{ name, typ string }
+type pgColumn struct {
+	name, typ string
+	notNull   bool
+}
 
 // copyTable copies every row of table from in (SQLite) to out (PostgreSQL), converting each
 // value to the target column's type, and returns how many it copied. The two tables must have
@@ -224,7 +239,7 @@ func copyTable(ctx context.Context, in, out querier, table string) (int64, error
 			return n, fmt.Errorf("read the source: %w", err)
 		}
 		for i, c := range cols {
-			if vals[i], err = convert(vals[i], c.typ); err != nil {
+			if vals[i], err = convert(vals[i], c.typ, c.notNull); err != nil {
 				return n, fmt.Errorf("column %s: %w", c.name, err)
 			}
 		}
@@ -240,7 +255,7 @@ func copyTable(ctx context.Context, in, out querier, table string) (int64, error
 }
 
 func targetColumns(ctx context.Context, out querier, table string) ([]pgColumn, error) {
-	rows, err := out.QueryContext(ctx, `SELECT column_name, data_type FROM information_schema.columns
+	rows, err := out.QueryContext(ctx, `SELECT column_name, data_type, is_nullable = 'NO' FROM information_schema.columns
 		WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`, table)
 	if err != nil {
 		return nil, fmt.Errorf("list the target's columns: %w", err)
@@ -249,7 +264,7 @@ func targetColumns(ctx context.Context, out querier, table string) ([]pgColumn, 
 	var cols []pgColumn
 	for rows.Next() {
 		var c pgColumn
-		if err := rows.Scan(&c.name, &c.typ); err != nil {
+		if err := rows.Scan(&c.name, &c.typ, &c.notNull); err != nil {
 			return nil, fmt.Errorf("list the target's columns: %w", err)
 		}
 		cols = append(cols, c)
@@ -257,8 +272,13 @@ func targetColumns(ctx context.Context, out querier, table string) ([]pgColumn, 
 	return cols, rows.Err()
 }
 
-// convert turns a value read from SQLite into one for a PostgreSQL column of type typ.
-func convert(v any, typ string) (any, error) {
+// convert turns a value read from SQLite into one for a PostgreSQL column of type typ. The
+// SQLite driver reads an empty BLOB as a nil []byte, which pgx would write as NULL: in a NOT
+// NULL column, nil is that empty value.
+func convert(v any, typ string, notNull bool) (any, error) {
+	if v == nil && notNull && typ == "bytea" {
+		return []byte{}, nil
+	}
 	if v == nil {
 		return nil, nil
 	}
@@ -266,6 +286,9 @@ func convert(v any, typ string) (any, error) {
 	case "bytea":
 		switch x := v.(type) {
 		case []byte:
+			if x == nil && notNull {
+				return []byte{}, nil
+			}
 			return x, nil
 		case string:
 			return []byte(x), nil
