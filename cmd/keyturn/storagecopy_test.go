@@ -84,6 +84,17 @@ func TestStorageCopySQLiteToPostgres(t *testing.T) {
 	}
 	live, _ := emu.Password(login)
 
+	// Bad command lines: exit 2, and nothing is opened.
+	for _, args := range [][]string{
+		{"storage", "copy", "--from", dir, "--to", dsn},
+		{"storage", "copy", "--from", "sqlite:" + dir, "--to", filepath.Join(t.TempDir(), "x.db")},
+		{"audit", "verify", "--data", dir, "--team", "acme", "--storage", filepath.Join(t.TempDir(), "x.db")},
+	} {
+		if code, _, errOut := keyturn(t, args...); code != 2 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+	}
+
 	// A server holds the data directory: the copy is refused and writes nothing.
 	if code, _, errOut := keyturn(t, "storage", "copy", "--from", "sqlite:"+dir, "--to", dsn); code != 1 ||
 		!strings.Contains(errOut, "data directory in use") || !strings.Contains(errOut, "stop the server") {
