@@ -55,7 +55,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCommand(), newInitCommand(), newServerCommand(), newTeamCommand(), newEmulatorCommand(), newSandboxCommand(), newHealthCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newServerCommand(), newTeamCommand(), newEmulatorCommand(), newSandboxCommand(), newHealthCommand(), newStorageCommand())
 	root.AddCommand(cli.Commands()...)
 	cli.MarkUsageErrors(root)
 	return root
