@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -220,4 +221,106 @@ func TestPostgresTeamAddAndAuditVerify(t *testing.T) {
 		t.Fatalf("team gamma exists after a failed team add: %s", raw)
 	}
 	srv.stop(t)
+}
+
+// engineLockKey is the PostgreSQL advisory lock a server holds while it runs the engine
+// (store's engineLockKey: "ktengine").
+const engineLockKey = int64(0x6b74_656e_6769_6e65)
+
+// TestPostgresEngineLockSurvivesItsSession ends the database sessions of a running server,
+// its engine lock's among them. The server must take the lock again as soon as it can, so that
+// a second server still refuses to start; and when another process took the lock first, the
+// server must stop at once rather than run a second engine on the same runs.
+func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	initVault(t, dir, "--storage", dsn)
+	srv := startServer(t, "--data", dir, "--storage", dsn)
+
+	vault, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vault.Close()
+	ctx := context.Background()
+	// One session of the test's own, which ending the others spares.
+	conn, err := vault.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var name string
+	if err := conn.QueryRowContext(ctx, "SELECT current_database()").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	endSessions := func() {
+		t.Helper()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = $1 AND pid <> pg_backend_pid()`, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := func() int {
+		t.Helper()
+		var pid int
+		err := conn.QueryRowContext(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND ((classid::bigint << 32) | objid::bigint) = $1`, engineLockKey).Scan(&pid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	before := holder()
+	if before == 0 {
+		t.Fatal("the server holds no engine lock")
+	}
+
+	// 1. The session ends: the server takes the lock again, and a second server is refused.
+	endSessions()
+	deadline := time.Now().Add(30 * time.Second)
+	for p := holder(); p == 0 || p == before; p = holder() {
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after its session ended, the server has not taken the engine lock again (holder pid %d)", p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A second server, with a copy of the key file in another data directory: only the
+	// database's lock can refuse it.
+	other := t.TempDir()
+	key, err := os.ReadFile(filepath.Join(dir, datadir.KeyFileName))
+	if err != nil || os.WriteFile(filepath.Join(other, datadir.KeyFileName), key, 0o600) != nil {
+		t.Fatal(err)
+	}
+	secondCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	second := exec.CommandContext(secondCtx, os.Args[0], "server", "--listen", "127.0.0.1:0", "--data", other, "--storage", dsn)
+	second.Env = append(os.Environ(), "KEYTURN_TEST_MAIN=1")
+	if out, err := second.CombinedOutput(); err == nil || secondCtx.Err() != nil ||
+		!strings.Contains(string(out), "another keyturn server runs on this database") {
+		t.Fatalf("a second server on the database, once the first took its lock again: %v: %s", err, out)
+	}
+
+	// 2. The session ends and another process takes the lock first: the server stops at once.
+	// (the server checks its lock every second, so it may take the lock back first: try again)
+	got := false
+	for try := 0; !got; try++ {
+		if try == 20 {
+			t.Fatal("could not take the engine lock after ending the server's session 20 times")
+		}
+		endSessions()
+		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", engineLockKey).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-srv.exited:
+		if err == nil || !strings.Contains(srv.stderr.String(), "another keyturn server took the lock") {
+			t.Fatalf("the server stopped with %v, log:\n%s", err, srv.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server still runs 30 s after another process took its engine lock")
+	}
 }

@@ -112,6 +112,12 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-v.EngineLost:
+		// Another server runs the engine on this database now: stop at once, as a crash
+		// would (the engine is crash-safe; scripts die with the server), rather than let two
+		// engines settle the same runs during a graceful shutdown.
+		log.Error("stopping at once", "err", err)
+		os.Exit(cli.ExitFailed)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")

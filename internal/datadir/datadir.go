@@ -40,9 +40,16 @@ type Vault struct {
 	Storage string
 	DB      *store.DB
 	Keys    *keyring.Keyring
-	lock    *Lock        // held by OpenExclusive's vault until Close
-	engine  func() error // releases the PostgreSQL engine lock OpenExclusive took
+	// EngineLost receives, once, when OpenExclusive's PostgreSQL engine lock was lost to
+	// another process (its session ended and another server took it): the engine must stop at
+	// once. It never receives on SQLite.
+	EngineLost <-chan error
+	lock       *Lock        // held by OpenExclusive's vault until Close
+	engine     func() error // releases the PostgreSQL engine lock OpenExclusive took
 }
+
+// EngineLockCheck is how often a server checks that it still holds the PostgreSQL engine lock.
+const EngineLockCheck = time.Second
 
 // Init creates dir (0700), the database, the key hierarchy and the first team, and returns the
 // team admin's credentials. It refuses a directory that already holds a vault, and on failure
@@ -191,7 +198,9 @@ func OpenExclusiveStorage(ctx context.Context, dir, storage string, u Unseal) (*
 		return nil, err
 	}
 	v.lock = lock
-	if v.engine, err = v.DB.LockEngine(ctx); err != nil {
+	lost := make(chan error, 1)
+	v.EngineLost = lost
+	if v.engine, err = v.DB.LockEngine(ctx, EngineLockCheck, func(err error) { lost <- err }); err != nil {
 		v.Close()
 		return nil, fmt.Errorf("%w: stop it first", err)
 	}

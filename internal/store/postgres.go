@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,10 +145,26 @@ var ErrEngineLocked = errors.New("store: another keyturn server runs on this dat
 // ErrEngineLocked. It holds a session advisory lock on a connection of its own, which
 // PostgreSQL releases if the process dies. On SQLite it does nothing: the data directory's
 // lock does this there.
-func (db *DB) LockEngine(ctx context.Context) (release func() error, err error) {
+//
+// The session can end under a live process (a database restart, pg_terminate_backend), and
+// the lock with it. So the lock is checked every check interval: when it is gone, it is taken
+// again on a new connection as soon as the database answers; when another process took it
+// meanwhile, lost is called (once), and this process must stop running the engine at once.
+func (db *DB) LockEngine(ctx context.Context, check time.Duration, lost func(error)) (release func() error, err error) {
 	if !db.d.postgres {
 		return func() error { return nil }, nil
 	}
+	conn, err := db.takeEngineLock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &engineWatch{db: db, conn: conn, done: make(chan struct{}), stopped: make(chan struct{})}
+	go w.run(check, lost)
+	return w.release, nil
+}
+
+// takeEngineLock takes the engine lock on a new connection, which it returns.
+func (db *DB) takeEngineLock(ctx context.Context) (*sql.Conn, error) {
 	conn, err := db.write.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lock the engine: %w", err)
@@ -161,8 +178,71 @@ func (db *DB) LockEngine(ctx context.Context) (release func() error, err error) 
 		conn.Close()
 		return nil, ErrEngineLocked
 	}
-	return func() error {
-		_, err := conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, int64(engineLockKey))
-		return errors.Join(err, conn.Close())
-	}, nil
+	return conn, nil
+}
+
+// engineWatch keeps the engine lock: it checks the lock's session and takes the lock again
+// when the session ended.
+type engineWatch struct {
+	db      *DB
+	mu      sync.Mutex
+	conn    *sql.Conn // nil while the lock is not held
+	done    chan struct{}
+	stopped chan struct{}
+}
+
+func (w *engineWatch) run(check time.Duration, lost func(error)) {
+	defer close(w.stopped)
+	t := time.NewTicker(check)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), check)
+		err := w.keep(ctx)
+		cancel()
+		if errors.Is(err, ErrEngineLocked) {
+			lost(fmt.Errorf("the engine lock's database session ended, and another keyturn server took the lock: %w", err))
+			return
+		}
+	}
+}
+
+// keep checks that the lock's session still holds it, and takes it again when not. It returns
+// ErrEngineLocked when another process holds it now; other errors (the database does not
+// answer) are retried at the next check.
+func (w *engineWatch) keep(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn != nil {
+		var held bool
+		err := w.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+			AND pid = pg_backend_pid() AND granted AND ((classid::bigint << 32) | objid::bigint) = $1)`, int64(engineLockKey)).Scan(&held)
+		if err == nil && held {
+			return nil
+		}
+		w.conn.Close()
+		w.conn = nil
+	}
+	conn, err := w.db.takeEngineLock(ctx)
+	if err != nil {
+		return err
+	}
+	w.conn = conn
+	return nil
+}
+
+func (w *engineWatch) release() error {
+	close(w.done)
+	<-w.stopped
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn == nil {
+		return nil
+	}
+	_, err := w.conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, int64(engineLockKey))
+	return errors.Join(err, w.conn.Close())
 }
