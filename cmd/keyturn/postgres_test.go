@@ -57,23 +57,11 @@ func TestPostgresInitServeRotate(t *testing.T) {
 		t.Fatalf("a second init on the database: exit %d: %s", code, errOut)
 	}
 
-	emu := emulator.New(emulator.Options{Users: 1, AuthnPerUserPerSecond: -1})
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
-	login, oldPassword := emulator.SeedLogin(1), emulator.SeedPassword(1)
-
 	srv := startServer(t, "--data", dir, "--storage", dsn, "--target-rate", "0")
 	token := srv.token(t, creds)
-	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
-	var api, user struct {
-		UID string `json:"uid"`
-	}
-	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details", "folder": "Okta",
-		"fields": []any{field("url", emuSrv.URL), field("password", emu.Token())}}, http.StatusCreated, &api)
-	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "pamUser", "title": "okta user", "folder": "Okta",
-		"fields": []any{field("login", login), field("password", oldPassword)}}, http.StatusCreated, &user)
-	srv.apiJSON(t, token, "PUT", "/records/"+user.UID+"/rotation",
-		map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID}, http.StatusOK, nil)
+	okta := newOktaUser(t, srv, token)
+	emu, login, oldPassword := okta.emu, okta.login, okta.password
+	user := struct{ UID string }{okta.uid}
 	var run struct {
 		Status string          `json:"status"`
 		Error  json.RawMessage `json:"error"`
@@ -323,4 +311,33 @@ func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the server still runs 30 s after another process took its engine lock")
 	}
+}
+
+// oktaUser is a user of an Okta emulator whose password a server rotates natively.
+type oktaUser struct {
+	emu             *emulator.Emulator
+	login, password string // the user's login and its password before any rotation
+	uid             string // the pamUser record's uid
+}
+
+// newOktaUser starts an Okta emulator with one user, and creates on srv (team acme) the
+// records of a native okta rotation of that user: the org's record and the pamUser.
+func newOktaUser(t *testing.T, srv *server, token string) oktaUser {
+	t.Helper()
+	emu := emulator.New(emulator.Options{Users: 1, AuthnPerUserPerSecond: -1})
+	emuSrv := httptest.NewServer(emu)
+	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
+	u := oktaUser{emu: emu, login: emulator.SeedLogin(1), password: emulator.SeedPassword(1)}
+	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
+	var api, user struct {
+		UID string `json:"uid"`
+	}
+	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details", "folder": "Okta",
+		"fields": []any{field("url", emuSrv.URL), field("password", emu.Token())}}, http.StatusCreated, &api)
+	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "pamUser", "title": "okta user", "folder": "Okta",
+		"fields": []any{field("login", u.login), field("password", u.password)}}, http.StatusCreated, &user)
+	srv.apiJSON(t, token, "PUT", "/records/"+user.UID+"/rotation",
+		map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID}, http.StatusOK, nil)
+	u.uid = user.UID
+	return u
 }

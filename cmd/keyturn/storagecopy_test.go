@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/keyturn/keyturn/internal/emulator"
 	"github.com/keyturn/keyturn/internal/store"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 )
@@ -56,23 +54,11 @@ func TestStorageCopySQLiteToPostgres(t *testing.T) {
 		t.Fatalf("team add: exit %d: %s", code, errOut)
 	}
 
-	emu := emulator.New(emulator.Options{Users: 1, AuthnPerUserPerSecond: -1})
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
-	login, oldPassword := emulator.SeedLogin(1), emulator.SeedPassword(1)
-
 	srv := startServer(t, "--data", dir, "--target-rate", "0")
 	token := srv.token(t, creds)
-	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
-	var api, user struct {
-		UID string `json:"uid"`
-	}
-	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details", "folder": "Okta",
-		"fields": []any{field("url", emuSrv.URL), field("password", emu.Token())}}, http.StatusCreated, &api)
-	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "pamUser", "title": "okta user", "folder": "Okta",
-		"fields": []any{field("login", login), field("password", oldPassword)}}, http.StatusCreated, &user)
-	srv.apiJSON(t, token, "PUT", "/records/"+user.UID+"/rotation",
-		map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID}, http.StatusOK, nil)
+	okta := newOktaUser(t, srv, token)
+	emu, login, oldPassword := okta.emu, okta.login, okta.password
+	user := struct{ UID string }{okta.uid}
 	var run struct {
 		Status string `json:"status"`
 	}
@@ -145,7 +131,7 @@ func TestStorageCopySQLiteToPostgres(t *testing.T) {
 		t.Fatal("the copy's current password is not the one Okta has")
 	}
 	srv.apiJSON(t, token, "POST", "/records", map[string]any{"type": "login", "title": "after the copy", "folder": "x",
-		"fields": []any{field("password", "s3cret-after")}}, http.StatusCreated, nil)
+		"fields": []any{map[string]any{"type": "password", "value": []string{"s3cret-after"}}}}, http.StatusCreated, nil)
 	srv.stop(t)
 	if code, out, errOut := keyturn(t, "audit", "verify", "--data", dir, "--storage", dsn, "--team", "acme"); code != 0 || out == copyVerifyOut {
 		t.Fatalf("audit verify after a write on the copy: exit %d: %s %s", code, out, errOut)
