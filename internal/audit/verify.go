@@ -65,8 +65,8 @@ type Break struct {
 	Seq     int64  `json:"seq"`                // the event where the chain breaks (vault-wide number; 0 when unknown)
 	TeamSeq int64  `json:"team_seq,omitempty"` // its place in the team's chain, when it is the team's own event
 	ID      string `json:"id,omitempty"`       // its hash (hex), when it is the team's own event
-	Reason  string `json:"reason"`       // HashMismatch, SequenceGap, LinkMismatch, TailTruncated, HeadMissing
-	Message string `json:"message"`      // what is wrong, for people
+	Reason  string `json:"reason"`             // HashMismatch, SequenceGap, LinkMismatch, TailTruncated, HeadMissing
+	Message string `json:"message"`            // what is wrong, for people
 }
 
 func (b *Break) Error() string {
@@ -216,8 +216,12 @@ walk:
 			Message: fmt.Sprintf("the team's chain head is team event %d, but its events end at %d: the newest events were removed", stored.Seq, prev.TeamSeq)}
 		return rep, nil
 	case stored.Seq < prev.TeamSeq || !hmac.Equal(stored.Hash, prev.TeamHash):
+		what := fmt.Sprintf("the team's chain head is team event %d", stored.Seq)
+		if stored.Seq == prev.TeamSeq {
+			what = "the team's chain head holds another hash for it"
+		}
 		rep.FirstBroken = &Break{Seq: prev.Seq, TeamSeq: prev.TeamSeq, ID: hex.EncodeToString(prev.TeamHash), Reason: LinkMismatch,
-			Message: fmt.Sprintf("the team's newest event, team event %d, is not the team's chain head (team event %d): the chain or its head was changed", prev.TeamSeq, stored.Seq)}
+			Message: fmt.Sprintf("the team's newest event is team event %d, but %s: the chain or its head was changed", prev.TeamSeq, what)}
 		return rep, nil
 	}
 	if acked > 0 {
