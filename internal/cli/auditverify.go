@@ -148,9 +148,9 @@ func writeReport(inv *invocation, rep audit.Report, raw []byte) error {
 		if rep.Head != nil {
 			head = rep.Head.String()
 		}
-		which := "The team's audit chain"
+		which := "The audit chain"
 		if rep.Chain == audit.ChainVault {
-			which = "The vault's audit chain"
+			which = "The vault-wide audit chain"
 		}
 		_, err := fmt.Fprintf(w, "%s holds: %d events of the team; head %s\n", which, rep.Events, head)
 		return err
