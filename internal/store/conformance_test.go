@@ -308,15 +308,9 @@ func teamChainHash(e AuditEvent) []byte {
 }
 
 // appendAudit appends events to the vault-wide chain and to their teams' chains inside tx, as
-// audit.Log.Append does.
+// audit.Log.Append does, but reading the teams' heads first: TeamAuditHeads must make the
+// transaction the only appender itself.
 func appendAudit(ctx context.Context, tx *Tx, events ...AuditEvent) error {
-	prev, err := tx.LastAuditHash(ctx)
-	if err != nil {
-		return err
-	}
-	if prev == nil {
-		prev = []byte{}
-	}
 	var teams []int64
 	for _, e := range events {
 		if !slices.Contains(teams, e.TeamID) {
@@ -326,6 +320,13 @@ func appendAudit(ctx context.Context, tx *Tx, events ...AuditEvent) error {
 	heads, err := tx.TeamAuditHeads(ctx, teams...)
 	if err != nil {
 		return err
+	}
+	prev, err := tx.LastAuditHash(ctx)
+	if err != nil {
+		return err
+	}
+	if prev == nil {
+		prev = []byte{}
 	}
 	for i := range events {
 		events[i] = chainEvent(events[i], prev, heads[events[i].TeamID])
