@@ -183,22 +183,18 @@ gather:
 // appendAll chains and inserts events after the newest one, in the vault-wide chain and in
 // each event's team chain.
 func (l *Log) appendAll(ctx context.Context, tx *store.Tx, events []queued) error {
-	prev, err := tx.LastAuditHash(ctx)
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	if prev == nil {
-		prev = []byte{} // the first event: the column is NOT NULL
-	}
 	var teams []int64
 	for _, q := range events {
 		if !slices.Contains(teams, q.teamID) {
 			teams = append(teams, q.teamID)
 		}
 	}
-	heads, err := tx.TeamAuditHeads(ctx, teams...)
+	prev, heads, err := tx.AuditHeads(ctx, teams...)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
+	}
+	if prev == nil {
+		prev = []byte{} // the first event: the column is NOT NULL
 	}
 	rows := make([]store.AuditEvent, len(events))
 	for i, q := range events {

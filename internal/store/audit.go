@@ -76,6 +76,84 @@ func (t *Tx) TeamAuditHeads(ctx context.Context, teamIDs ...int64) (map[int64]Ch
 	return t.teamAuditHeads(ctx, t.forUpdate(), teamIDs)
 }
 
+// AuditHeads returns what LastAuditHash and TeamAuditHeads return, for appending after them:
+// the hash of the vault-wide chain's newest event (nil when there is none) and the head of
+// each team's chain (a team without events is left out). On PostgreSQL one statement makes
+// the transaction the only appender and locks the teams' heads, in that order, as the two
+// calls would, and reads what the transaction before it committed: the round trip saved is
+// one fewer while the chain is held.
+func (t *Tx) AuditHeads(ctx context.Context, teamIDs ...int64) ([]byte, map[int64]ChainHead, error) {
+	if !t.d.postgres || t.auditHead != nil || len(teamIDs) == 0 {
+		prev, err := t.LastAuditHash(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		heads, err := t.TeamAuditHeads(ctx, teamIDs...)
+		return prev, heads, err
+	}
+	// FOR UPDATE locks the vault head, then each team's, in team order (the sort comes before
+	// the locks); a row that another transaction changed while this one waited for it is read
+	// again as committed, and the rest of the row with it.
+	var q strings.Builder
+	q.WriteString(`SELECT h.seq, h.hash, t.team_id, t.seq, t.hash FROM audit_head h JOIN audit_team_heads t ON t.team_id IN (`)
+	args := make([]any, len(teamIDs))
+	for i, id := range teamIDs {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "$%d", i+1)
+		args[i] = id
+	}
+	q.WriteString(`) WHERE h.id = 1 ORDER BY t.team_id FOR UPDATE`)
+	rows, err := t.tx.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock the audit chain: %w", err)
+	}
+	heads := make(map[int64]ChainHead, len(teamIDs))
+	for rows.Next() {
+		var vault auditHead
+		var id int64
+		var h ChainHead
+		if err := rows.Scan(&vault.seq, &vault.hash, &id, &h.Seq, &h.Hash); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("lock the audit chain: %w", err)
+		}
+		if vault.seq == 0 {
+			vault.hash = nil
+		}
+		t.auditHead, heads[id] = &vault, h
+	}
+	if err := rows.Close(); err != nil {
+		return nil, nil, fmt.Errorf("lock the audit chain: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("lock the audit chain: %w", err)
+	}
+	if len(heads) == len(teamIDs) {
+		return t.auditHead.hash, heads, nil
+	}
+	// A team without a head yet (its first event), which a join cannot lock: hold the chain,
+	// give the team an empty head, and read the heads again, now that no one else appends.
+	prev, err := t.LastAuditHash(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ins strings.Builder
+	ins.WriteString(`INSERT INTO audit_team_heads (team_id, seq, hash) VALUES `)
+	for i := range teamIDs {
+		if i > 0 {
+			ins.WriteString(", ")
+		}
+		fmt.Fprintf(&ins, "($%d, 0, '')", i+1)
+	}
+	ins.WriteString(` ON CONFLICT (team_id) DO NOTHING`)
+	if _, err := t.tx.ExecContext(ctx, ins.String(), args...); err != nil {
+		return nil, nil, fmt.Errorf("start the teams' audit heads: %w", err)
+	}
+	heads, err = t.TeamAuditHeads(ctx, teamIDs...)
+	return prev, heads, err
+}
+
 // TeamAuditHead returns the head of a team's chain as the store holds it (Seq 0 when the
 // team has no event), for verifying the chain.
 func (r Reader) TeamAuditHead(ctx context.Context, teamID int64) (ChainHead, error) {
@@ -119,8 +197,8 @@ func (r Reader) teamAuditHeads(ctx context.Context, lock string, teamIDs []int64
 const auditChunk = 64
 
 // InsertAuditEvents appends events in order, many rows per statement. Sequence numbers follow
-// the newest event's without a gap. Read the chain's head with Tx.LastAuditHash and the heads
-// of the events' teams with Tx.TeamAuditHeads first, and number and chain each team's events
+// the newest event's without a gap. Read the chain's head and the heads of the events' teams
+// first (Tx.AuditHeads, or Tx.LastAuditHash and Tx.TeamAuditHeads), and number and chain each team's events
 // after its head (TeamSeq, TeamPrevHash, TeamHash): the heads move to each team's last event
 // in the same transaction.
 func (t *Tx) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {

@@ -308,20 +308,31 @@ func teamChainHash(e AuditEvent) []byte {
 }
 
 // appendAudit appends events to the vault-wide chain and to their teams' chains inside tx, as
-// audit.Log.Append does, but reading the teams' heads first: TeamAuditHeads must make the
-// transaction the only appender itself.
+// audit.Log.Append does.
 func appendAudit(ctx context.Context, tx *Tx, events ...AuditEvent) error {
+	return appendAuditWith(ctx, tx, false, events)
+}
+
+// appendAuditWith is appendAudit; with apart, it reads the heads with TeamAuditHeads first,
+// then LastAuditHash, where Log.Append reads both with AuditHeads: TeamAuditHeads must make
+// the transaction the only appender itself.
+func appendAuditWith(ctx context.Context, tx *Tx, apart bool, events []AuditEvent) error {
 	var teams []int64
 	for _, e := range events {
 		if !slices.Contains(teams, e.TeamID) {
 			teams = append(teams, e.TeamID)
 		}
 	}
-	heads, err := tx.TeamAuditHeads(ctx, teams...)
-	if err != nil {
-		return err
+	var prev []byte
+	var heads map[int64]ChainHead
+	var err error
+	if apart {
+		if heads, err = tx.TeamAuditHeads(ctx, teams...); err == nil {
+			prev, err = tx.LastAuditHash(ctx)
+		}
+	} else {
+		prev, heads, err = tx.AuditHeads(ctx, teams...)
 	}
-	prev, err := tx.LastAuditHash(ctx)
 	if err != nil {
 		return err
 	}
@@ -518,7 +529,8 @@ func testAuditChainGapFree(t *testing.T, db *DB) {
 const teamWriters = 24
 
 // Writers of two teams append events at once, in transactions of one team's events or of
-// both teams' (as the audit log's batches are), some of which then fail: each team's chain is
+// both teams' (as the audit log's batches are), some appending twice, some reading the heads
+// apart (TeamAuditHeads, then LastAuditHash), some of which then fail: each team's chain is
 // numbered 1..n without a gap, each event chains to the team's event before it with a hash
 // that covers it, the numbers follow the vault-wide order, each writer's events are in the
 // order it committed them, and the team's head is its last event.
@@ -539,8 +551,13 @@ func testTeamAuditChainsGapFree(t *testing.T, db *DB) {
 			}
 			fail := (w+i)%4 == 3
 			err := db.Tx(ctx, func(tx *Tx) error {
-				if err := appendAudit(ctx, tx, slices.Clone(events)...); err != nil {
+				if err := appendAuditWith(ctx, tx, w%4 == 1, slices.Clone(events)); err != nil {
 					return err
+				}
+				if i%4 == 2 { // a second append in the same transaction
+					if err := appendAudit(ctx, tx, auditEvent(events[0].TeamID, fmt.Sprintf(`{"w":%d,"i":%d,"k":9}`, w, i))); err != nil {
+						return err
+					}
 				}
 				if fail {
 					return boom
@@ -552,6 +569,9 @@ func testTeamAuditChainsGapFree(t *testing.T, db *DB) {
 			case !fail && err == nil:
 				for _, e := range events {
 					committed[w] = append(committed[w], string(e.Details))
+				}
+				if i%4 == 2 {
+					committed[w] = append(committed[w], fmt.Sprintf(`{"w":%d,"i":%d,"k":9}`, w, i))
 				}
 			default:
 				t.Errorf("writer %d tx %d: %v", w, i, err)
