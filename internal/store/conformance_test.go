@@ -52,6 +52,12 @@ var conformance = []struct {
 	{"FailedTxLeavesNothing", testFailedTxLeavesNothing},
 	{"AuditChainGapFreeUnderConcurrentWriters", testAuditChainGapFree},
 	{"AuditCursorReadsInCommitOrder", testAuditCursorCommitOrder},
+	// Node leases: how many nodes share the rotation runs of one database.
+	{"ClaimsAreExclusive", testClaimsAreExclusive},
+	{"LeaseFencesWrites", testLeaseFencesWrites},
+	{"TakeOverAndRelease", testTakeOverAndRelease},
+	{"OccurrenceFiresOnce", testOccurrenceFiresOnce},
+	{"DueSchedulesClaimedOnce", testDueSchedulesClaimedOnce},
 }
 
 func TestConformance(t *testing.T) {
