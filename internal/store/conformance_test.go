@@ -52,6 +52,10 @@ var conformance = []struct {
 	{"FailedTxLeavesNothing", testFailedTxLeavesNothing},
 	{"AuditChainGapFreeUnderConcurrentWriters", testAuditChainGapFree},
 	{"AuditCursorReadsInCommitOrder", testAuditCursorCommitOrder},
+	// The failed-exchange limiter's windows, shared by the nodes on one database.
+	{"ExchangeFailuresRoundTrip", testExchangeFailuresRoundTrip},
+	{"ExchangeFailuresTakeTurns", testExchangeFailuresTakeTurns},
+	{"PruneExchangeFailures", testPruneExchangeFailures},
 }
 
 func TestConformance(t *testing.T) {
