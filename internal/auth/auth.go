@@ -100,9 +100,12 @@ type Options struct {
 	// DefaultKeyFailureWindow).
 	KeyFailureLimit  int
 	KeyFailureWindow time.Duration
-	LimiterEntries   int              // the most entries each of the limiter's tables holds (DefaultLimiterEntries)
-	Now              func() time.Time // the clock (time.Now)
-	Journal          Journal          // where identity changes are audited (nil: nowhere)
+	// LimiterEntries bounds each of the limiter's tables (DefaultLimiterEntries). On PostgreSQL,
+	// where the tables are shared, each node cuts them back every 1,000 attempts it lets through
+	// (every LimiterEntries/10 when that is fewer).
+	LimiterEntries int
+	Now            func() time.Time // the clock (time.Now)
+	Journal        Journal          // where identity changes are audited (nil: nowhere)
 }
 
 // Journal records an event in the transaction of the change it describes. audit.Log is one.

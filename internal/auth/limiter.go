@@ -268,15 +268,20 @@ func (m memoryCounter) Forgive(_ context.Context, key uuid.UUID, client string, 
 // node on it counts the same failures: an attacker who spreads guesses over several nodes gets
 // no more tries than against one. Each call is one transaction that holds the key id's lock
 // (store.Tx.LockExchangeFailures), so concurrent attempts on any node cannot overtake the count.
-// Every pruneEvery attempts, a node removes the ended windows and cuts each table to its bound.
+// Every pruneInterval attempts, a node removes the ended windows and cuts each table to its
+// bound.
 type sharedLimiter struct {
 	limits
 	db       *store.DB
 	attempts atomic.Int64
 }
 
-// pruneEvery is how many attempts a node lets through between two prunes of the shared tables.
+// pruneEvery is how many attempts a node lets through between two prunes of the shared
+// tables, at most: a tenth of the tables' bound when that is fewer.
 const pruneEvery = 1000
+
+// pruneInterval is how many attempts a node lets through between two prunes.
+func (l *sharedLimiter) pruneInterval() int64 { return int64(max(1, min(pruneEvery, l.entries/10))) }
 
 // addrKey is how an address is stored: its text, or "" for one that does not parse.
 func (pk pairKey) addrKey() string {
@@ -312,7 +317,7 @@ func (l *sharedLimiter) change(ctx context.Context, key uuid.UUID, client string
 }
 
 func (l *sharedLimiter) Attempt(ctx context.Context, key uuid.UUID, client string, now time.Time) (time.Duration, error) {
-	if l.attempts.Add(1)%pruneEvery == 0 {
+	if l.attempts.Add(1)%l.pruneInterval() == 0 {
 		if err := l.prune(ctx, now); err != nil {
 			return 0, err
 		}
