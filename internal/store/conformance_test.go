@@ -58,6 +58,10 @@ var conformance = []struct {
 	{"TakeOverAndRelease", testTakeOverAndRelease},
 	{"OccurrenceFiresOnce", testOccurrenceFiresOnce},
 	{"DueSchedulesClaimedOnce", testDueSchedulesClaimedOnce},
+	// The failed-exchange limiter's windows, shared by the nodes on one database.
+	{"ExchangeFailuresRoundTrip", testExchangeFailuresRoundTrip},
+	{"ExchangeFailuresTakeTurns", testExchangeFailuresTakeTurns},
+	{"PruneExchangeFailures", testPruneExchangeFailures},
 }
 
 func TestConformance(t *testing.T) {
