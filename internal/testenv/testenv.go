@@ -61,14 +61,15 @@ type Env struct {
 func Start(tb testing.TB) *Env {
 	tb.Helper()
 	v, creds, dir := testdb.DataDir(tb, "acme") // closed after the cleanup below
-	return serve(tb, v, creds, dir, &Clock{})
+	return serve(tb, v, creds, dir, &Clock{}, "")
 }
 
 // serve wires the services over an open vault, starts them and serves the API.
-func serve(tb testing.TB, v *datadir.Vault, creds auth.Credentials, dir string, clock *Clock) *Env {
+// node names the rotation engine among the nodes on one database ("" for the default).
+func serve(tb testing.TB, v *datadir.Vault, creds auth.Credentials, dir string, clock *Clock, node string) *Env {
 	tb.Helper()
 	svc := app.New(v, app.Options{Auth: auth.Options{Now: clock.Now},
-		Rotation: rotation.Options{BackoffBase: time.Millisecond}, Scripts: script.Options{TempDir: tb.TempDir()}})
+		Rotation: rotation.Options{BackoffBase: time.Millisecond, Node: node}, Scripts: script.Options{TempDir: tb.TempDir()}})
 	if err := svc.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
@@ -86,7 +87,8 @@ func serve(tb testing.TB, v *datadir.Vault, creds auth.Credentials, dir string, 
 // each opens the database and unseals the keys on its own and serves the whole API from
 // services of its own. They share the first team's admin credentials and a clock; each Env
 // holds a token it got from its own node. The tests' binary must call pgtest.Main from its
-// TestMain. Everything is closed when the test ends.
+// TestMain. Each node's engine has its own name, node-1 to node-n. Everything is closed when
+// the test ends.
 func StartNodes(tb testing.TB, n int) []*Env {
 	tb.Helper()
 	ctx := context.Background()
@@ -103,7 +105,7 @@ func StartNodes(tb testing.TB, n int) []*Env {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { v.Close() }) // after the services that run on it stop
-		nodes[i] = serve(tb, v, creds, dir, clock)
+		nodes[i] = serve(tb, v, creds, dir, clock, fmt.Sprintf("node-%d", i+1))
 	}
 	return nodes
 }
