@@ -67,7 +67,7 @@ func (db *DB) ClaimRuns(ctx context.Context, node string, n int, ttl time.Durati
 		return nil, nil
 	}
 	var out []Lease
-	err := db.Tx(ctx, func(tx *Tx) error {
+	err := db.leaseTx(ctx, func(tx *Tx) error {
 		now, err := tx.clock(ctx)
 		if err != nil {
 			return err
@@ -90,7 +90,7 @@ func (db *DB) ClaimRuns(ctx context.Context, node string, n int, ttl time.Durati
 // advisory lock on PostgreSQL).
 func (db *DB) TakeOverRuns(ctx context.Context, node string, ttl time.Duration) ([]Lease, error) {
 	var out []Lease
-	err := db.Tx(ctx, func(tx *Tx) error {
+	err := db.leaseTx(ctx, func(tx *Tx) error {
 		now, err := tx.clock(ctx)
 		if err != nil {
 			return err
@@ -108,7 +108,7 @@ func (db *DB) TakeOverRuns(ctx context.Context, node string, ttl time.Duration) 
 // RenewLeases moves the deadline of node's leases to ttl from now and returns those it no
 // longer holds: ended, or claimed by another node since.
 func (db *DB) RenewLeases(ctx context.Context, node string, leases []Lease, ttl time.Duration) (lost []Lease, err error) {
-	err = db.Tx(ctx, func(tx *Tx) error {
+	err = db.leaseTx(ctx, func(tx *Tx) error {
 		lost = lost[:0]
 		now, err := tx.clock(ctx)
 		if err != nil {
@@ -144,7 +144,7 @@ func (db *DB) ReleaseLeases(ctx context.Context, node string, leases []Lease) er
 		args = append(args, l.RunID, l.Epoch)
 		cond = append(cond, "(id = $"+strconv.Itoa(len(args)-1)+" AND lease_epoch = $"+strconv.Itoa(len(args))+")")
 	}
-	err := db.Tx(ctx, func(tx *Tx) error {
+	err := db.leaseTx(ctx, func(tx *Tx) error {
 		_, err := tx.tx.ExecContext(ctx, `UPDATE rotation_runs SET lease_until = NULL
 			WHERE lease_node = $1 AND status IN ('queued', 'running') AND (`+strings.Join(cond, " OR ")+`)`, args...)
 		return err

@@ -8,13 +8,15 @@ import (
 	"hash/fnv"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" driver
 )
 
 // IsPostgres reports whether storage names a PostgreSQL database (a postgres:// or
@@ -36,10 +38,15 @@ func Open(ctx context.Context, storage string) (*DB, error) {
 // before using it. Errors name the database without the URL's password.
 func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 	where := redactDSN(dsn)
-	pool, err := sql.Open("pgx", dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
+	// A node paused in the middle of a transaction (SIGSTOP, a cut-off network) would hold
+	// its row locks, the audit chain's among them, for as long as it is paused, and stop every
+	// other node's writes: PostgreSQL ends such a session instead.
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.Itoa(int(IdleInTransactionTimeout.Milliseconds()))
+	pool := stdlib.OpenDB(*cfg)
 	n := max(8, 4*runtime.GOMAXPROCS(0))
 	pool.SetMaxOpenConns(n)
 	pool.SetMaxIdleConns(n)
@@ -47,10 +54,19 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
-	db := &DB{write: pool, read: pool, d: postgresDialect, pgStats: &pgStats{}}
+	// Leases and the node lock have connections of their own: a node whose workers wait on
+	// locks must still renew its leases.
+	lease := stdlib.OpenDB(*cfg)
+	lease.SetMaxOpenConns(3)
+	lease.SetMaxIdleConns(3)
+	db := &DB{write: pool, read: pool, lease: lease, d: postgresDialect, pgStats: &pgStats{}}
 	db.Reader = Reader{q: pool, d: postgresDialect}
 	return db, nil
 }
+
+// IdleInTransactionTimeout is how long PostgreSQL lets a keyturn session sit in a transaction
+// without a statement before it ends the session, releasing its locks.
+const IdleInTransactionTimeout = 5 * time.Second
 
 // redactDSN returns dsn without its password, for messages.
 func redactDSN(dsn string) string {
@@ -81,7 +97,7 @@ func (db *DB) postgresTx(ctx context.Context, fn func(*Tx) error) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	for range maxAttempts {
-		if err = db.postgresTxOnce(ctx, fn); !retryable(err) {
+		if err = db.postgresTxOnce(ctx, db.write, fn); !retryable(err) {
 			return err
 		}
 	}
@@ -93,11 +109,11 @@ type pgStats struct {
 	commits, txs, busy atomic.Int64
 }
 
-func (db *DB) postgresTxOnce(ctx context.Context, fn func(*Tx) error) (err error) {
+func (db *DB) postgresTxOnce(ctx context.Context, pool *sql.DB, fn func(*Tx) error) (err error) {
 	start := time.Now()
 	db.pgStats.txs.Add(1)
 	defer func() { db.pgStats.busy.Add(int64(time.Since(start))) }()
-	sqlTx, err := db.write.BeginTx(ctx, nil)
+	sqlTx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -171,7 +187,7 @@ func (db *DB) LockNode(ctx context.Context, node string, check time.Duration, lo
 
 // takeNodeLock takes a node's lock on a new connection, which it returns.
 func (db *DB) takeNodeLock(ctx context.Context, key int64) (*sql.Conn, error) {
-	conn, err := db.write.Conn(ctx)
+	conn, err := db.lease.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lock the node: %w", err)
 	}
@@ -252,4 +268,23 @@ func (w *nodeWatch) release() error {
 	}
 	_, err := w.conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, w.key)
 	return errors.Join(err, w.conn.Close())
+}
+
+// leaseTx runs fn in a transaction on the connections kept for leases (PostgreSQL), or as Tx
+// does (SQLite, whose single writer has no one to wait for but itself).
+func (db *DB) leaseTx(ctx context.Context, fn func(*Tx) error) error {
+	if db.lease == nil {
+		return db.Tx(ctx, fn)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for range maxAttempts {
+		if err = db.postgresTxOnce(ctx, db.lease, fn); !retryable(err) {
+			return err
+		}
+	}
+	return err
 }
