@@ -20,9 +20,10 @@ var copyTables = []string{
 }
 
 // copySkipped are the tables CopyToPostgres does not copy as rows: goose's own version table
-// (each database was migrated by its own provider) and PostgreSQL's audit_head, which is set
-// from the copied chain instead.
-var copySkipped = []string{"goose_db_version", "audit_head"}
+// (each database was migrated by its own provider), PostgreSQL's audit_head, which is set
+// from the copied chain instead, and PostgreSQL's target_rate_buckets (a missing bucket
+// starts full).
+var copySkipped = []string{"goose_db_version", "audit_head", "target_rate_buckets"}
 
 // ErrTargetNotEmpty is returned by CopyToPostgres when the target database already holds
 // keyturn data.
