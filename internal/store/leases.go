@@ -50,8 +50,9 @@ func (t *Tx) RenewAuditSinkLease(ctx context.Context, l AuditSinkLease, until ti
 // and extends l until until. It is fenced: ErrLeaseLost, and the cursor unmoved, when another
 // holder took the lease over; and the cursor never moves back.
 func (t *Tx) AdvanceAuditSinkCursor(ctx context.Context, l AuditSinkLease, seq int64, now, until time.Time) error {
-	return leaseWrite(t.tx.ExecContext(ctx, `UPDATE audit_sink_cursors SET seq = $4, updated_at = $5, lease_until = $6
-		WHERE name = $1 AND holder = $2 AND epoch = $3 AND seq <= $4`, l.Name, l.Holder, l.Epoch, seq, nanos(now), nanos(until)))
+	return leaseWrite(t.tx.ExecContext(ctx, `UPDATE audit_sink_cursors
+		SET seq = CASE WHEN seq < $4 THEN $4 ELSE seq END, updated_at = $5, lease_until = $6
+		WHERE name = $1 AND holder = $2 AND epoch = $3`, l.Name, l.Holder, l.Epoch, seq, nanos(now), nanos(until)))
 }
 
 // ReleaseAuditSinkLease ends l at once, so another node takes the sink over without waiting
