@@ -86,6 +86,7 @@ func TestForwarderTakeOverFromAStuckNode(t *testing.T) {
 	b := audit.NewForwarder(nodeB, map[string]audit.Sink{"siem": fresh}, later)
 	b.Start()
 	waitFor(t, fresh, 160)
+	waitForCursor(t, tr.db, 200)
 
 	close(stuck.release) // node A's send comes back, acknowledged
 	a.Stop()
@@ -102,3 +103,21 @@ func TestForwarderTakeOverFromAStuckNode(t *testing.T) {
 	}
 }
 
+// waitForCursor waits until the sink "siem" acknowledged every event up to seq.
+func waitForCursor(t *testing.T, db *store.DB, seq int64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := db.AuditSinkCursor(context.Background(), "siem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got >= seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cursor is %d, want %d", got, seq)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
