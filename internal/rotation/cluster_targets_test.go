@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -96,5 +97,44 @@ func TestTargetsSpaceWaitsAcrossNodes(t *testing.T) {
 		if waited := <-done; waited != 2250*time.Millisecond {
 			t.Fatalf("waited %v, want 2.25s", waited)
 		}
+	})
+}
+
+// The cost of one connector operation's token: the in-memory limiter of one node, and the
+// cluster's bucket on PostgreSQL (one statement), taken by one caller at a time and by many
+// callers on two nodes at once (one target's row: the contended case). The rate is set so high
+// that no operation waits: what is measured is the limiter, not the limit.
+func BenchmarkTargetToken(b *testing.B) {
+	const a = "okta https://acme.okta.com"
+	ctx := context.Background()
+	b.Run("memory", func(b *testing.B) {
+		tg := newTargets(1e9, 1e6, realClock{})
+		for b.Loop() {
+			if _, err := tg.wait(ctx, a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("postgres", func(b *testing.B) {
+		nodes := twoNodes(b, 1e9, 1e6, realClock{})
+		for b.Loop() {
+			if _, err := nodes[0].wait(ctx, a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("postgres-2-nodes-parallel", func(b *testing.B) {
+		nodes := twoNodes(b, 1e9, 1e6, realClock{})
+		var next atomic.Int64
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			n := nodes[next.Add(1)%2]
+			for pb.Next() {
+				if _, err := n.wait(ctx, a); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	})
 }
