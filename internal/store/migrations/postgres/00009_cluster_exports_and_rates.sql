@@ -11,9 +11,11 @@ ALTER TABLE audit_sink_cursors ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 -- The per-target rate limits of the cluster: one token bucket per connector target, which
 -- every node takes its tokens from in one statement. tokens may be below zero (operations
 -- that reserved tokens not yet there, as golang.org/x/time/rate does); at is the time
--- (unix nanoseconds) tokens was last brought up to date. Not copied by storage copy: a
--- bucket that is missing starts full. (SQLite has one node, whose limiters are in memory.)
-CREATE TABLE target_rate_buckets (
+-- (unix nanoseconds) tokens was last brought up to date. UNLOGGED: taking a token writes no
+-- WAL, so it does not wait for a flush; after a crash of the database (or on a promoted
+-- standby) the table is empty, and a bucket that is missing starts full, as storage copy,
+-- which does not copy it, leaves it. (SQLite has one node, whose limiters are in memory.)
+CREATE UNLOGGED TABLE target_rate_buckets (
     key    TEXT             PRIMARY KEY,
     tokens DOUBLE PRECISION NOT NULL,
     at     BIGINT           NOT NULL
