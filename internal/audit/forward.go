@@ -51,7 +51,9 @@ type ForwarderOptions struct {
 	Logger   *slog.Logger
 	Observer SinkObserver
 	Now      func() time.Time
-	// Node names this node in the sinks' export leases (a host name and a random suffix).
+	// Node names this node in the sinks' export leases: the server's node name, which one
+	// process at a time holds, so a restarted node takes its own leases back at once (default:
+	// the host name and a random suffix).
 	Node string
 	// Lease is how long a node holds a sink's export once it stops renewing it: after it dies,
 	// another node takes the sink over within Lease + Poll (15 s).
@@ -207,7 +209,7 @@ func (f *Forwarder) hold(ctx context.Context, x *export) (bool, error) {
 	}
 	err := f.db.Tx(ctx, func(tx *store.Tx) error { return tx.RenewAuditSinkLease(ctx, *x.lease, until) })
 	switch {
-	case errors.Is(err, store.ErrLeaseLost):
+	case errors.Is(err, store.ErrSinkLeaseLost):
 		f.lost(x)
 		return false, nil
 	case err != nil:
@@ -274,7 +276,7 @@ func (f *Forwarder) pass(ctx context.Context, x *export) (int, error) {
 	until := now.Add(f.opt.Lease)
 	err = f.db.Tx(ctx, func(tx *store.Tx) error { return tx.AdvanceAuditSinkCursor(ctx, *x.lease, last, now, until) })
 	switch {
-	case errors.Is(err, store.ErrLeaseLost):
+	case errors.Is(err, store.ErrSinkLeaseLost):
 		// The new holder sends this batch again from the cursor: at least once, across a take-over.
 		f.opt.Logger.Warn("audit sink: the export lease was lost during a send; the new holder may send the batch again",
 			"sink", x.name, "first_seq", events[0].Seq, "last_seq", last)
@@ -312,7 +314,7 @@ func (f *Forwarder) send(ctx context.Context, x *export, events []Exported) erro
 			until := f.opt.Now().UTC().Add(f.opt.Lease)
 			err := f.db.Tx(ctx, func(tx *store.Tx) error { return tx.RenewAuditSinkLease(ctx, l, until) })
 			switch {
-			case errors.Is(err, store.ErrLeaseLost):
+			case errors.Is(err, store.ErrSinkLeaseLost):
 				cancel(err)
 				return
 			case err == nil:

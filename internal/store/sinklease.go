@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// ErrLeaseLost is returned by a lease holder's fenced write when the lease is no longer its
-// own: another holder took it over (a higher epoch) since.
-var ErrLeaseLost = errors.New("store: the lease was taken over")
+// ErrSinkLeaseLost is returned by an audit sink exporter's fenced write when the sink's lease
+// is no longer its own: another holder took it over (a higher epoch) since.
+var ErrSinkLeaseLost = errors.New("store: the audit sink's export lease was taken over by another node")
 
 // AuditSinkLease is a node's hold on exporting to one audit sink. Epoch is the fencing token:
 // every take of the lease gives a higher one, and the holder's writes name it, so a holder
@@ -40,14 +40,14 @@ func (t *Tx) TakeAuditSinkLease(ctx context.Context, name, holder string, now, u
 	return l, true, nil
 }
 
-// RenewAuditSinkLease extends l until until; ErrLeaseLost when another holder took it over.
+// RenewAuditSinkLease extends l until until; ErrSinkLeaseLost when another holder took it over.
 func (t *Tx) RenewAuditSinkLease(ctx context.Context, l AuditSinkLease, until time.Time) error {
 	return leaseWrite(t.tx.ExecContext(ctx, `UPDATE audit_sink_cursors SET lease_until = $4
 		WHERE name = $1 AND holder = $2 AND epoch = $3`, l.Name, l.Holder, l.Epoch, nanos(until)))
 }
 
 // AdvanceAuditSinkCursor records, under l, that the sink acknowledged every event up to seq,
-// and extends l until until. It is fenced: ErrLeaseLost, and the cursor unmoved, when another
+// and extends l until until. It is fenced: ErrSinkLeaseLost, and the cursor unmoved, when another
 // holder took the lease over; and the cursor never moves back.
 func (t *Tx) AdvanceAuditSinkCursor(ctx context.Context, l AuditSinkLease, seq int64, now, until time.Time) error {
 	return leaseWrite(t.tx.ExecContext(ctx, `UPDATE audit_sink_cursors
@@ -74,11 +74,11 @@ func (r Reader) AuditSinkHolder(ctx context.Context, name string, now time.Time)
 	return holder, epoch, until > nanos(now), err
 }
 
-// leaseWrite turns a fenced write that changed no row into ErrLeaseLost.
+// leaseWrite turns a fenced write that changed no row into ErrSinkLeaseLost.
 func leaseWrite(res sql.Result, err error) error {
 	err = affectedOne(res, err)
 	if errors.Is(err, ErrNotFound) {
-		return ErrLeaseLost
+		return ErrSinkLeaseLost
 	}
 	return err
 }

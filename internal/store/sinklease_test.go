@@ -58,11 +58,11 @@ func TestAuditSinkLeaseFencesTheCursor(t *testing.T) {
 				t.Fatal(err)
 			}
 			// node-a resumes: its writes are refused, and the cursor is node-b's.
-			if err := write(func(tx *Tx) error { return tx.RenewAuditSinkLease(ctx, a, t0.Add(30*time.Second)) }); !errors.Is(err, ErrLeaseLost) {
+			if err := write(func(tx *Tx) error { return tx.RenewAuditSinkLease(ctx, a, t0.Add(30*time.Second)) }); !errors.Is(err, ErrSinkLeaseLost) {
 				t.Fatalf("the lost holder renewed: %v", err)
 			}
 			for _, seq := range []int64{7, 12} { // back, or on
-				if err := write(func(tx *Tx) error { return tx.AdvanceAuditSinkCursor(ctx, a, seq, t0, t0.Add(30*time.Second)) }); !errors.Is(err, ErrLeaseLost) {
+				if err := write(func(tx *Tx) error { return tx.AdvanceAuditSinkCursor(ctx, a, seq, t0, t0.Add(30*time.Second)) }); !errors.Is(err, ErrSinkLeaseLost) {
 					t.Fatalf("the lost holder moved the cursor to %d: %v", seq, err)
 				}
 			}
