@@ -186,7 +186,7 @@ type Engine struct {
 func New(db *store.DB, v *vault.Vault, log *audit.Log, runner *script.Runner, connectors map[string]connector.Connector, opt Options) *Engine {
 	opt.defaults()
 	return &Engine{db: db, vault: v, audit: log, runner: runner, connectors: connectors, opt: opt,
-		targets: newTargets(opt.TargetRate, opt.TargetBurst, opt.RateClock),
+		targets: newTargets(opt.TargetRate, opt.TargetBurst, opt.RateClock).sharedOn(db),
 		holds:   map[string]*hold{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1),
 		idle: make(chan struct{}, 1), stopping: make(chan struct{})}
 }
