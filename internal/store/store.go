@@ -52,7 +52,7 @@ type DB struct {
 	Reader
 	write      *sql.DB
 	read       *sql.DB
-	lease      *sql.DB // PostgreSQL: connections for leases and the node lock only
+	lease      *sql.DB    // PostgreSQL: connections for leases and the node lock only
 	writeStmts *stmtCache // nil on PostgreSQL, where pgx caches prepared statements itself
 	readStmts  *stmtCache
 	d          *dialect
