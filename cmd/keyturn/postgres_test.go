@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/emulator"
+	"github.com/keyturn/keyturn/internal/store"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 )
 
@@ -43,7 +44,7 @@ func (s *server) apiJSON(t *testing.T, token, method, path string, body any, wan
 // On PostgreSQL (--storage), init makes the vault in the database and leaves only the key
 // file in the data directory; the server serves it and rotates a native Okta user, whose
 // new password is the vault's current one, also after a restart; a second init on the same
-// database and a second server on it refuse.
+// database refuses, and so does a second server with the first one's node name.
 func TestPostgresInitServeRotate(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	dir := filepath.Join(t.TempDir(), "data")
@@ -57,7 +58,7 @@ func TestPostgresInitServeRotate(t *testing.T) {
 		t.Fatalf("a second init on the database: exit %d: %s", code, errOut)
 	}
 
-	srv := startServer(t, "--data", dir, "--storage", dsn, "--target-rate", "0")
+	srv := startServer(t, "--data", dir, "--storage", dsn, "--target-rate", "0", "--node", "n1")
 	token := srv.token(t, creds)
 	okta := newOktaUser(t, srv, token)
 	emu, login, oldPassword := okta.emu, okta.login, okta.password
@@ -82,7 +83,8 @@ func TestPostgresInitServeRotate(t *testing.T) {
 		t.Fatalf("after the rotation Okta has a password that is not the vault's current one (or the old one)")
 	}
 
-	// A second server on the same database, with a copy of the key file, refuses to start.
+	// A second server on the same database as node n1, with a copy of the key file, refuses to
+	// start.
 	other := t.TempDir()
 	key, err := os.ReadFile(filepath.Join(dir, datadir.KeyFileName))
 	if err != nil || os.WriteFile(filepath.Join(other, datadir.KeyFileName), key, 0o600) != nil {
@@ -90,15 +92,15 @@ func TestPostgresInitServeRotate(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	second := exec.CommandContext(ctx, os.Args[0], "server", "--listen", "127.0.0.1:0", "--data", other, "--storage", dsn)
+	second := exec.CommandContext(ctx, os.Args[0], "server", "--listen", "127.0.0.1:0", "--data", other, "--storage", dsn, "--node", "n1")
 	second.Env = append(os.Environ(), "KEYTURN_TEST_MAIN=1")
 	out, err := second.CombinedOutput()
-	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "another keyturn server runs on this database") {
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "another keyturn server runs as this node") {
 		t.Fatalf("a second server on the database: %v: %s", err, out)
 	}
 
 	srv.stop(t)
-	srv = startServer(t, "--data", dir, "--storage", dsn)
+	srv = startServer(t, "--data", dir, "--storage", dsn, "--node", "n1")
 	if got := current(srv, srv.token(t, creds)); got != live {
 		t.Fatalf("after a restart the vault's current password is not Okta's")
 	}
@@ -211,19 +213,16 @@ func TestPostgresTeamAddAndAuditVerify(t *testing.T) {
 	srv.stop(t)
 }
 
-// engineLockKey is the PostgreSQL advisory lock a server holds while it runs the engine
-// (store's engineLockKey: "ktengine").
-const engineLockKey = int64(0x6b74_656e_6769_6e65)
-
-// TestPostgresEngineLockSurvivesItsSession ends the database sessions of a running server,
-// its engine lock's among them. The server must take the lock again as soon as it can, so that
-// a second server still refuses to start; and when another process took the lock first, the
-// server must stop at once rather than run a second engine on the same runs.
-func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
+// TestPostgresNodeLockSurvivesItsSession ends the database sessions of a running server, its
+// node lock's among them. The server must take the lock again as soon as it can, so that a
+// second server with its node name still refuses to start; and when another process took the
+// lock first, the server must stop at once rather than work on the runs the other takes over.
+func TestPostgresNodeLockSurvivesItsSession(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	initVault(t, dir, "--storage", dsn)
-	srv := startServer(t, "--data", dir, "--storage", dsn)
+	srv := startServer(t, "--data", dir, "--storage", dsn, "--node", "n1")
+	nodeLockKey := store.NodeLockKey("n1")
 
 	vault, err := sql.Open("pgx", dsn)
 	if err != nil {
@@ -252,7 +251,7 @@ func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
 		t.Helper()
 		var pid int
 		err := conn.QueryRowContext(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-			AND ((classid::bigint << 32) | objid::bigint) = $1`, engineLockKey).Scan(&pid)
+			AND ((classid::bigint << 32) | objid::bigint) = $1`, nodeLockKey).Scan(&pid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0
 		}
@@ -263,7 +262,7 @@ func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
 	}
 	before := holder()
 	if before == 0 {
-		t.Fatal("the server holds no engine lock")
+		t.Fatal("the server holds no node lock")
 	}
 
 	// 1. The session ends: the server takes the lock again, and a second server is refused.
@@ -271,7 +270,7 @@ func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for p := holder(); p == 0 || p == before; p = holder() {
 		if time.Now().After(deadline) {
-			t.Fatalf("30 s after its session ended, the server has not taken the engine lock again (holder pid %d)", p)
+			t.Fatalf("30 s after its session ended, the server has not taken the node lock again (holder pid %d)", p)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -284,10 +283,10 @@ func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
 	}
 	secondCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	second := exec.CommandContext(secondCtx, os.Args[0], "server", "--listen", "127.0.0.1:0", "--data", other, "--storage", dsn)
+	second := exec.CommandContext(secondCtx, os.Args[0], "server", "--listen", "127.0.0.1:0", "--data", other, "--storage", dsn, "--node", "n1")
 	second.Env = append(os.Environ(), "KEYTURN_TEST_MAIN=1")
 	if out, err := second.CombinedOutput(); err == nil || secondCtx.Err() != nil ||
-		!strings.Contains(string(out), "another keyturn server runs on this database") {
+		!strings.Contains(string(out), "another keyturn server runs as this node") {
 		t.Fatalf("a second server on the database, once the first took its lock again: %v: %s", err, out)
 	}
 
@@ -296,11 +295,14 @@ func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
 	got := false
 	for try := 0; !got; try++ {
 		if try == 20 {
-			t.Fatal("could not take the engine lock after ending the server's session 20 times")
+			t.Fatal("could not take the node lock after ending the server's session 20 times")
 		}
 		endSessions()
-		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", engineLockKey).Scan(&got); err != nil {
-			t.Fatal(err)
+		// The ended backend lets go of the lock as it exits, a moment later.
+		for wait := time.Now().Add(500 * time.Millisecond); !got && time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+			if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", nodeLockKey).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	select {
@@ -309,7 +311,7 @@ func TestPostgresEngineLockSurvivesItsSession(t *testing.T) {
 			t.Fatalf("the server stopped with %v, log:\n%s", err, srv.stderr)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("the server still runs 30 s after another process took its engine lock")
+		t.Fatal("the server still runs 30 s after another process took its node lock")
 	}
 }
 

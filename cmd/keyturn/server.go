@@ -55,7 +55,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	level, _ := cfg.Level()
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
 
-	v, err := datadir.OpenExclusiveStorage(ctx, cfg.Data, cfg.Storage, datadir.Unseal{PassphraseFile: cfg.PassphraseFile})
+	v, err := datadir.OpenExclusiveStorage(ctx, cfg.Data, cfg.Storage, cfg.NodeName(), datadir.Unseal{PassphraseFile: cfg.PassphraseFile})
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 	svc := app.New(v, app.Options{
 		Auth:       auth.Options{TokenTTL: cfg.TokenTTL},
 		AuditSinks: sinks,
-		Rotation: rotation.Options{Workers: cfg.RotationWorkers, Attempts: cfg.RotationAttempts,
+		Rotation: rotation.Options{Node: cfg.NodeName(), Lease: cfg.RotationLease, Workers: cfg.RotationWorkers, Attempts: cfg.RotationAttempts,
 			BackoffBase: cfg.RotationBackoff, BackoffMax: cfg.RotationBackoffMax,
 			TargetRate: unlimitedIfZero(cfg.TargetRate), TargetBurst: cfg.TargetBurst,
 			MinInterval: orNever(cfg.ScheduleMinInterval), CatchUp: cfg.ScheduleCatchUp, HeartbeatInterval: orNever(cfg.HeartbeatInterval)},
@@ -105,17 +105,17 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", cfg.Data, "storage", v.DB.Dialect(), "pid", os.Getpid())
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", cfg.Data, "storage", v.DB.Dialect(), "node", cfg.NodeName(), "pid", os.Getpid())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
-	case err := <-v.EngineLost:
-		// Another server runs the engine on this database now: stop at once, as a crash
-		// would (the engine is crash-safe; scripts die with the server), rather than let two
-		// engines settle the same runs during a graceful shutdown.
+	case err := <-v.NodeLost:
+		// Another server runs as this node now, and takes over its runs: stop at once, as a
+		// crash would (the engine is crash-safe; scripts die with the server), rather than
+		// let two processes work on the same runs during a graceful shutdown.
 		log.Error("stopping at once", "err", err)
 		os.Exit(cli.ExitFailed)
 	case <-ctx.Done():

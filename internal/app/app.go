@@ -83,7 +83,7 @@ func New(dv *datadir.Vault, o Options) *App {
 		Audit:   log,
 	}
 	if len(o.AuditSinks) > 0 {
-		s.forwarder = audit.NewForwarder(dv.DB, o.AuditSinks, audit.ForwarderOptions{Logger: o.Logger, Observer: m})
+		s.forwarder = audit.NewForwarder(dv.DB, o.AuditSinks, audit.ForwarderOptions{Logger: o.Logger, Observer: m, Node: o.Rotation.Node})
 	}
 	s.Engine = rotation.New(dv.DB, s.Vault, s.Audit, script.NewRunner(o.Scripts), o.Connectors, o.Rotation)
 	s.Handler = api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,

@@ -100,9 +100,12 @@ type Options struct {
 	// DefaultKeyFailureWindow).
 	KeyFailureLimit  int
 	KeyFailureWindow time.Duration
-	LimiterEntries   int              // the most entries each of the limiter's tables holds (DefaultLimiterEntries)
-	Now              func() time.Time // the clock (time.Now)
-	Journal          Journal          // where identity changes are audited (nil: nowhere)
+	// LimiterEntries bounds each of the limiter's tables (DefaultLimiterEntries). On PostgreSQL,
+	// where the tables are shared, each node cuts them back every 1,000 attempts it lets through
+	// (every LimiterEntries/10 when that is fewer).
+	LimiterEntries int
+	Now            func() time.Time // the clock (time.Now)
+	Journal        Journal          // where identity changes are audited (nil: nowhere)
 }
 
 // Journal records an event in the transaction of the change it describes. audit.Log is one.
@@ -116,7 +119,7 @@ type Service struct {
 	keys     *keyring.Keyring
 	now      func() time.Time
 	tokenTTL time.Duration
-	failures *failureLimiter
+	failures failureCounter
 	events   Journal
 	dummy    []byte // compared against when a key id is unknown, to even out timing
 }
@@ -144,8 +147,13 @@ func New(db *store.DB, keys *keyring.Keyring, opt Options) *Service {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	failures := newFailureLimiter(limits{pairLimit: opt.FailureLimit, pairWindow: opt.FailureWindow,
-		keyLimit: opt.KeyFailureLimit, keyWindow: opt.KeyFailureWindow, entries: opt.LimiterEntries})
+	l := limits{pairLimit: opt.FailureLimit, pairWindow: opt.FailureWindow,
+		keyLimit: opt.KeyFailureLimit, keyWindow: opt.KeyFailureWindow, entries: opt.LimiterEntries}
+	// On PostgreSQL every node counts the same failures; SQLite's one server keeps them in memory.
+	var failures failureCounter = memoryCounter{newFailureLimiter(l)}
+	if db.Dialect() == "postgres" {
+		failures = &sharedLimiter{limits: l, db: db}
+	}
 	return &Service{db: db, keys: keys, now: opt.Now, tokenTTL: opt.TokenTTL,
 		failures: failures, events: opt.Journal, dummy: keys.Hash("api-key", nil)}
 }
@@ -209,23 +217,30 @@ func (s *Service) keyHash(keyID string, sec secret.Secret) []byte {
 // else. Every wrong team, key id or secret gets the same error; after too many of them for the
 // key id from the client's address, every attempt of that key id from that address is refused
 // until the window ends (see DefaultFailureLimit and DefaultKeyFailureLimit). Failures from
-// other addresses never refuse a correct secret from an address that has not failed.
+// other addresses never refuse a correct secret from an address that has not failed. On
+// PostgreSQL the failures are counted in the database, so the limits hold across every node.
 func (s *Service) IssueToken(ctx context.Context, team, keyID string, keySecret secret.Secret, client string) (Token, error) {
 	id, err := parseKeyID(keyID)
 	if err != nil {
 		return Token{}, err
 	}
 	now := s.now().UTC()
-	if wait := s.failures.attempt(id, client, now); wait > 0 {
+	wait, err := s.failures.Attempt(ctx, id, client, now)
+	if err != nil {
+		return Token{}, fmt.Errorf("issue token: %w", err)
+	}
+	if wait > 0 {
 		return Token{}, &fault.Error{Kind: fault.RateLimited, Code: "too_many_attempts", RetryAfter: wait,
 			Message: fmt.Sprintf("too many failed attempts: try again in %s", wait.Round(time.Second))}
 	}
 	tok, err := s.issueToken(ctx, team, id.String(), keySecret, now)
+	// When the outcome cannot be recorded, the attempt stays counted as a failure: the safe
+	// side, and no reason to withhold a token already issued.
 	switch {
 	case err == nil:
-		s.failures.succeeded(id, client, now)
+		_ = s.failures.Succeeded(ctx, id, client, now)
 	case !errors.Is(err, errBadCredentials):
-		s.failures.forgive(id, client)
+		_ = s.failures.Forgive(ctx, id, client, now)
 	}
 	return tok, err
 }

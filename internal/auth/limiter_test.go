@@ -64,14 +64,15 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 // invalid without being counted, looked up or kept (keyturn issue 11, defect 7).
 func TestMalformedKeyIDIsRefusedBeforeTheLimiter(t *testing.T) {
 	// No database: a lookup would panic.
-	s := &Service{now: time.Now, failures: newFailureLimiter(testLimits(10))}
+	l := newFailureLimiter(testLimits(10))
+	s := &Service{now: time.Now, failures: memoryCounter{l}}
 	for _, id := range []string{"", "nope", strings.Repeat("a", 1<<20), uuid.NewString() + " ", "{" + uuid.NewString() + "}"} {
 		_, err := s.IssueToken(context.Background(), "acme", id, secret.FromString("x"), "192.0.2.1")
 		if fe, ok := fault.As(err); !ok || fe.Kind != fault.Invalid || fe.Code != "invalid_key_id" || (id != "" && strings.Contains(fe.Message, id)) {
 			t.Fatalf("key id of %d bytes: %v", len(id), err)
 		}
 	}
-	if pairs, keys, good := s.failures.size(); pairs+keys+good != 0 {
+	if pairs, keys, good := l.size(); pairs+keys+good != 0 {
 		t.Fatalf("the limiter holds %d pairs, %d keys, %d good after malformed key ids", pairs, keys, good)
 	}
 }

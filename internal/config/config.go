@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -31,11 +34,13 @@ type Config struct {
 	TokenTTL        time.Duration `koanf:"token_ttl"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	LogLevel        string        `koanf:"log_level"`
+	Node            string        `koanf:"node"` // this server's name among the nodes on one database (default: host:data directory)
 
 	RotationWorkers    int           `koanf:"rotation_workers"`     // rotations executed at once
 	RotationAttempts   int           `koanf:"rotation_attempts"`    // tries of a transient failure
 	RotationBackoff    time.Duration `koanf:"rotation_backoff"`     // first retry delay, doubling
 	RotationBackoffMax time.Duration `koanf:"rotation_backoff_max"` // cap of the retry delay
+	RotationLease      time.Duration `koanf:"rotation_lease"`       // how long a node holds a run it stopped renewing
 	ScriptDir          string        `koanf:"script_dir"`           // where unsandboxed scripts' private directories go (a tmpfs is best)
 
 	ScriptUser              string  `koanf:"script_user"`               // the unprivileged user sandboxed scripts run as (nobody)
@@ -115,6 +120,7 @@ func Defaults() Config {
 		RotationAttempts:   5,
 		RotationBackoff:    time.Second,
 		RotationBackoffMax: 5 * time.Minute,
+		RotationLease:      30 * time.Second,
 		TargetRate:         20,
 		ScriptUser:         "nobody",
 
@@ -125,8 +131,8 @@ func Defaults() Config {
 }
 
 // envKeys are the environment variables the server reads (KEYTURN_ + the upper-cased key).
-var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level",
-	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "script_dir", "script_user", "allow_unsandboxed_scripts", "disable_scripts", "target_rate", "target_burst",
+var envKeys = []string{"data", "listen", "storage", "passphrase_file", "token_ttl", "shutdown_timeout", "log_level", "node",
+	"rotation_workers", "rotation_attempts", "rotation_backoff", "rotation_backoff_max", "rotation_lease", "script_dir", "script_user", "allow_unsandboxed_scripts", "disable_scripts", "target_rate", "target_burst",
 	"schedule_min_interval", "schedule_catch_up", "heartbeat_interval", "tls_cert_file", "tls_key_file", "insecure_no_tls"}
 
 // EnvVars returns the names of the environment variables the server reads, such as
@@ -149,10 +155,12 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Duration("token-ttl", d.TokenTTL, "lifetime of bearer tokens")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "how long in-flight requests and rotations may take to finish on shutdown")
 	fs.String("log-level", d.LogLevel, "debug, info, warn or error")
+	fs.String("node", "", "this server's name among the servers on one PostgreSQL database, unique (default: host:data directory)")
 	fs.Int("rotation-workers", d.RotationWorkers, "rotations executed at once")
 	fs.Int("rotation-attempts", d.RotationAttempts, "tries of a transient failure before a rotation gives up")
 	fs.Duration("rotation-backoff", d.RotationBackoff, "first retry delay of a transient failure (doubles each time)")
 	fs.Duration("rotation-backoff-max", d.RotationBackoffMax, "cap of the retry delay")
+	fs.Duration("rotation-lease", d.RotationLease, "how long a rotation stays with a node that stopped renewing it (died, paused) before another node settles it")
 	fs.Float64("target-rate", d.TargetRate, "connector operations a second to one target (an Okta org, a REST host); 0: unlimited")
 	fs.Int("target-burst", d.TargetBurst, "operations one target may take at once before target-rate applies (0: the rate)")
 	fs.String("script-dir", "", "directory for unsandboxed scripts' private working directories (default: the system temp dir; a tmpfs is best)")
@@ -249,6 +257,20 @@ func unknownKeys(m map[string]any, t reflect.Type, prefix string) []string {
 	return unknown
 }
 
+// NodeName returns the server's node name: node, or the host's name and the data directory's
+// absolute path, which stay the same across restarts and differ between servers.
+func (c Config) NodeName() string {
+	if c.Node != "" {
+		return c.Node
+	}
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(c.Data)
+	if err != nil {
+		dir = c.Data
+	}
+	return host + ":" + dir
+}
+
 // Validate checks the configuration and says what is wrong.
 func (c Config) Validate() error {
 	var errs []error
@@ -281,6 +303,12 @@ func (c Config) Validate() error {
 	}
 	if c.RotationBackoff <= 0 || c.RotationBackoffMax < c.RotationBackoff {
 		errs = append(errs, fmt.Errorf("rotation_backoff: %s must be positive and at most rotation_backoff_max (%s)", c.RotationBackoff, c.RotationBackoffMax))
+	}
+	if c.RotationLease < 3*time.Second || c.RotationLease > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("rotation_lease: %s is outside 3s..10m", c.RotationLease))
+	}
+	if len(c.Node) > 200 || strings.IndexFunc(c.Node, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		errs = append(errs, fmt.Errorf("node: %q is not up to 200 printable characters", c.Node))
 	}
 	if c.TargetRate < 0 || c.TargetBurst < 0 {
 		errs = append(errs, fmt.Errorf("target_rate: %g and target_burst: %d must not be negative (0: unlimited, and the rate)", c.TargetRate, c.TargetBurst))

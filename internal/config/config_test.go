@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if !reflect.DeepEqual(config.Defaults(), config.Config{Listen: "127.0.0.1:8200", TokenTTL: time.Hour,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", RotationWorkers: 16, RotationAttempts: 5,
-		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute, TargetRate: 20, ScriptUser: "nobody",
+		RotationBackoff: time.Second, RotationBackoffMax: 5 * time.Minute, RotationLease: 30 * time.Second, TargetRate: 20, ScriptUser: "nobody",
 		ScheduleMinInterval: time.Hour, ScheduleCatchUp: "run_once", HeartbeatInterval: 24 * time.Hour}) {
 		t.Fatalf("Defaults = %+v", config.Defaults())
 	}
@@ -337,6 +337,7 @@ func withDefaults(c config.Config) config.Config {
 	c.RotationWorkers, c.RotationAttempts, c.RotationBackoff, c.RotationBackoffMax =
 		d.RotationWorkers, d.RotationAttempts, d.RotationBackoff, d.RotationBackoffMax
 	c.TargetRate, c.TargetBurst = d.TargetRate, d.TargetBurst
+	c.RotationLease = d.RotationLease
 	c.ScriptUser = d.ScriptUser
 	c.ScheduleMinInterval, c.ScheduleCatchUp, c.HeartbeatInterval = d.ScheduleMinInterval, d.ScheduleCatchUp, d.HeartbeatInterval
 	return c

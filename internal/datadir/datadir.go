@@ -40,16 +40,16 @@ type Vault struct {
 	Storage string
 	DB      *store.DB
 	Keys    *keyring.Keyring
-	// EngineLost receives, once, when OpenExclusive's PostgreSQL engine lock was lost to
-	// another process (its session ended and another server took it): the engine must stop at
-	// once. It never receives on SQLite.
-	EngineLost <-chan error
-	lock       *Lock        // held by OpenExclusive's vault until Close
-	engine     func() error // releases the PostgreSQL engine lock OpenExclusive took
+	// NodeLost receives, once, when OpenExclusiveStorage's PostgreSQL node lock was lost to
+	// another process (its session ended and another server with the same node name took
+	// it): this process must stop at once. It never receives on SQLite.
+	NodeLost <-chan error
+	lock     *Lock        // held by OpenExclusive's vault until Close
+	node     func() error // releases the PostgreSQL node lock OpenExclusiveStorage took
 }
 
-// EngineLockCheck is how often a server checks that it still holds the PostgreSQL engine lock.
-const EngineLockCheck = time.Second
+// NodeLockCheck is how often a server checks that it still holds its PostgreSQL node lock.
+const NodeLockCheck = time.Second
 
 // Init creates dir (0700), the database, the key hierarchy and the first team, and returns the
 // team admin's credentials. It refuses a directory that already holds a vault, and on failure
@@ -177,14 +177,14 @@ func OpenStorage(ctx context.Context, dir, storage string, u Unseal) (*Vault, er
 // anything. The lock is held until Close. Commands that only add rows (team add) use Open and
 // may run beside it.
 func OpenExclusive(ctx context.Context, dir string, u Unseal) (*Vault, error) {
-	return OpenExclusiveStorage(ctx, dir, "", u)
+	return OpenExclusiveStorage(ctx, dir, "", "", u)
 }
 
 // OpenExclusiveStorage is OpenExclusive with the database in storage: empty for the SQLite
-// file in dir, or a postgres:// URL. On PostgreSQL it also takes the database's engine lock
-// (store.DB.LockEngine), so that a second server on the same database refuses to start, on
-// this machine or another: several nodes at once need node leases, which are not there yet.
-func OpenExclusiveStorage(ctx context.Context, dir, storage string, u Unseal) (*Vault, error) {
+// file in dir, or a postgres:// URL. On PostgreSQL, where many servers (nodes) share the
+// database, it also takes the lock of the node's name (store.DB.LockNode), so that a second
+// server with the same name refuses to start, on this machine or another.
+func OpenExclusiveStorage(ctx context.Context, dir, storage, node string, u Unseal) (*Vault, error) {
 	if err := checkVault(dir, storage); err != nil {
 		return nil, err
 	}
@@ -199,8 +199,8 @@ func OpenExclusiveStorage(ctx context.Context, dir, storage string, u Unseal) (*
 	}
 	v.lock = lock
 	lost := make(chan error, 1)
-	v.EngineLost = lost
-	if v.engine, err = v.DB.LockEngine(ctx, EngineLockCheck, func(err error) { lost <- err }); err != nil {
+	v.NodeLost = lost
+	if v.node, err = v.DB.LockNode(ctx, node, NodeLockCheck, func(err error) { lost <- err }); err != nil {
 		v.Close()
 		return nil, fmt.Errorf("%w: stop it first", err)
 	}
@@ -209,11 +209,11 @@ func OpenExclusiveStorage(ctx context.Context, dir, storage string, u Unseal) (*
 
 // Close closes the database, then releases the directory's lock if the vault holds it.
 func (v *Vault) Close() error {
-	var engine error
-	if v.engine != nil {
-		engine = v.engine()
+	var node error
+	if v.node != nil {
+		node = v.node()
 	}
-	return errors.Join(engine, v.DB.Close(), v.lock.Release())
+	return errors.Join(node, v.DB.Close(), v.lock.Release())
 }
 
 // checkVault says whether dir holds a vault (with storage, the database is checked when

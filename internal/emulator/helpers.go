@@ -110,6 +110,18 @@ func (e *Emulator) Password(idOrLogin string) (string, bool) {
 	return u.password, true
 }
 
+// PasswordChanges returns how many times the API changed the password of the user with this
+// id or login (change_password and admin set; not SetPassword), to count what rotations did.
+func (e *Emulator) PasswordChanges(idOrLogin string) (int64, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	u := e.lookupLocked(idOrLogin)
+	if u == nil {
+		return 0, false
+	}
+	return u.changes, true
+}
+
 // SetPassword changes a user's password behind the gateway's back (no policy checks; the
 // old password goes into the history; the status is left alone).
 func (e *Emulator) SetPassword(idOrLogin, password string) error {

@@ -39,6 +39,7 @@ type user struct {
 	password         string
 	hasPassword      bool
 	history          []string // most recent first, the current password included
+	changes          int64    // passwords set through the API (change_password and admin set)
 	recoveryQuestion string
 
 	failed     int         // consecutive failed authn attempts
@@ -665,6 +666,7 @@ func (e *Emulator) updateUser(w http.ResponseWriter, r *http.Request, c *call, r
 	}
 	if setPW {
 		u.setPassword(pw, now, e.policy.HistoryCount)
+		u.changes++
 		e.passwords.Add(1)
 		if u.status == StatusPasswordExpired && !e.opts.AdminSetKeepsExpired {
 			u.setStatus(StatusActive, now)
@@ -727,6 +729,7 @@ func (e *Emulator) handleChangePassword(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	u.setPassword(pw, now, e.policy.HistoryCount)
+	u.changes++
 	if u.status == StatusRecovery || u.status == StatusPasswordExpired {
 		u.setStatus(StatusActive, now)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -43,6 +44,13 @@ type Options struct {
 	TargetBurst       int           // operations one target may take at once before the rate applies (the rate, at least 1)
 	Observer          Observer      // told about runs and scheduling, for metrics (default: nobody)
 	RateClock         Clock         // the time of the per-target rate limits (default: real time)
+
+	// Node names this process among the nodes sharing the database (default: the host's
+	// name). Two live processes must never share a name: a node starting takes over the runs
+	// its name holds.
+	Node          string
+	Lease         time.Duration // how long a claimed run stays this node's without a renewal (30 s)
+	ClaimInterval time.Duration // how often the node looks for runs nobody holds (1 s)
 }
 
 // Clock is a source of time and timers; tests give a fake one to step through a rate-limit
@@ -132,10 +140,23 @@ func (o *Options) defaults() {
 	if o.RateClock == nil {
 		o.RateClock = realClock{}
 	}
+	if o.Node == "" {
+		o.Node, _ = os.Hostname()
+		if o.Node == "" {
+			o.Node = "localhost"
+		}
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.ClaimInterval <= 0 {
+		o.ClaimInterval = time.Second
+	}
 }
 
-// Engine runs rotations: it queues them, executes each through the state machine, and on
-// start settles every run a crash left unfinished.
+// Engine runs rotations: it queues them, executes each through the state machine, and settles
+// every run a crash left unfinished: its own at start, another node's once that node's lease
+// has expired (see leases.go).
 type Engine struct {
 	db         *store.DB
 	vault      *vault.Vault
@@ -145,12 +166,13 @@ type Engine struct {
 	targets    *targets
 	opt        Options
 
-	mu       sync.Mutex
-	inflight map[string]bool          // queued or executing in this process
-	queue    []string                 // runs waiting for a worker, oldest first
-	waiters  map[string]chan struct{} // closed when that run ends
+	mu      sync.Mutex
+	holds   map[string]*hold         // runs this node holds a lease on: queued here or executing
+	queue   []string                 // runs waiting for a worker, oldest first
+	waiters map[string]chan struct{} // closed when that run ends
 
 	wake     chan struct{} // a run was queued
+	idle     chan struct{} // a worker found the queue empty: claim more
 	beating  atomic.Bool   // a batch of heartbeats is under way
 	stopping chan struct{}
 	runCtx   context.Context
@@ -164,34 +186,27 @@ type Engine struct {
 func New(db *store.DB, v *vault.Vault, log *audit.Log, runner *script.Runner, connectors map[string]connector.Connector, opt Options) *Engine {
 	opt.defaults()
 	return &Engine{db: db, vault: v, audit: log, runner: runner, connectors: connectors, opt: opt,
-		targets:  newTargets(opt.TargetRate, opt.TargetBurst, opt.RateClock),
-		inflight: map[string]bool{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1),
-		stopping: make(chan struct{})}
+		targets: newTargets(opt.TargetRate, opt.TargetBurst, opt.RateClock).sharedOn(db),
+		holds:   map[string]*hold{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1),
+		idle: make(chan struct{}, 1), stopping: make(chan struct{})}
 }
 
-// Start starts the workers and resumes every unfinished run. Runs go on until Stop.
+// Start starts the workers, resumes the runs this node's name held before, and claims the
+// runs nobody holds. Runs go on until Stop.
 func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
 	e.runCtx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	e.mu.Unlock()
 	for range e.opt.Workers {
 		e.workers.Go(e.worker)
 	}
-	if err := e.sweep(ctx); err != nil {
+	if err := e.takeOver(ctx); err != nil {
 		return fmt.Errorf("resume unfinished rotations: %w", err)
 	}
-	e.workers.Go(func() {
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-e.stopping:
-				return
-			case <-t.C:
-				if err := e.guard("sweep", func() error { return e.sweep(e.runCtx) }); err != nil {
-					e.opt.Logger.Warn("sweep unfinished rotations", "err", err)
-				}
-			}
-		}
-	})
+	if err := e.claim(ctx); err != nil {
+		return fmt.Errorf("resume unfinished rotations: %w", err)
+	}
+	e.workers.Go(e.leaseLoop)
 	if e.opt.Tick > 0 {
 		e.workers.Go(e.scheduleLoop)
 	}
@@ -199,7 +214,8 @@ func (e *Engine) Start(ctx context.Context) error {
 }
 
 // Stop stops taking runs, lets the running ones finish until ctx ends, then interrupts them.
-// An interrupted run is left in its last committed state and resumed by the next Start.
+// An interrupted run is left in its last committed state, and its lease released: any node
+// (this one after a restart) settles it.
 func (e *Engine) Stop(ctx context.Context) {
 	e.stopOnce.Do(func() { close(e.stopping) })
 	done := make(chan struct{})
@@ -215,6 +231,7 @@ func (e *Engine) Stop(ctx context.Context) {
 	}
 	if e.cancel != nil {
 		e.cancel()
+		e.releaseAll()
 	}
 }
 
@@ -263,6 +280,9 @@ func (e *Engine) handOver(ctx context.Context, id, code, msg string, cause error
 	if run.Status != StatusQueued && run.Status != StatusRunning {
 		return nil // it had ended before
 	}
+	if !e.holdsLease(run) {
+		return fmt.Errorf("rotation %s stopped (%v): %w", id, cause, errLeaseLost)
+	}
 	if run.PendingVersion != 0 {
 		msg += "; the target may hold the candidate password, which is kept as pending, and the current password is kept"
 	} else {
@@ -275,26 +295,16 @@ func (e *Engine) handOver(ctx context.Context, id, code, msg string, cause error
 	return nil
 }
 
-// sweep dispatches every queued or running run that no worker holds.
-func (e *Engine) sweep(ctx context.Context) error {
-	runs, err := e.db.UnfinishedRuns(ctx)
-	if err != nil {
-		return err
-	}
-	for _, r := range runs {
-		e.dispatch(r.ID)
-	}
-	return nil
+// holdsLease reports whether this node holds the run, as stored, at the epoch of its hold.
+func (e *Engine) holdsLease(run store.Run) bool {
+	h, ok := e.hold(run.ID)
+	return ok && run.LeaseNode == e.opt.Node && run.LeaseEpoch == h.epoch
 }
 
-// dispatch queues a run for the workers unless this process already holds it.
+// dispatch queues a run this node has just taken (see held) for the workers.
 func (e *Engine) dispatch(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.inflight[id] {
-		return
-	}
-	e.inflight[id] = true
 	e.queue = append(e.queue, id)
 	e.signal()
 }
@@ -341,22 +351,35 @@ func (e *Engine) worker() {
 		id, ok := e.next()
 		if !ok {
 			select {
+			case e.idle <- struct{}{}:
+			default:
+			}
+			select {
 			case <-e.stopping:
 				return
 			case <-e.wake:
 				continue
 			}
 		}
-		err := e.execute(e.runCtx, id)
+		h, ok := e.hold(id)
+		if !ok {
+			continue
+		}
+		err := e.execute(h.ctx, id)
 		if errors.Is(err, errDeferred) {
 			continue // still held: its target hands it back (requeue)
 		}
-		if err != nil && e.runCtx.Err() == nil {
-			e.opt.Logger.Error("rotation run", "run", id, "err", err)
+		switch {
+		case err == nil:
+		case errors.Is(err, errLeaseLost) || errors.Is(err, store.ErrLeaseLost) || errors.Is(context.Cause(h.ctx), errLeaseLost):
+			e.opt.Logger.Warn("rotation run: this node lost its lease; another node settles the run", "run", id)
+		default:
+			if e.runCtx.Err() == nil {
+				e.opt.Logger.Error("rotation run", "run", id, "err", err)
+			}
+			e.release(id) // unfinished: any node may take it again at once
 		}
-		e.mu.Lock()
-		delete(e.inflight, id)
-		e.mu.Unlock()
+		e.drop(id)
 	}
 }
 
@@ -412,7 +435,23 @@ func (e *Engine) Rotate(ctx context.Context, scope vault.Scope, uid, trigger str
 	now := e.opt.Now().UTC()
 	row := store.Run{ID: uuid.NewString(), TeamID: scope.TeamID, RecordUID: uid, Trigger: trigger,
 		Status: StatusQueued, State: string(StateQueued), CreatedAt: now, UpdatedAt: now}
+	e.mu.Lock()
+	started := e.runCtx != nil
+	e.mu.Unlock()
+	select {
+	case <-e.stopping:
+		started = false
+	default:
+	}
+	claimed := time.Now()
 	err = e.db.Tx(ctx, func(tx *store.Tx) error {
+		if started { // this node runs it: it holds it from the start (otherwise Start claims it)
+			until, err := tx.LeaseDeadline(ctx, e.opt.Lease)
+			if err != nil {
+				return err
+			}
+			row.LeaseNode, row.LeaseEpoch, row.LeaseUntil = e.opt.Node, 1, &until
+		}
 		if err := tx.InsertRun(ctx, row); err != nil {
 			return err
 		}
@@ -433,7 +472,9 @@ func (e *Engine) Rotate(ctx context.Context, scope vault.Scope, uid, trigger str
 	if err != nil {
 		return Run{}, false, fmt.Errorf("queue rotation of %s: %w", uid, err)
 	}
-	e.dispatch(row.ID)
+	if started {
+		e.take(store.Lease{RunID: row.ID, Epoch: row.LeaseEpoch}, claimed)
+	}
 	view, err := e.view(ctx, row)
 	return view, true, err
 }

@@ -93,6 +93,9 @@ func (e *Engine) executeWith(ctx context.Context, id string, step func(*job, con
 	if run.Status != StatusQueued && run.Status != StatusRunning {
 		return nil
 	}
+	if !e.holdsLease(run) { // another node claimed it since
+		return fmt.Errorf("run %s: %w", id, errLeaseLost)
+	}
 	if run.Status == StatusRunning {
 		// Left by a crash (this process would hold it otherwise): a script it was running may
 		// still be at work.
@@ -703,10 +706,22 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 
 // recordProcess stores, durably, the process of a script about to run, so that whoever
 // settles this run after a crash kills it first (stopLeftovers).
+// The script only runs if this node still holds the run's lease, checked in the same
+// transaction and on this node's clock.
 func (j *job) recordProcess(ctx context.Context, p script.Process) error {
-	return j.e.db.Tx(ctx, func(tx *store.Tx) error {
+	if err := j.checkLease(); err != nil {
+		return err
+	}
+	err := j.e.db.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.CheckLease(ctx, j.run.ID, j.run.LeaseNode, j.run.LeaseEpoch); err != nil {
+			return err
+		}
 		return tx.SetScriptProcess(ctx, store.ScriptProcess{RunID: j.run.ID, PID: p.PID, Start: p.Start, Boot: p.Boot}, j.e.opt.Now())
 	})
+	if errors.Is(err, store.ErrLeaseLost) {
+		j.e.lose(j.run.ID)
+	}
+	return err
 }
 
 // stopLeftovers kills the script a crashed server left running for this run, with every
@@ -749,6 +764,9 @@ func (j *job) retry(ctx context.Context, op func() error) error {
 // call runs one connector operation once its target's rate limit allows it (at once for those
 // paid for when the run was admitted).
 func (j *job) call(ctx context.Context, op func() error) error {
+	if err := j.checkLease(); err != nil {
+		return err
+	}
 	if j.paid > 0 {
 		j.paid--
 		return op()
@@ -935,7 +953,7 @@ func eventType(trigger, status string) string {
 // commit stores the run (with fn's changes, in the same transaction).
 func (j *job) commit(ctx context.Context, fn func(*store.Tx) error) error {
 	j.run.UpdatedAt = j.e.opt.Now().UTC()
-	return j.e.db.Tx(ctx, func(tx *store.Tx) error {
+	err := j.e.db.Tx(ctx, func(tx *store.Tx) error {
 		if fn != nil {
 			if err := fn(tx); err != nil {
 				return err
@@ -950,6 +968,10 @@ func (j *job) commit(ctx context.Context, fn func(*store.Tx) error) error {
 		}
 		return tx.UpdateRun(ctx, j.run)
 	})
+	if errors.Is(err, store.ErrLeaseLost) {
+		j.e.lose(j.run.ID) // another node settles the run: stop here
+	}
+	return err
 }
 
 func (e *Engine) sealLog(ctx context.Context, r store.Reader, run store.Run, log []script.Result) ([]byte, error) {

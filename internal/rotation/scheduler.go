@@ -83,22 +83,29 @@ func (e *Engine) fireAllDue(ctx context.Context) error {
 
 // fireDue queues a run for each record whose next_run_at has come, and moves next_run_at to
 // the occurrence after now: however many occurrences were missed, one run covers them (or
-// none, with catch-up "skip"). A record with an active run gets no second one.
+// none, with catch-up "skip"). A record with an active run gets no second one. The due records
+// are read and moved on in one transaction that locks them, so that nodes firing at once take
+// different records; and an occurrence makes one run at most (unique per record and due time).
+// The runs are queued unclaimed: this node claims them at once, and the others as they have
+// room.
 func (e *Engine) fireDue(ctx context.Context) (int, error) {
 	now := e.opt.Now().UTC()
-	due, err := e.db.DueSchedules(ctx, now, dueBatch)
-	if err != nil || len(due) == 0 {
-		return 0, err
-	}
 	type parsed struct {
 		s     Settings
 		sched schedule.Schedule
 		err   error
 	}
 	cache := map[string]parsed{} // many records share their settings (and configuration) within a pass
-	var created []string
-	err = e.db.Tx(ctx, func(tx *store.Tx) error {
-		created = created[:0]
+	var (
+		due  []store.RotationSettings
+		lags []time.Duration
+	)
+	err := e.db.Tx(ctx, func(tx *store.Tx) error {
+		lags = lags[:0]
+		var err error
+		if due, err = tx.DueSchedules(ctx, now, dueBatch); err != nil {
+			return err
+		}
 		for _, d := range due {
 			p, ok := cache[string(d.Settings)]
 			if !ok {
@@ -123,8 +130,7 @@ func (e *Engine) fireDue(ctx context.Context) (int, error) {
 					return err
 				}
 				if inserted { // otherwise the record's active run covers this occurrence
-					created = append(created, run.ID)
-					e.opt.Observer.Scheduled(now.Sub(*d.NextRunAt))
+					lags = append(lags, now.Sub(*d.NextRunAt))
 				}
 			}
 			if s.Paused || !s.IsEnabled() {
@@ -139,8 +145,14 @@ func (e *Engine) fireDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("scheduler: %w", err)
 	}
-	for _, id := range created {
-		e.dispatch(id)
+	for _, lag := range lags {
+		e.opt.Observer.Scheduled(lag)
+	}
+	if len(lags) > 0 {
+		select {
+		case e.idle <- struct{}{}: // claim them now
+		default:
+		}
 	}
 	return len(due), nil
 }
@@ -300,12 +312,13 @@ func (e *Engine) startHeartbeats(ctx context.Context) error {
 		return nil
 	}
 	now := e.opt.Now().UTC()
-	due, err := e.db.DueHeartbeats(ctx, now, 100)
-	if err != nil || len(due) == 0 {
-		return err
-	}
 	later := now.Add(5 * time.Minute)
-	err = e.db.Tx(ctx, func(tx *store.Tx) error {
+	var due []store.RotationSettings
+	err := e.db.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		if due, err = tx.DueHeartbeats(ctx, now, 100); err != nil { // locked: one node checks each
+			return err
+		}
 		for _, d := range due {
 			if err := tx.SetHeartbeat(ctx, d.RecordUID, &later, store.Drift{State: d.Drift, At: d.DriftAt, Message: d.DriftMessage}); err != nil {
 				return err
@@ -313,7 +326,7 @@ func (e *Engine) startHeartbeats(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil || len(due) == 0 {
 		return err
 	}
 	var wg sync.WaitGroup

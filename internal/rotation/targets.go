@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/keyturn/keyturn/internal/store"
 )
 
 // targets holds one rate limiter per connector target, so that many runs falling due at once
@@ -20,18 +22,40 @@ import (
 // run (a change and a check) to spare, which it takes at once; until then it waits on the
 // target's list, holding no worker, and is handed back in turn with its tokens taken. So a
 // burst against one target does not hold up the runs of the others.
+//
+// On one node (SQLite) the tokens are in memory. Nodes sharing a PostgreSQL database take them
+// from one bucket per target in the database (see sharedOn), so the rate holds per cluster; the
+// waiting lists stay each node's own.
 type targets struct {
 	clock  Clock
 	limit  rate.Limit // rate.Inf: unlimited
 	burst  int
-	perRun int // tokens a run takes when it is admitted: min(2, burst)
+	perRun int          // tokens a run takes when it is admitted: min(2, burst)
+	shared tokenBuckets // the cluster's buckets; nil: this node's limiters only
 
 	mu sync.Mutex
 	by map[string]*target // targets are few (resource records); none is dropped
 }
 
+// tokenBuckets keeps token buckets that every node of a cluster takes from: *store.DB on
+// PostgreSQL. Each call is one statement.
+type tokenBuckets interface {
+	ReserveTargetTokens(ctx context.Context, b store.TargetBucket, now time.Time, n int) (left float64, err error)
+	AllowTargetTokens(ctx context.Context, b store.TargetBucket, now time.Time, n int) (bool, error)
+	ReturnTargetTokens(ctx context.Context, b store.TargetBucket, n int) error
+	TargetTokens(ctx context.Context, b store.TargetBucket, now time.Time) (float64, error)
+}
+
+// bucketTimeout bounds a shared bucket's statement where no caller's context does.
+const bucketTimeout = 5 * time.Second
+
 type target struct {
-	lim     *rate.Limiter
+	key string
+	// lim is this node's limiter: the target's tokens on one node; on a cluster, the fallback
+	// while the database does not answer (the node cannot commit a run's step then either).
+	lim *rate.Limiter
+
+	mu      sync.Mutex      // guards what follows
 	waiting []waiter        // runs put off until the target has room, urgent ones first, then oldest first
 	passes  map[string]bool // runs handed back from waiting, their tokens taken
 	armed   bool            // the next hand-back is due, while runs wait
@@ -54,14 +78,77 @@ func newTargets(perSecond float64, burst int, clock Clock) *targets {
 	return &targets{clock: clock, limit: limit, burst: burst, perRun: min(2, burst), by: map[string]*target{}}
 }
 
-// get returns key's target; the caller holds t.mu.
+// sharedOn makes the limits hold for every node on db when db is PostgreSQL (on SQLite, one
+// node runs and they stay in memory), and returns t.
+func (t *targets) sharedOn(db *store.DB) *targets {
+	if db != nil && db.Dialect() == "postgres" {
+		t.shared = db
+	}
+	return t
+}
+
+// get returns key's target.
 func (t *targets) get(key string) *target {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	tg, ok := t.by[key]
 	if !ok {
-		tg = &target{lim: rate.NewLimiter(t.limit, t.burst), passes: map[string]bool{}}
+		tg = &target{key: key, lim: rate.NewLimiter(t.limit, t.burst), passes: map[string]bool{}}
 		t.by[key] = tg
 	}
 	return tg
+}
+
+// bucket is tg's bucket in the database.
+func (t *targets) bucket(tg *target) store.TargetBucket {
+	return store.TargetBucket{Key: tg.key, PerSecond: float64(t.limit), Burst: t.burst}
+}
+
+// reserve takes one of tg's tokens at now, owing it when there is none, and returns how long
+// until it is there and how to give it back.
+func (t *targets) reserve(ctx context.Context, tg *target, now time.Time) (time.Duration, func(now time.Time)) {
+	if t.shared != nil {
+		left, err := t.shared.ReserveTargetTokens(ctx, t.bucket(tg), now, 1)
+		if err == nil {
+			var delay time.Duration
+			if left < 0 {
+				delay = time.Duration(math.Ceil(-left / float64(t.limit) * float64(time.Second)))
+			}
+			return delay, func(time.Time) {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bucketTimeout)
+				defer cancel()
+				_ = t.shared.ReturnTargetTokens(ctx, t.bucket(tg), 1) // kept, it only slows the next ones
+			}
+		}
+	}
+	r := tg.lim.ReserveN(now, 1)
+	return r.DelayFrom(now), r.CancelAt
+}
+
+// allowN takes n of tg's tokens if they are there now.
+func (t *targets) allowN(tg *target, n int) bool {
+	now := t.clock.Now()
+	if t.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), bucketTimeout)
+		defer cancel()
+		if ok, err := t.shared.AllowTargetTokens(ctx, t.bucket(tg), now, n); err == nil {
+			return ok
+		}
+	}
+	return tg.lim.AllowN(now, n)
+}
+
+// tokens returns tg's tokens now, less those owed.
+func (t *targets) tokens(tg *target) float64 {
+	now := t.clock.Now()
+	if t.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), bucketTimeout)
+		defer cancel()
+		if n, err := t.shared.TargetTokens(ctx, t.bucket(tg), now); err == nil {
+			return n
+		}
+	}
+	return tg.lim.TokensAt(now)
 }
 
 // wait blocks until key's target may take one more operation, or ctx ends, and says how long
@@ -70,11 +157,9 @@ func (t *targets) wait(ctx context.Context, key string) (time.Duration, error) {
 	if t.limit == rate.Inf {
 		return 0, nil
 	}
-	t.mu.Lock()
+	tg := t.get(key)
 	now := t.clock.Now()
-	r := t.get(key).lim.ReserveN(now, 1)
-	t.mu.Unlock()
-	delay := r.DelayFrom(now)
+	delay, giveBack := t.reserve(ctx, tg, now)
 	if delay == 0 {
 		return 0, nil
 	}
@@ -85,9 +170,7 @@ func (t *targets) wait(ctx context.Context, key string) (time.Duration, error) {
 		return delay, nil
 	case <-ctx.Done():
 		stop()
-		t.mu.Lock()
-		r.CancelAt(t.clock.Now()) // give the token back to the callers behind
-		t.mu.Unlock()
+		giveBack(t.clock.Now()) // give the token back to the callers behind
 		return 0, ctx.Err()
 	}
 }
@@ -97,9 +180,7 @@ func (t *targets) allow(key string) bool {
 	if t.limit == rate.Inf {
 		return true
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.get(key).lim.AllowN(t.clock.Now(), 1)
+	return t.allowN(t.get(key), 1)
 }
 
 // admit reports whether run may start against key now, and how many of its operations are
@@ -112,14 +193,14 @@ func (t *targets) admit(key, run string, urgent bool, release func(run string)) 
 	if t.limit == rate.Inf {
 		return true, 0
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	tg := t.get(key)
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
 	if tg.passes[run] {
 		delete(tg.passes, run)
 		return true, t.perRun
 	}
-	if len(tg.waiting) == 0 && tg.lim.AllowN(t.clock.Now(), t.perRun) {
+	if len(tg.waiting) == 0 && t.allowN(tg, t.perRun) {
 		return true, t.perRun
 	}
 	at := len(tg.waiting)
@@ -131,35 +212,35 @@ func (t *targets) admit(key, run string, urgent bool, release func(run string)) 
 	}
 	tg.waiting = slices.Insert(tg.waiting, at, waiter{run: run, urgent: urgent})
 	if !tg.armed {
-		t.schedule(key, tg, release)
+		t.schedule(tg, release)
 	}
 	return false, 0
 }
 
-// schedule arms the next hand-back of key's waiting runs for when a run's tokens are there;
-// the caller holds t.mu.
-func (t *targets) schedule(key string, tg *target, release func(string)) {
-	short := float64(t.perRun) - tg.lim.TokensAt(t.clock.Now()) // counting the reservations of runs under way
+// schedule arms the next hand-back of tg's waiting runs for when a run's tokens are there;
+// the caller holds tg.mu. (On a cluster, another node may take them first: the hand-back then
+// arms the next.)
+func (t *targets) schedule(tg *target, release func(string)) {
+	short := float64(t.perRun) - t.tokens(tg) // counting the reservations of runs under way
 	delay := time.Duration(max(short, 0) / float64(t.limit) * float64(time.Second))
 	tg.armed = true
-	t.clock.AfterFunc(delay, func() { t.handBack(key, release) })
+	t.clock.AfterFunc(delay, func() { t.handBack(tg, release) })
 }
 
-// handBack gives the oldest waiting run of key back, with its tokens taken, and arms the next.
-func (t *targets) handBack(key string, release func(string)) {
-	t.mu.Lock()
-	tg := t.by[key]
+// handBack gives the oldest waiting run of tg back, with its tokens taken, and arms the next.
+func (t *targets) handBack(tg *target, release func(string)) {
+	tg.mu.Lock()
 	var run string
-	if len(tg.waiting) > 0 && tg.lim.AllowN(t.clock.Now(), t.perRun) {
+	if len(tg.waiting) > 0 && t.allowN(tg, t.perRun) {
 		run = tg.waiting[0].run
 		tg.waiting = slices.Delete(tg.waiting, 0, 1)
 		tg.passes[run] = true
 	}
 	tg.armed = false
 	if len(tg.waiting) > 0 {
-		t.schedule(key, tg, release)
+		t.schedule(tg, release)
 	}
-	t.mu.Unlock()
+	tg.mu.Unlock()
 	if run != "" {
 		release(run)
 	}

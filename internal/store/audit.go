@@ -386,7 +386,8 @@ func (r Reader) AuditSinkCursor(ctx context.Context, name string) (int64, error)
 	return seq, err
 }
 
-// SetAuditSinkCursor records that a sink acknowledged every event up to seq.
+// SetAuditSinkCursor records that a sink acknowledged every event up to seq. It is not
+// fenced by the sink's export lease (see AdvanceAuditSinkCursor, which the Forwarder uses).
 func (t *Tx) SetAuditSinkCursor(ctx context.Context, name string, seq int64, now time.Time) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO audit_sink_cursors (name, seq, updated_at) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at`, name, seq, nanos(now))

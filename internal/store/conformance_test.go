@@ -53,6 +53,16 @@ var conformance = []struct {
 	{"AuditChainGapFreeUnderConcurrentWriters", testAuditChainGapFree},
 	{"AuditCursorReadsInCommitOrder", testAuditCursorCommitOrder},
 	{"TeamAuditChainsGapFreeUnderConcurrentWriters", testTeamAuditChainsGapFree},
+	// Node leases: how many nodes share the rotation runs of one database.
+	{"ClaimsAreExclusive", testClaimsAreExclusive},
+	{"LeaseFencesWrites", testLeaseFencesWrites},
+	{"TakeOverAndRelease", testTakeOverAndRelease},
+	{"OccurrenceFiresOnce", testOccurrenceFiresOnce},
+	{"DueSchedulesClaimedOnce", testDueSchedulesClaimedOnce},
+	// The failed-exchange limiter's windows, shared by the nodes on one database.
+	{"ExchangeFailuresRoundTrip", testExchangeFailuresRoundTrip},
+	{"ExchangeFailuresTakeTurns", testExchangeFailuresTakeTurns},
+	{"PruneExchangeFailures", testPruneExchangeFailures},
 }
 
 func TestConformance(t *testing.T) {

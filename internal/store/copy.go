@@ -20,9 +20,12 @@ var copyTables = []string{
 }
 
 // copySkipped are the tables CopyToPostgres does not copy as rows: goose's own version table
-// (each database was migrated by its own provider) and PostgreSQL's audit_head, which is set
-// from the copied chain instead.
-var copySkipped = []string{"goose_db_version", "audit_head"}
+// (each database was migrated by its own provider), PostgreSQL's audit_head, which is set
+// from the copied chain instead, and the failed-exchange limiter's windows and the per-target
+// rate limits' buckets, which are transient: a copied vault starts with none (a missing
+// bucket starts full).
+var copySkipped = []string{"goose_db_version", "audit_head",
+	"exchange_pair_failures", "exchange_key_failures", "exchange_good_addresses", "target_rate_buckets"}
 
 // ErrTargetNotEmpty is returned by CopyToPostgres when the target database already holds
 // keyturn data.

@@ -5,15 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" driver
 )
 
 // IsPostgres reports whether storage names a PostgreSQL database (a postgres:// or
@@ -35,10 +38,15 @@ func Open(ctx context.Context, storage string) (*DB, error) {
 // before using it. Errors name the database without the URL's password.
 func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 	where := redactDSN(dsn)
-	pool, err := sql.Open("pgx", dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
+	// A node paused in the middle of a transaction (SIGSTOP, a cut-off network) would hold
+	// its row locks, the audit chain's among them, for as long as it is paused, and stop every
+	// other node's writes: PostgreSQL ends such a session instead.
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.Itoa(int(IdleInTransactionTimeout.Milliseconds()))
+	pool := stdlib.OpenDB(*cfg)
 	n := max(8, 4*runtime.GOMAXPROCS(0))
 	pool.SetMaxOpenConns(n)
 	pool.SetMaxIdleConns(n)
@@ -46,10 +54,19 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
-	db := &DB{write: pool, read: pool, d: postgresDialect, pgStats: &pgStats{}}
+	// Leases and the node lock have connections of their own: a node whose workers wait on
+	// locks must still renew its leases.
+	lease := stdlib.OpenDB(*cfg)
+	lease.SetMaxOpenConns(3)
+	lease.SetMaxIdleConns(3)
+	db := &DB{write: pool, read: pool, lease: lease, d: postgresDialect, pgStats: &pgStats{}}
 	db.Reader = Reader{q: pool, d: postgresDialect}
 	return db, nil
 }
+
+// IdleInTransactionTimeout is how long PostgreSQL lets a keyturn session sit in a transaction
+// without a statement before it ends the session, releasing its locks.
+const IdleInTransactionTimeout = 5 * time.Second
 
 // redactDSN returns dsn without its password, for messages.
 func redactDSN(dsn string) string {
@@ -80,7 +97,7 @@ func (db *DB) postgresTx(ctx context.Context, fn func(*Tx) error) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	for range maxAttempts {
-		if err = db.postgresTxOnce(ctx, fn); !retryable(err) {
+		if err = db.postgresTxOnce(ctx, db.write, fn); !retryable(err) {
 			return err
 		}
 	}
@@ -92,11 +109,11 @@ type pgStats struct {
 	commits, txs, busy atomic.Int64
 }
 
-func (db *DB) postgresTxOnce(ctx context.Context, fn func(*Tx) error) (err error) {
+func (db *DB) postgresTxOnce(ctx context.Context, pool *sql.DB, fn func(*Tx) error) (err error) {
 	start := time.Now()
 	db.pgStats.txs.Add(1)
 	defer func() { db.pgStats.busy.Add(int64(time.Since(start))) }()
-	sqlTx, err := db.write.BeginTx(ctx, nil)
+	sqlTx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -133,65 +150,71 @@ func retryable(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == pgSerializationFailure || pgErr.Code == pgDeadlockDetected)
 }
 
-// engineLockKey is the PostgreSQL advisory lock held by the one server that runs the
-// rotation engine on a database.
-const engineLockKey = 0x6b74_656e_6769_6e65 // "ktengine"
+// NodeLockKey is the PostgreSQL advisory lock held by the process that runs as node on a
+// database: a hash of its name.
+func NodeLockKey(node string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("keyturn-node:" + node))
+	return int64(h.Sum64() >> 1) // non-negative, as pg_locks shows it (classid << 32 | objid)
+}
 
-// ErrEngineLocked is returned by LockEngine when another process holds the engine lock.
-var ErrEngineLocked = errors.New("store: another keyturn server runs on this database")
+// ErrNodeLocked is returned by LockNode when another process runs as the same node.
+var ErrNodeLocked = errors.New("store: another keyturn server runs as this node on this database (give each node its own --node)")
 
-// LockEngine makes this process the only one that runs the engine (crash recovery, the
-// scheduler, scripts) on a PostgreSQL database until release is called, or returns
-// ErrEngineLocked. It holds a session advisory lock on a connection of its own, which
-// PostgreSQL releases if the process dies. On SQLite it does nothing: the data directory's
-// lock does this there.
+// LockNode makes this process the only one that runs as node on a PostgreSQL database until
+// release is called, or returns ErrNodeLocked: a node starting takes over the rotation runs its
+// name holds (TakeOverRuns), which is only safe if no live process has its name. It holds a
+// session advisory lock on a connection of its own, which PostgreSQL releases if the process
+// dies. On SQLite it does nothing: the data directory's lock does this there.
 //
 // The session can end under a live process (a database restart, pg_terminate_backend), and
 // the lock with it. So the lock is checked every check interval: when it is gone, it is taken
 // again on a new connection as soon as the database answers; when another process took it
-// meanwhile, lost is called (once), and this process must stop running the engine at once.
-func (db *DB) LockEngine(ctx context.Context, check time.Duration, lost func(error)) (release func() error, err error) {
+// meanwhile, lost is called (once), and this process must stop at once.
+func (db *DB) LockNode(ctx context.Context, node string, check time.Duration, lost func(error)) (release func() error, err error) {
 	if !db.d.postgres {
 		return func() error { return nil }, nil
 	}
-	conn, err := db.takeEngineLock(ctx)
+	key := NodeLockKey(node)
+	conn, err := db.takeNodeLock(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	w := &engineWatch{db: db, conn: conn, done: make(chan struct{}), stopped: make(chan struct{})}
+	w := &nodeWatch{db: db, key: key, conn: conn, done: make(chan struct{}), stopped: make(chan struct{})}
 	go w.run(check, lost)
 	return w.release, nil
 }
 
-// takeEngineLock takes the engine lock on a new connection, which it returns.
-func (db *DB) takeEngineLock(ctx context.Context) (*sql.Conn, error) {
-	conn, err := db.write.Conn(ctx)
+// takeNodeLock takes a node's lock on a new connection, which it returns.
+func (db *DB) takeNodeLock(ctx context.Context, key int64) (*sql.Conn, error) {
+	conn, err := db.lease.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("lock the engine: %w", err)
+		return nil, fmt.Errorf("lock the node: %w", err)
 	}
 	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, int64(engineLockKey)).Scan(&ok); err != nil {
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("lock the engine: %w", err)
+		return nil, fmt.Errorf("lock the node: %w", err)
 	}
 	if !ok {
 		conn.Close()
-		return nil, ErrEngineLocked
+		return nil, ErrNodeLocked
 	}
 	return conn, nil
 }
 
-// engineWatch keeps the engine lock: it checks the lock's session and takes the lock again
-// when the session ended.
-type engineWatch struct {
+// nodeWatch keeps a node's lock: it checks the lock's session and takes the lock again when
+// the session ended.
+type nodeWatch struct {
 	db      *DB
+	key     int64
 	mu      sync.Mutex
 	conn    *sql.Conn // nil while the lock is not held
 	done    chan struct{}
 	stopped chan struct{}
 }
 
-func (w *engineWatch) run(check time.Duration, lost func(error)) {
+func (w *nodeWatch) run(check time.Duration, lost func(error)) {
 	defer close(w.stopped)
 	t := time.NewTicker(check)
 	defer t.Stop()
@@ -204,30 +227,30 @@ func (w *engineWatch) run(check time.Duration, lost func(error)) {
 		ctx, cancel := context.WithTimeout(context.Background(), check)
 		err := w.keep(ctx)
 		cancel()
-		if errors.Is(err, ErrEngineLocked) {
-			lost(fmt.Errorf("the engine lock's database session ended, and another keyturn server took the lock: %w", err))
+		if errors.Is(err, ErrNodeLocked) {
+			lost(fmt.Errorf("the node lock's database session ended, and another keyturn server took the lock: %w", err))
 			return
 		}
 	}
 }
 
 // keep checks that the lock's session still holds it, and takes it again when not. It returns
-// ErrEngineLocked when another process holds it now; other errors (the database does not
+// ErrNodeLocked when another process holds it now; other errors (the database does not
 // answer) are retried at the next check.
-func (w *engineWatch) keep(ctx context.Context) error {
+func (w *nodeWatch) keep(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.conn != nil {
 		var held bool
 		err := w.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
-			AND pid = pg_backend_pid() AND granted AND ((classid::bigint << 32) | objid::bigint) = $1)`, int64(engineLockKey)).Scan(&held)
+			AND pid = pg_backend_pid() AND granted AND ((classid::bigint << 32) | objid::bigint) = $1)`, w.key).Scan(&held)
 		if err == nil && held {
 			return nil
 		}
 		w.conn.Close()
 		w.conn = nil
 	}
-	conn, err := w.db.takeEngineLock(ctx)
+	conn, err := w.db.takeNodeLock(ctx, w.key)
 	if err != nil {
 		return err
 	}
@@ -235,7 +258,7 @@ func (w *engineWatch) keep(ctx context.Context) error {
 	return nil
 }
 
-func (w *engineWatch) release() error {
+func (w *nodeWatch) release() error {
 	close(w.done)
 	<-w.stopped
 	w.mu.Lock()
@@ -243,6 +266,25 @@ func (w *engineWatch) release() error {
 	if w.conn == nil {
 		return nil
 	}
-	_, err := w.conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, int64(engineLockKey))
+	_, err := w.conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, w.key)
 	return errors.Join(err, w.conn.Close())
+}
+
+// leaseTx runs fn in a transaction on the connections kept for leases (PostgreSQL), or as Tx
+// does (SQLite, whose single writer has no one to wait for but itself).
+func (db *DB) leaseTx(ctx context.Context, fn func(*Tx) error) error {
+	if db.lease == nil {
+		return db.Tx(ctx, fn)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for range maxAttempts {
+		if err = db.postgresTxOnce(ctx, db.lease, fn); !retryable(err) {
+			return err
+		}
+	}
+	return err
 }

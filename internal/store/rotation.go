@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -74,6 +75,12 @@ type Run struct {
 	StartedAt       *time.Time
 	FinishedAt      *time.Time
 	UpdatedAt       time.Time
+
+	// The node lease (see ClaimRuns): who executes the run, which claim of it this is, and
+	// until when (by the database's clock) it is held.
+	LeaseNode  string
+	LeaseEpoch int64
+	LeaseUntil *time.Time
 }
 
 // RunFilter selects runs of a team.
@@ -144,15 +151,27 @@ func (t *Tx) SetHeartbeat(ctx context.Context, uid string, next *time.Time, d Dr
 }
 
 // DueSchedules returns the settings of records whose rotation is due at now, earliest first.
+// Inside a transaction on PostgreSQL it locks them until commit and passes over those another
+// transaction holds, so that nodes firing at once each take different records, and a record
+// another node fired meanwhile (its next_run_at moved on) is not due any more.
 func (r Reader) DueSchedules(ctx context.Context, now time.Time, limit int) ([]RotationSettings, error) {
 	return r.settingsList(ctx, `SELECT `+settingsColumns+` FROM rotation_settings
-		WHERE next_run_at IS NOT NULL AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`, nanos(now), limit)
+		WHERE next_run_at IS NOT NULL AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`+r.claiming(), nanos(now), limit)
 }
 
-// DueHeartbeats returns the settings of records whose heartbeat is due at now.
+// DueHeartbeats returns the settings of records whose heartbeat is due at now; inside a
+// transaction it claims them as DueSchedules does.
 func (r Reader) DueHeartbeats(ctx context.Context, now time.Time, limit int) ([]RotationSettings, error) {
 	return r.settingsList(ctx, `SELECT `+settingsColumns+` FROM rotation_settings
-		WHERE next_heartbeat_at IS NOT NULL AND next_heartbeat_at <= $1 ORDER BY next_heartbeat_at LIMIT $2`, nanos(now), limit)
+		WHERE next_heartbeat_at IS NOT NULL AND next_heartbeat_at <= $1 ORDER BY next_heartbeat_at LIMIT $2`+r.claiming(), nanos(now), limit)
+}
+
+// claiming is appended to a read of work to take within a transaction (see skipLocked).
+func (r Reader) claiming() string {
+	if r.inTx {
+		return r.skipLocked()
+	}
+	return ""
 }
 
 // NextDue returns the earliest next_run_at (zero when no rotation is scheduled).
@@ -227,7 +246,7 @@ func (t *Tx) DeleteScript(ctx context.Context, uid, id string) error {
 }
 
 const runColumns = `id, team_id, record_uid, trigger, status, state, attempt, pending_version, old_version, candidate_fields, effect_started,
-	error_code, error_message, exec_log, created_at, started_at, finished_at, updated_at, due_at`
+	error_code, error_message, exec_log, created_at, started_at, finished_at, updated_at, due_at, lease_node, lease_epoch, lease_until`
 
 func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	var (
@@ -237,16 +256,17 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 		effect            int64
 		created, updated  int64
 		started, finished sql.NullInt64
-		due               sql.NullInt64
+		due, leaseUntil   sql.NullInt64
 	)
 	err := row.Scan(&r.ID, &r.TeamID, &r.RecordUID, &r.Trigger, &r.Status, &r.State, &r.Attempt, &pending, &old, &fields, &effect,
-		&r.ErrorCode, &r.ErrorMessage, &r.ExecLog, &created, &started, &finished, &updated, &due)
+		&r.ErrorCode, &r.ErrorMessage, &r.ExecLog, &created, &started, &finished, &updated, &due, &r.LeaseNode, &r.LeaseEpoch, &leaseUntil)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Run{}, ErrNotFound
 	}
 	r.PendingVersion, r.OldVersion, r.EffectStarted, r.CandidateFields = pending.Int64, old.Int64, effect != 0, []byte(fields)
 	r.CreatedAt, r.UpdatedAt = fromNanos(created), fromNanos(updated)
 	r.StartedAt, r.FinishedAt, r.DueAt = fromNullNanos(started), fromNullNanos(finished), fromNullNanos(due)
+	r.LeaseUntil = fromNullNanos(leaseUntil)
 	return r, err
 }
 
@@ -254,23 +274,25 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // ErrConflict and the caller should read that run with ActiveRun.
 func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 	return t.insert(ctx, "an active run of record "+r.RecordUID, `INSERT INTO rotation_runs (`+runColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
 		jsonObject(r.CandidateFields),
 		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
-		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt))
+		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt),
+		r.LeaseNode, r.LeaseEpoch, nullNanos(r.LeaseUntil))
 }
 
 // InsertRunIfIdle adds a queued run unless the record already has an active one, and reports
 // whether it did.
 func (t *Tx) InsertRunIfIdle(ctx context.Context, r Run) (bool, error) {
 	res, err := t.tx.ExecContext(ctx, `INSERT INTO rotation_runs (`+runColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
 		ON CONFLICT DO NOTHING`,
 		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
 		jsonObject(r.CandidateFields),
 		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
-		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt))
+		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt),
+		r.LeaseNode, r.LeaseEpoch, nullNanos(r.LeaseUntil))
 	if err != nil {
 		return false, err
 	}
@@ -278,14 +300,22 @@ func (t *Tx) InsertRunIfIdle(ctx context.Context, r Run) (bool, error) {
 	return n == 1, err
 }
 
-// UpdateRun stores a run's progress.
+// UpdateRun stores a run's progress, fenced on its lease: it returns ErrLeaseLost, and the
+// transaction must roll back, unless r.LeaseNode still holds the run at r.LeaseEpoch. A run
+// that ends gives its lease up in the same statement.
 func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
-	return affectedOne(t.tx.ExecContext(ctx, `UPDATE rotation_runs SET status = $1, state = $2, attempt = $3,
+	err := affectedOne(t.tx.ExecContext(ctx, `UPDATE rotation_runs SET status = $1, state = $2, attempt = $3,
 		pending_version = $4, old_version = $5, effect_started = $6, error_code = $7, error_message = $8,
-		exec_log = $9, started_at = $10, finished_at = $11, updated_at = $12, candidate_fields = $13 WHERE id = $14`,
+		exec_log = $9, started_at = $10, finished_at = $11, updated_at = $12, candidate_fields = $13,
+		lease_until = CASE WHEN $1 IN ('queued', 'running') THEN lease_until END
+		WHERE id = $14 AND lease_node = $15 AND lease_epoch = $16`,
 		r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion), boolInt(r.EffectStarted),
 		r.ErrorCode, r.ErrorMessage, r.ExecLog, nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt),
-		jsonObject(r.CandidateFields), r.ID))
+		jsonObject(r.CandidateFields), r.ID, r.LeaseNode, r.LeaseEpoch))
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("run %s at lease %s/%d: %w", r.ID, r.LeaseNode, r.LeaseEpoch, ErrLeaseLost)
+	}
+	return err
 }
 
 // Run returns a run of a team.

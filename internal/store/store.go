@@ -52,6 +52,7 @@ type DB struct {
 	Reader
 	write      *sql.DB
 	read       *sql.DB
+	lease      *sql.DB    // PostgreSQL: connections for leases and the node lock only
 	writeStmts *stmtCache // nil on PostgreSQL, where pgx caches prepared statements itself
 	readStmts  *stmtCache
 	d          *dialect
@@ -155,7 +156,7 @@ func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) 
 // Close closes the pools.
 func (db *DB) Close() error {
 	if db.commits == nil {
-		return db.write.Close()
+		return errors.Join(db.write.Close(), db.lease.Close())
 	}
 	db.commits.stop()
 	db.readStmts.close()

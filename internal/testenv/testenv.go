@@ -19,6 +19,7 @@ import (
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 	"github.com/keyturn/keyturn/internal/testenv/testdb"
 )
 
@@ -59,12 +60,17 @@ type Env struct {
 // Everything is closed when the test ends.
 func Start(tb testing.TB) *Env {
 	tb.Helper()
-	ctx := context.Background()
 	v, creds, dir := testdb.DataDir(tb, "acme") // closed after the cleanup below
-	clock := &Clock{}
+	return serve(tb, v, creds, dir, &Clock{}, "")
+}
+
+// serve wires the services over an open vault, starts them and serves the API.
+// node names the rotation engine among the nodes on one database ("" for the default).
+func serve(tb testing.TB, v *datadir.Vault, creds auth.Credentials, dir string, clock *Clock, node string) *Env {
+	tb.Helper()
 	svc := app.New(v, app.Options{Auth: auth.Options{Now: clock.Now},
-		Rotation: rotation.Options{BackoffBase: time.Millisecond}, Scripts: script.Options{TempDir: tb.TempDir()}})
-	if err := svc.Start(ctx); err != nil {
+		Rotation: rotation.Options{BackoffBase: time.Millisecond, Node: node}, Scripts: script.Options{TempDir: tb.TempDir()}})
+	if err := svc.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	srv := httptest.NewServer(svc.Handler)
@@ -75,6 +81,33 @@ func Start(tb testing.TB) *Env {
 	e := &Env{Clock: clock, Auth: svc.Auth, Services: svc, Dir: dir, Server: srv, Vault: v, Creds: creds, Client: srv.Client()}
 	e.Token = e.TokenFor(tb, "acme", creds.KeyID, creds.KeySecret.Reveal())
 	return e
+}
+
+// StartNodes starts n keyturn nodes on one fresh PostgreSQL database, as a cluster runs them:
+// each opens the database and unseals the keys on its own and serves the whole API from
+// services of its own. They share the first team's admin credentials and a clock; each Env
+// holds a token it got from its own node. The tests' binary must call pgtest.Main from its
+// TestMain. Each node's engine has its own name, node-1 to node-n. Everything is closed when
+// the test ends.
+func StartNodes(tb testing.TB, n int) []*Env {
+	tb.Helper()
+	ctx := context.Background()
+	dir, dsn := tb.TempDir(), pgtest.DSN(tb)
+	creds, err := datadir.InitStorage(ctx, dir, dsn, "acme", datadir.Unseal{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clock := &Clock{}
+	nodes := make([]*Env, n)
+	for i := range nodes {
+		v, err := datadir.OpenStorage(ctx, dir, dsn, datadir.Unseal{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { v.Close() }) // after the services that run on it stop
+		nodes[i] = serve(tb, v, creds, dir, clock, fmt.Sprintf("node-%d", i+1))
+	}
+	return nodes
 }
 
 // TokenFor exchanges an API key of a team for a bearer token, failing the test otherwise.
