@@ -52,7 +52,7 @@ func newUpgraded(t *testing.T, engine string) *upgraded {
 	}
 	t.Cleanup(func() { u.raw.Close(); u.db.Close() })
 	// The schema as it was before team chains.
-	if err := u.db.MigrateTo(ctx, 6); err != nil {
+	if err := u.db.MigrateTo(ctx, 9); err != nil {
 		t.Fatal(err)
 	}
 	u.log = audit.New(u.db, testdb.Keys(t))
