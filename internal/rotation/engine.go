@@ -373,6 +373,9 @@ func (e *Engine) worker() {
 		case err == nil:
 		case errors.Is(err, errLeaseLost) || errors.Is(err, store.ErrLeaseLost) || errors.Is(context.Cause(h.ctx), errLeaseLost):
 			e.opt.Logger.Warn("rotation run: this node lost its lease; another node settles the run", "run", id)
+		case errors.Is(err, errScriptElsewhere):
+			e.opt.Logger.Info("rotation run waits for a script on another machine", "run", id, "err", err)
+			e.release(id)
 		default:
 			if e.runCtx.Err() == nil {
 				e.opt.Logger.Error("rotation run", "run", id, "err", err)

@@ -11,6 +11,7 @@ func (e *Engine) ExecuteTo(ctx context.Context, id string, to State) error {
 		e.runCtx, e.cancel = context.WithCancel(ctx)
 	}
 	e.mu.Unlock()
+	e.drop(id) // an earlier call's hold
 	if err := e.takeOver(ctx); err != nil {
 		return err
 	}

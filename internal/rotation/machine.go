@@ -673,7 +673,8 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 			return nil, err
 		}
 		s := a.script
-		s.Started = j.recordProcess
+		limit := j.e.runner.TimeLimit(s)
+		s.Started = func(ctx context.Context, p script.Process) error { return j.recordProcess(ctx, p, limit) }
 		res, runErr := j.e.runner.Run(ctx, s, line, script.NewRedactor(script.SecretsOf(params)...))
 		line.Clear()
 		if ctx.Err() != nil {
@@ -708,15 +709,17 @@ func (j *job) runScripts(ctx context.Context, newPW, oldPW secret.Secret, suffix
 // settles this run after a crash kills it first (stopLeftovers).
 // The script only runs if this node still holds the run's lease, checked in the same
 // transaction and on this node's clock.
-func (j *job) recordProcess(ctx context.Context, p script.Process) error {
+func (j *job) recordProcess(ctx context.Context, p script.Process, limit time.Duration) error {
 	if err := j.checkLease(); err != nil {
 		return err
 	}
+	now := j.e.opt.Now()
 	err := j.e.db.Tx(ctx, func(tx *store.Tx) error {
 		if err := tx.CheckLease(ctx, j.run.ID, j.run.LeaseNode, j.run.LeaseEpoch); err != nil {
 			return err
 		}
-		return tx.SetScriptProcess(ctx, store.ScriptProcess{RunID: j.run.ID, PID: p.PID, Start: p.Start, Boot: p.Boot}, j.e.opt.Now())
+		return tx.SetScriptProcess(ctx, store.ScriptProcess{RunID: j.run.ID, PID: p.PID, Start: p.Start, Boot: p.Boot,
+			EndsBy: now.Add(limit + scriptGrace)}, now)
 	})
 	if errors.Is(err, store.ErrLeaseLost) {
 		j.e.lose(j.run.ID)
@@ -726,14 +729,33 @@ func (j *job) recordProcess(ctx context.Context, p script.Process) error {
 
 // stopLeftovers kills the script a crashed server left running for this run, with every
 // process it started, before anything is decided: no script may touch the target after the
-// run is settled. It fails when the process outlives SIGKILL; the run is then left alone.
+// run is settled. It fails when the process outlives SIGKILL; the run is then left alone. A
+// script another machine started (its node died, was paused or cut off) cannot be killed
+// from here: until its time limit has passed, it fails with errScriptElsewhere, and the run is
+// settled after that.
 func (e *Engine) stopLeftovers(ctx context.Context, runID string) error {
 	p, ok, err := e.db.ScriptProcess(ctx, runID)
 	if err != nil || !ok {
 		return err
 	}
-	return script.Kill(ctx, script.Process{PID: p.PID, Start: p.Start, Boot: p.Boot}, 10*time.Second)
+	proc := script.Process{PID: p.PID, Start: p.Start, Boot: p.Boot}
+	elsewhere, err := proc.Elsewhere()
+	if err != nil {
+		return err
+	}
+	if elsewhere && e.opt.Now().Before(p.EndsBy) {
+		return fmt.Errorf("run %s: %w (until %s)", runID, errScriptElsewhere, p.EndsBy.UTC().Format(time.RFC3339))
+	}
+	return script.Kill(ctx, proc, 10*time.Second)
 }
+
+// errScriptElsewhere means a script of the run, started on another machine, may still be at
+// work on the target: the run is not settled before its time limit has passed.
+var errScriptElsewhere = errors.New("a script this run started on another machine may still be running")
+
+// scriptGrace is added to a script's time limit before another machine's node assumes it has
+// ended: the time its runner takes to kill it.
+const scriptGrace = 10 * time.Second
 
 // retry runs op until it succeeds, fails permanently, or the attempts run out, waiting with
 // capped exponential backoff and jitter (or until a rate limit's reset) between tries.

@@ -75,6 +75,16 @@ func Kill(ctx context.Context, p Process, wait time.Duration) error {
 
 // same reports whether p's pid still runs the process p started (a zombie has exited: a
 // sandbox's first process becomes one only after every process of its sandbox is gone).
+// Elsewhere reports whether p was started on another machine (or before this machine last
+// booted): Kill cannot reach it from here.
+func (p Process) Elsewhere() (bool, error) {
+	boot, err := bootID()
+	if err != nil {
+		return false, err
+	}
+	return !p.IsZero() && boot != p.Boot, nil
+}
+
 func same(p Process) bool {
 	start, state, err := procStat(p.PID)
 	return err == nil && start == p.Start && state != 'Z' && state != 'X'

@@ -120,6 +120,14 @@ func NewRunner(o Options) *Runner {
 // Mode returns the runner's isolation mode: Sandboxed, Unsandboxed or Disabled.
 func (r *Runner) Mode() string { return r.sb.Mode }
 
+// TimeLimit returns how long s may run: its own time limit, or the runner's.
+func (r *Runner) TimeLimit(s Script) time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return r.opts.Timeout
+}
+
 // Run runs s with stdin as its input line (Params.Line): the child reads the line, a newline
 // (added unless stdin ends with one), then EOF; an empty stdin gives EOF at once. The script is
 // written (0700) into a fresh private directory (0700), which is also its working directory,
