@@ -381,3 +381,177 @@ func runsByNode(t *testing.T, db *sql.DB) string {
 	}
 	return out.String()
 }
+
+// TestScheduledWorkResumesOnSurvivors gives 30 native Okta users a schedule that fires every
+// 2 seconds on three nodes sharing one PostgreSQL database, and kills (SIGKILL) a node while
+// it holds scheduled runs. There is no leader to fail over: the survivors go on firing the
+// schedules, and they take the dead node's runs over within the lease and one claim interval.
+// Each occurrence makes at most one run across the cluster, every record is rotated after
+// the death, and afterwards each user's password in Okta is the vault's current one, with one
+// Okta change per succeeded run.
+func TestScheduledWorkResumesOnSurvivors(t *testing.T) {
+	const users = 30
+	dsn := pgtest.DSN(t)
+	dirs := []string{filepath.Join(t.TempDir(), "n1"), filepath.Join(t.TempDir(), "n2"), filepath.Join(t.TempDir(), "n3")}
+	creds := initVault(t, dirs[0], "--storage", dsn)
+	key, err := os.ReadFile(filepath.Join(dirs[0], datadir.KeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs[1:] {
+		if err := os.MkdirAll(d, 0o700); err != nil || os.WriteFile(filepath.Join(d, datadir.KeyFileName), key, 0o600) != nil {
+			t.Fatal(err)
+		}
+	}
+	emu := emulator.New(emulator.Options{Users: users, AuthnPerUserPerSecond: -1, LockoutThreshold: -1, RateLimit: 1 << 30})
+	emuSrv := httptest.NewServer(emu)
+	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
+	// A slow Okta keeps runs under way long enough for the kill to find some.
+	emu.SetFaults(emulator.Faults{Latency: 150 * time.Millisecond})
+	nodes := make([]*server, 3)
+	tokens := make([]string, 3)
+	for i := range nodes {
+		nodes[i] = startServer(t, "--data", dirs[i], "--storage", dsn, "--node", fmt.Sprintf("n%d", i+1),
+			"--rotation-lease", failoverLease.String(), "--target-rate", "0", "--heartbeat-interval", "0",
+			"--schedule-min-interval", "0")
+		tokens[i] = nodes[i].token(t, creds)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
+	var api struct {
+		UID string `json:"uid"`
+	}
+	nodes[0].apiJSON(t, tokens[0], "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details",
+		"folder": "Okta", "fields": []any{field("url", emuSrv.URL), field("password", emu.Token())}}, http.StatusCreated, &api)
+	uids := make([]string, users)
+	inParallel(t, users, 4, func(i int) error {
+		var rec struct {
+			UID string `json:"uid"`
+		}
+		if err := callJSON(nodes[i%3], tokens[i%3], "POST", "/records", map[string]any{"type": "pamUser",
+			"title": fmt.Sprintf("okta user %d", i+1), "folder": "Okta",
+			"fields": []any{field("login", emulator.SeedLogin(i+1)), field("password", emulator.SeedPassword(i+1))}},
+			http.StatusCreated, &rec); err != nil {
+			return err
+		}
+		uids[i] = rec.UID
+		return callJSON(nodes[i%3], tokens[i%3], "PUT", "/records/"+rec.UID+"/rotation",
+			map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID,
+				"schedule": map[string]any{"type": "CRON", "cron": "*/2 * * * * ?"}}, http.StatusOK, nil)
+	})
+
+	waitFor(t, time.Minute, "node 1 holding scheduled runs under way", func() bool {
+		return len(unfinishedOf(t, db, "n1")) > 0
+	})
+	held := unfinishedOf(t, db, "n1")
+	if err := nodes[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	<-nodes[0].exited
+
+	var firedAgain, resumed time.Duration
+	waitFor(t, time.Minute, "the survivors firing schedules and taking node 1's runs over", func() bool {
+		if firedAgain == 0 {
+			var n int
+			if err := db.QueryRow(`SELECT count(*) FROM rotation_runs WHERE trigger = 'scheduled' AND lease_node <> 'n1'
+				AND created_at > $1`, killed.UnixNano()).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				firedAgain = time.Since(killed)
+			}
+		}
+		if resumed == 0 {
+			var moved int
+			if err := db.QueryRow(`SELECT count(*) FROM rotation_runs WHERE id = ANY($1) AND lease_node <> 'n1'`, held).Scan(&moved); err != nil {
+				t.Fatal(err)
+			}
+			if moved > 0 {
+				resumed = time.Since(killed)
+			}
+		}
+		return firedAgain > 0 && resumed > 0
+	})
+	if limit := failoverLease + failoverClaim + time.Second; resumed > limit {
+		t.Errorf("the survivors took node 1's scheduled runs over %s after it died, want within %s", resumed, limit)
+	}
+	// Let the survivors fire a few more occurrences, then stop the schedules and let it settle.
+	time.Sleep(5 * time.Second)
+	inParallel(t, users, 4, func(i int) error {
+		return callJSON(nodes[1+i%2], tokens[1+i%2], "PUT", "/records/"+uids[i]+"/rotation",
+			map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID}, http.StatusOK, nil)
+	})
+	waitFor(t, 2*time.Minute, "every run to end", func() bool {
+		var open int
+		if err := db.QueryRow(`SELECT count(*) FROM rotation_runs WHERE status IN ('queued', 'running')`).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		return open == 0
+	})
+
+	var dup int
+	if err := db.QueryRow(`SELECT count(*) FROM (SELECT record_uid, due_at FROM rotation_runs WHERE due_at IS NOT NULL
+		GROUP BY 1, 2 HAVING count(*) > 1) d`).Scan(&dup); err != nil {
+		t.Fatal(err)
+	}
+	if dup != 0 {
+		t.Errorf("%d scheduled occurrences made more than one run", dup)
+	}
+	after := map[string]int{}
+	succeeded := map[string]int{}
+	statuses := map[string]int{}
+	rows, err := db.Query(`SELECT record_uid, status, error_code, created_at FROM rotation_runs`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var uid, status, code string
+		var created int64
+		if err := rows.Scan(&uid, &status, &code, &created); err != nil {
+			t.Fatal(err)
+		}
+		statuses[status+" "+code]++
+		if status == "succeeded" {
+			succeeded[uid]++
+			if created > killed.UnixNano() {
+				after[uid]++
+			}
+		}
+	}
+	rows.Close()
+	for k, n := range statuses {
+		if k != "succeeded " {
+			t.Errorf("%d runs ended %q", n, k)
+		}
+	}
+	runs := 0
+	for i, uid := range uids {
+		var got struct {
+			Value string `json:"value"`
+		}
+		nodes[2].apiJSON(t, tokens[2], "GET", "/notation?ref=keeper://"+uid+"/field/password", nil, http.StatusOK, &got)
+		live, _ := emu.Password(emulator.SeedLogin(i + 1))
+		changes, _ := emu.PasswordChanges(emulator.SeedLogin(i + 1))
+		if live != got.Value {
+			t.Errorf("user %d: Okta's password is not the vault's current one", i+1)
+		}
+		if changes != int64(succeeded[uid]) {
+			t.Errorf("user %d: Okta saw %d password changes for %d succeeded runs", i+1, changes, succeeded[uid])
+		}
+		if after[uid] == 0 {
+			t.Errorf("user %d: no scheduled rotation after node 1 died", i+1)
+		}
+		runs += succeeded[uid]
+	}
+	t.Logf("scheduled every 2 s, %d users on 3 nodes: node 1 killed holding %d runs; survivors fired again %s after, and took its runs over %s after "+
+		"(lease %s, claim interval %s); %d runs, all succeeded: %v",
+		users, len(held), firedAgain.Round(time.Millisecond), resumed.Round(time.Millisecond), failoverLease, failoverClaim, runs, statuses)
+	nodes[1].stop(t)
+	nodes[2].stop(t)
+}
