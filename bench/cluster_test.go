@@ -253,8 +253,8 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 	b.ReportMetric(fig.rotations, "rotations/s")
 	b.ReportMetric(fig.reads, "reads/s")
 	b.ReportMetric(float64(runs.exec.Microseconds())/1000, "run-ms")
-	cpuRot.report(b, "rot", rotElapsed)
-	cpuRead.report(b, "read", readElapsed)
+	cpuRot.report(b, "rot", "rotation", users, rotElapsed)
+	cpuRead.report(b, "read", "read", reads, readElapsed)
 	if probe != nil {
 		// What a run costs in lease work: the deadline Rotate reads; a renewal each third of
 		// the lease while a node holds it (queued or executing); and its share of the claims.
@@ -528,6 +528,7 @@ type cpuTimes struct {
 	postgres time.Duration
 	hasPG    bool
 	self     time.Duration
+	machine  time.Duration // every process on the machine, these and others
 }
 
 // clockTick is the unit of /proc/PID/stat's times (USER_HZ, 100 on Linux).
@@ -544,11 +545,34 @@ func takeCPU(nodes []*clusterNode, pg *pgServer) cpuTimes {
 	}
 	st, _ := procStat(os.Getpid())
 	c.self = st.cpu()
+	c.machine = machineBusy()
 	return c
 }
 
+// machineBusy is the CPU time all the machine's processes used since it started (/proc/stat:
+// every state but idle and iowait).
+func machineBusy() time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal guest guest_nice
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * clockTick
+}
+
 func (c cpuTimes) minus(o cpuTimes) cpuTimes {
-	d := cpuTimes{postgres: c.postgres - o.postgres, hasPG: c.hasPG, self: c.self - o.self}
+	d := cpuTimes{postgres: c.postgres - o.postgres, hasPG: c.hasPG, self: c.self - o.self, machine: c.machine - o.machine}
 	for i := range c.nodes {
 		d.nodes = append(d.nodes, c.nodes[i]-o.nodes[i])
 	}
@@ -563,9 +587,10 @@ func (c cpuTimes) total() time.Duration {
 	return t
 }
 
-// report reports each process's CPU seconds in the phase, and the share of the machine's
-// cores all of them used (near 100 % the cores are the limit).
-func (c cpuTimes) report(b *testing.B, phase string, elapsed time.Duration) {
+// report reports each process's CPU seconds in the phase, their total a operation, the share
+// of the machine's cores they used, and the share other processes of the machine used (the
+// cores are the limit when the two come near 100 %).
+func (c cpuTimes) report(b *testing.B, phase, op string, ops int, elapsed time.Duration) {
 	for i, n := range c.nodes {
 		b.ReportMetric(n.Seconds(), fmt.Sprintf("%s-cpu-n%d-s", phase, i+1))
 	}
@@ -573,7 +598,10 @@ func (c cpuTimes) report(b *testing.B, phase string, elapsed time.Duration) {
 		b.ReportMetric(c.postgres.Seconds(), phase+"-cpu-pg-s")
 	}
 	b.ReportMetric(c.self.Seconds(), phase+"-cpu-bench-s")
-	b.ReportMetric(100*c.total().Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), phase+"-cores-%")
+	b.ReportMetric(float64(c.total().Microseconds())/float64(ops), phase+"-cpu-µs/"+op)
+	cores := elapsed.Seconds() * float64(runtime.NumCPU())
+	b.ReportMetric(100*c.total().Seconds()/cores, phase+"-cores-%")
+	b.ReportMetric(100*max(0, c.machine-c.total()).Seconds()/cores, phase+"-others-cores-%")
 }
 
 func (c cpuTimes) String() string {
@@ -664,7 +692,7 @@ const (
 	deadlineReads = 10
 )
 
-// startLeaseProbe times, every 20 ms: an empty claim (every open run is held by a node, under
+// startLeaseProbe times, every 100 ms (little load beside the nodes'): an empty claim (every open run is held by a node, under
 // a lease far from expiring, so it claims nothing but passes over every open run), a fenced
 // renewal of one lease it does not hold (the lookup of a real one, without its write), and the
 // lease deadline Rotate reads.
@@ -677,7 +705,7 @@ func startLeaseProbe(b *testing.B, dsn string) *leaseProbe {
 	}
 	p := &leaseProbe{db: db, done: make(chan struct{})}
 	p.wg.Go(func() {
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
