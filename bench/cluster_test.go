@@ -45,14 +45,18 @@ type clusterFigures struct{ rotations, reads float64 }
 //
 // Besides rotations/s and reads/s (and their ratios to postgres-1node and sqlite-1node) it
 // reports the CPU seconds each process used in each phase (each node, PostgreSQL's postmaster
-// and backends, and this process: the emulator and the clients), and what claiming costs:
-// while the runs go on, a probe times, on the same database, an empty ClaimRuns (what each
-// node does every claim interval and whenever a worker idles), a fenced RenewLeases and the
-// lease deadline Rotate reads. claim-% is the lease work a run can cause at most (its lease
-// deadline, its renewals, one claim after it, and its share of the claims each node makes
-// every claim interval) over the mean run (started to finished); claim-min-% counts no claim
-// after the runs, as when every worker of a node is busy. The probe's times are those of a
-// loaded machine: they include waiting for a core.
+// and backends, and this process: the emulator and the clients), their total a rotation and a
+// read, and what other processes of the machine used meanwhile.
+//
+// claim-% is the CPU that lease work costs a run, at most, over the CPU a run costs the nodes
+// and PostgreSQL. Once the nodes have stopped, the CPU (PostgreSQL's and this process's) of the
+// nodes' lease operations is measured on the same database: the lease deadline Rotate reads, a
+// renewal (of 16 leases, per lease), and an empty claim (what a node does every claim interval
+// and whenever a worker finds its queue empty) passing over the open runs of other nodes. A
+// run costs its deadline, a renewal each third of the lease while a node holds it, and its
+// share of the claims: either its node's workers idle, and it claims at most once after each
+// run with at most its peers' workers' runs open (16 a node), or they are all busy and it
+// claims once a claim interval, with up to every run open. claim-% is the worse of the two.
 //
 // It runs once whatever -benchtime says; -short rotates 300 users instead of 1,000.
 func BenchmarkCluster(b *testing.B) {
@@ -187,10 +191,6 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 	}
 
 	// The rotations, asked of the nodes in turn, timed until every run has ended.
-	var probe *leaseProbe
-	if postgres {
-		probe = startLeaseProbe(b, dsn)
-	}
 	cpu0 := takeCPU(servers, pg)
 	start := time.Now()
 	asked := make(chan error, 1)
@@ -217,10 +217,6 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 	cpuRot := takeCPU(servers, pg).minus(cpu0)
 	if err := <-asked; err != nil {
 		b.Fatal(err)
-	}
-	var lease leaseCost
-	if probe != nil {
-		lease = probe.stop(b)
 	}
 	runs := checkRuns(b, db, users)
 
@@ -258,21 +254,19 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 	b.ReportMetric(float64(runs.exec.Microseconds())/1000, "run-ms")
 	cpuRot.report(b, "rot", "rotation", users, rotElapsed)
 	cpuRead.report(b, "read", "read", reads, readElapsed)
-	if probe != nil {
-		// What a run costs in lease work: the deadline Rotate reads; a renewal each third of
-		// the lease while a node holds it (queued or executing); and its share of the claims.
-		// A node claims each claim interval, and whenever a worker finds nothing to do: at most
-		// once after each run (claim-%), none while its workers are all busy (claim-min-%).
-		ticks := float64(nodes) * rotElapsed.Seconds() / time.Second.Seconds()
+	if pg != nil {
+		lease := measureLeaseCPU(b, dsn, pg, uids, nodes)
+		ticks := float64(nodes) * rotElapsed.Seconds() / time.Second.Seconds() // each node's claims each second
 		renewsPerRun := runs.held.Seconds() / (clusterLease / 3).Seconds()
 		fixed := lease.deadline.Seconds() + renewsPerRun*lease.renew.Seconds()
-		most := fixed + (1+ticks/float64(users))*lease.claim.Seconds()
-		least := fixed + ticks/float64(users)*lease.claim.Seconds()
-		b.ReportMetric(float64(lease.claim.Microseconds()), "claim-µs")
-		b.ReportMetric(float64(lease.renew.Microseconds()), "renew-µs")
-		b.ReportMetric(float64(lease.deadline.Microseconds()), "deadline-µs")
-		b.ReportMetric(100*most/runs.exec.Seconds(), "claim-%")
-		b.ReportMetric(100*least/runs.exec.Seconds(), "claim-min-%")
+		idle := fixed + (1+ticks/float64(users))*lease.claimIdle.Seconds()
+		busy := fixed + ticks/float64(users)*lease.claimBacklog.Seconds()
+		perRun := (cpuRot.total() - cpuRot.self).Seconds() / float64(users) // the nodes' and PostgreSQL's
+		b.ReportMetric(float64(lease.claimIdle.Microseconds()), "claim-cpu-µs")
+		b.ReportMetric(float64(lease.claimBacklog.Microseconds()), "claim-backlog-cpu-µs")
+		b.ReportMetric(float64(lease.renew.Microseconds()), "renew-cpu-µs/lease")
+		b.ReportMetric(float64(lease.deadline.Microseconds()), "deadline-cpu-µs")
+		b.ReportMetric(100*max(idle, busy)/perRun, "claim-%")
 	}
 	b.Logf("%d users, %d nodes: %d rotations in %s (mean run %s), %d reads in %s; CPU s rotating %s; reading %s",
 		users, nodes, users, rotElapsed.Round(time.Millisecond), runs.exec.Round(time.Microsecond), reads,
@@ -676,99 +670,108 @@ func (p *pgServer) cpu() time.Duration {
 	return t
 }
 
-// leaseCost is the mean time of each lease operation as the probe measured it.
-type leaseCost struct{ claim, renew, deadline time.Duration }
-
-// leaseProbe times the lease operations on the cluster's database while the nodes work.
-type leaseProbe struct {
-	db                     *store.DB
-	done                   chan struct{}
-	wg                     sync.WaitGroup
-	claim, renew, deadline []time.Duration
-	err                    error
-}
-
-// clusterLease is the nodes' rotation lease (the default), and deadlineReads how many lease
-// deadlines the probe reads in one transaction, so that its begin and commit (which Rotate
-// does anyway) weigh little in the figure.
+// clusterLease is the nodes' rotation lease (the default), and nodeWorkers how many runs a
+// node executes at once (the default).
 const (
-	clusterLease  = 30 * time.Second
-	deadlineReads = 10
+	clusterLease = 30 * time.Second
+	nodeWorkers  = 16
 )
 
-// startLeaseProbe times, every 100 ms (little load beside the nodes'): an empty claim (every
-// open run is held by a node, under a lease far from expiring, so it claims nothing but passes
-// over every open run), a fenced renewal of one lease it does not hold (the lookup of a real
-// one, without its write), and the lease deadline Rotate reads.
-func startLeaseProbe(b *testing.B, dsn string) *leaseProbe {
+// leaseCPU is the CPU time, PostgreSQL's and its client's, of each lease operation.
+type leaseCPU struct {
+	claimIdle    time.Duration // an empty claim, with nodeWorkers open runs a node
+	claimBacklog time.Duration // an empty claim, with every user's run open
+	renew        time.Duration // a lease's share of a renewal of nodeWorkers leases
+	deadline     time.Duration // the lease deadline Rotate reads in its transaction
+}
+
+// measureLeaseCPU measures the lease operations' CPU on the database of stopped nodes: it
+// opens runs for the users' records, held by node "other" or by itself under a lease of an
+// hour, and times the operations of a node against them.
+func measureLeaseCPU(b *testing.B, dsn string, pg *pgServer, uids []string, nodes int) leaseCPU {
 	b.Helper()
 	ctx := context.Background()
 	db, err := store.OpenPostgres(ctx, dsn)
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &leaseProbe{db: db, done: make(chan struct{})}
-	p.wg.Go(func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-p.done:
-				return
-			case <-tick.C:
-			}
-			t := time.Now()
-			got, err := db.ClaimRuns(ctx, "bench-probe", 32, clusterLease)
-			if err == nil && len(got) > 0 {
-				err = fmt.Errorf("the probe claimed %d runs a node should hold", len(got))
-				_ = db.ReleaseLeases(ctx, "bench-probe", got)
-			}
-			if err != nil {
-				p.err = err
-				return
-			}
-			p.claim = append(p.claim, time.Since(t))
-			t = time.Now()
-			if _, err := db.RenewLeases(ctx, "bench-probe", []store.Lease{{RunID: "none", Epoch: 1}}, clusterLease); err != nil {
-				p.err = err
-				return
-			}
-			p.renew = append(p.renew, time.Since(t))
-			t = time.Now()
-			if err := db.Tx(ctx, func(tx *store.Tx) error {
-				for range deadlineReads {
-					if _, err := tx.LeaseDeadline(ctx, clusterLease); err != nil {
-						return err
-					}
+	defer db.Close()
+	team, err := db.TeamByName(ctx, "acme")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(uids) < (nodes+1)*nodeWorkers {
+		b.Fatalf("%d users: too few to hold %d runs", len(uids), (nodes+1)*nodeWorkers)
+	}
+	open := 0
+	hold := func(n int, node string) []store.Lease {
+		until := time.Now().Add(time.Hour)
+		var leases []store.Lease
+		err := db.Tx(ctx, func(tx *store.Tx) error {
+			for _, uid := range uids[open : open+n] {
+				run := store.Run{ID: "bench-" + uid, TeamID: team.ID, RecordUID: uid, Trigger: "on_demand", Status: "queued",
+					State: "queued", CreatedAt: time.Now(), UpdatedAt: time.Now(), LeaseNode: node, LeaseEpoch: 1, LeaseUntil: &until}
+				if err := tx.InsertRun(ctx, run); err != nil {
+					return err
 				}
-				return nil
-			}); err != nil {
-				p.err = err
-				return
+				leases = append(leases, store.Lease{RunID: run.ID, Epoch: 1})
 			}
-			p.deadline = append(p.deadline, time.Since(t)/deadlineReads)
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
-	return p
-}
-
-func (p *leaseProbe) stop(b *testing.B) leaseCost {
-	b.Helper()
-	close(p.done)
-	p.wg.Wait()
-	p.db.Close()
-	if p.err != nil {
-		b.Fatal(p.err)
+		open += n
+		return leases
 	}
-	if len(p.claim) == 0 {
-		b.Fatal("the lease probe measured nothing")
-	}
-	mean := func(d []time.Duration) time.Duration {
-		var t time.Duration
-		for _, x := range d {
-			t += x
+	// cpu runs op 10 times (connections opened, statements prepared), then for 500 ms at
+	// least, and returns its CPU time per call.
+	cpu := func(op func() error) time.Duration {
+		for range 10 {
+			if err := op(); err != nil {
+				b.Fatal(err)
+			}
 		}
-		return t / time.Duration(len(d))
+		self0, _ := procStat(os.Getpid())
+		pg0, start, n := pg.cpu(), time.Now(), 0
+		for ; n < 50 || time.Since(start) < 500*time.Millisecond; n++ {
+			if err := op(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		self1, _ := procStat(os.Getpid())
+		return (pg.cpu() - pg0 + self1.cpu() - self0.cpu()) / time.Duration(n)
 	}
-	return leaseCost{claim: mean(p.claim), renew: mean(p.renew), deadline: mean(p.deadline)}
+	claimNone := func() error {
+		got, err := db.ClaimRuns(ctx, "bench", 2*nodeWorkers, clusterLease)
+		if err == nil && len(got) > 0 {
+			err = fmt.Errorf("claimed %d runs held under a live lease", len(got))
+		}
+		return err
+	}
+	var c leaseCPU
+	hold(nodes*nodeWorkers, "other")
+	c.claimIdle = cpu(claimNone)
+	hold(len(uids)-open-nodeWorkers, "other")
+	mine := hold(nodeWorkers, "bench")
+	c.claimBacklog = cpu(claimNone)
+	c.renew = cpu(func() error {
+		lost, err := db.RenewLeases(ctx, "bench", mine, clusterLease)
+		if err == nil && len(lost) > 0 {
+			err = fmt.Errorf("lost %d leases", len(lost))
+		}
+		return err
+	}) / nodeWorkers
+	const reads = 10 // in one transaction, so that its begin and commit (Rotate's own) weigh little
+	c.deadline = cpu(func() error {
+		return db.Tx(ctx, func(tx *store.Tx) error {
+			for range reads {
+				if _, err := tx.LeaseDeadline(ctx, clusterLease); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}) / reads
+	return c
 }
