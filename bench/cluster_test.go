@@ -48,15 +48,14 @@ type clusterFigures struct{ rotations, reads float64 }
 // and backends, and this process: the emulator and the clients), their total a rotation and a
 // read, and what other processes of the machine used meanwhile.
 //
-// claim-% is the CPU that lease work costs a run, at most, over the CPU a run costs the nodes
-// and PostgreSQL. Once the nodes have stopped, the CPU (PostgreSQL's and this process's) of the
-// nodes' lease operations is measured on the same database: the lease deadline Rotate reads, a
-// renewal (of 16 leases, per lease), and an empty claim (what a node does every claim interval
-// and whenever a worker finds its queue empty) passing over the open runs of other nodes. A
-// run costs its deadline, a renewal each third of the lease while a node holds it, and its
-// share of the claims: either its node's workers idle, and it claims at most once after each
-// run with at most its peers' workers' runs open (16 a node), or they are all busy and it
-// claims once a claim interval, with up to every run open. claim-% is the worse of the two.
+// claim-% is the CPU that lease work costs a run over the CPU a run costs the nodes and
+// PostgreSQL (on PostgreSQL). PostgreSQL counts the nodes' claims while they rotate (a trigger,
+// see countClaims: claims/run), and the benchmark the runs open meanwhile (open-runs, on
+// average). Once the nodes have stopped, the CPU (of the backend and of its client, this
+// process) of each lease operation is measured on the same database: an empty claim passing
+// over that many open runs of another node, a renewal (of 16 leases, per lease) and the lease
+// deadline Rotate reads. A run costs its deadline, a renewal each third of the lease while a
+// node holds it (queued or executing), and its share of the claims.
 //
 // It runs once whatever -benchtime says; -short rotates 300 users instead of 1,000.
 func BenchmarkCluster(b *testing.B) {
@@ -191,6 +190,10 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 	}
 
 	// The rotations, asked of the nodes in turn, timed until every run has ended.
+	if postgres {
+		countClaims(b, db)
+	}
+	claims0 := claimsSoFar(b, db, postgres)
 	cpu0 := takeCPU(servers, pg)
 	start := time.Now()
 	asked := make(chan error, 1)
@@ -199,12 +202,16 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 			return servers[i%nodes].call("POST", "/records/"+uids[i]+"/rotate", nil, http.StatusAccepted, nil)
 		})
 	}()
+	var polls, openSum int // the open runs, summed over the polls
 	ended := func() int {
-		var n int
-		if err := db.QueryRow(`SELECT count(*) FROM rotation_runs WHERE status NOT IN ('queued', 'running')`).Scan(&n); err != nil {
+		var done, open int
+		if err := db.QueryRow(`SELECT count(*) FILTER (WHERE status NOT IN ('queued', 'running')),
+			count(*) FILTER (WHERE status IN ('queued', 'running')) FROM rotation_runs`).Scan(&done, &open); err != nil {
 			b.Fatal(err)
 		}
-		return n
+		polls++
+		openSum += open
+		return done
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for ended() < users {
@@ -214,6 +221,7 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 		time.Sleep(5 * time.Millisecond)
 	}
 	rotElapsed := time.Since(start)
+	claims := claimsSoFar(b, db, postgres) - claims0
 	cpuRot := takeCPU(servers, pg).minus(cpu0)
 	if err := <-asked; err != nil {
 		b.Fatal(err)
@@ -255,18 +263,25 @@ func benchCluster(b *testing.B, postgres bool, nodes int) clusterFigures {
 	cpuRot.report(b, "rot", "rotation", users, rotElapsed)
 	cpuRead.report(b, "read", "read", reads, readElapsed)
 	if pg != nil {
-		lease := measureLeaseCPU(b, dsn, pg, uids, nodes)
-		ticks := float64(nodes) * rotElapsed.Seconds() / time.Second.Seconds() // each node's claims each second
+		// A run's lease work: the deadline Rotate reads, a renewal each third of the lease
+		// while a node holds it (queued or executing), and its share of the nodes' claims, each
+		// passing over the runs open then (as many as on average).
+		open := (openSum + polls - 1) / polls
+		before := claimsSoFar(b, db, postgres)
+		lease := measureLeaseCPU(b, dsn, uids, open)
+		if got := claimsSoFar(b, db, postgres) - before; got != lease.claims { // the count is right
+			b.Fatalf("PostgreSQL counted %d claims, want %d", got, lease.claims)
+		}
+		claimsPerRun := float64(claims) / float64(users)
 		renewsPerRun := runs.held.Seconds() / (clusterLease / 3).Seconds()
-		fixed := lease.deadline.Seconds() + renewsPerRun*lease.renew.Seconds()
-		idle := fixed + (1+ticks/float64(users))*lease.claimIdle.Seconds()
-		busy := fixed + ticks/float64(users)*lease.claimBacklog.Seconds()
-		perRun := (cpuRot.total() - cpuRot.self).Seconds() / float64(users) // the nodes' and PostgreSQL's
-		b.ReportMetric(float64(lease.claimIdle.Microseconds()), "claim-cpu-µs")
-		b.ReportMetric(float64(lease.claimBacklog.Microseconds()), "claim-backlog-cpu-µs")
+		perRun := lease.deadline.Seconds() + renewsPerRun*lease.renew.Seconds() + claimsPerRun*lease.claim.Seconds()
+		runCPU := (cpuRot.total() - cpuRot.self).Seconds() / float64(users) // the nodes' and PostgreSQL's
+		b.ReportMetric(claimsPerRun, "claims/run")
+		b.ReportMetric(float64(open), "open-runs")
+		b.ReportMetric(float64(lease.claim.Microseconds()), "claim-cpu-µs")
 		b.ReportMetric(float64(lease.renew.Microseconds()), "renew-cpu-µs/lease")
 		b.ReportMetric(float64(lease.deadline.Microseconds()), "deadline-cpu-µs")
-		b.ReportMetric(100*max(idle, busy)/perRun, "claim-%")
+		b.ReportMetric(100*perRun/runCPU, "claim-%")
 	}
 	b.Logf("%d users, %d nodes: %d rotations in %s (mean run %s), %d reads in %s; CPU s rotating %s; reading %s",
 		users, nodes, users, rotElapsed.Round(time.Millisecond), runs.exec.Round(time.Microsecond), reads,
@@ -677,18 +692,18 @@ const (
 	nodeWorkers  = 16
 )
 
-// leaseCPU is the CPU time, PostgreSQL's and its client's, of each lease operation.
+// leaseCPU is the CPU time, of PostgreSQL's backend and of its client, of each lease operation.
 type leaseCPU struct {
-	claimIdle    time.Duration // an empty claim, with nodeWorkers open runs a node
-	claimBacklog time.Duration // an empty claim, with every user's run open
-	renew        time.Duration // a lease's share of a renewal of nodeWorkers leases
-	deadline     time.Duration // the lease deadline Rotate reads in its transaction
+	claim    time.Duration // an empty claim, passing over the open runs of other nodes
+	renew    time.Duration // a lease's share of a renewal of nodeWorkers leases
+	deadline time.Duration // the lease deadline Rotate reads in its transaction
+	claims   int           // how many claims it made
 }
 
 // measureLeaseCPU measures the lease operations' CPU on the database of stopped nodes: it
-// opens runs for the users' records, held by node "other" or by itself under a lease of an
-// hour, and times the operations of a node against them.
-func measureLeaseCPU(b *testing.B, dsn string, pg *pgServer, uids []string, nodes int) leaseCPU {
+// opens runs for the users' records, open held by node "other" and nodeWorkers by itself,
+// under a lease of an hour, and times the operations of a node against them.
+func measureLeaseCPU(b *testing.B, dsn string, uids []string, open int) leaseCPU {
 	b.Helper()
 	ctx := context.Background()
 	db, err := store.OpenPostgres(ctx, dsn)
@@ -700,15 +715,14 @@ func measureLeaseCPU(b *testing.B, dsn string, pg *pgServer, uids []string, node
 	if err != nil {
 		b.Fatal(err)
 	}
-	if len(uids) < (nodes+1)*nodeWorkers {
-		b.Fatalf("%d users: too few to hold %d runs", len(uids), (nodes+1)*nodeWorkers)
-	}
-	open := 0
+	open = min(open, len(uids)-nodeWorkers)
+	var c leaseCPU
+	held := 0
 	hold := func(n int, node string) []store.Lease {
 		until := time.Now().Add(time.Hour)
 		var leases []store.Lease
 		err := db.Tx(ctx, func(tx *store.Tx) error {
-			for _, uid := range uids[open : open+n] {
+			for _, uid := range uids[held : held+n] {
 				run := store.Run{ID: "bench-" + uid, TeamID: team.ID, RecordUID: uid, Trigger: "on_demand", Status: "queued",
 					State: "queued", CreatedAt: time.Now(), UpdatedAt: time.Now(), LeaseNode: node, LeaseEpoch: 1, LeaseUntil: &until}
 				if err := tx.InsertRun(ctx, run); err != nil {
@@ -721,11 +735,38 @@ func measureLeaseCPU(b *testing.B, dsn string, pg *pgServer, uids []string, node
 		if err != nil {
 			b.Fatal(err)
 		}
-		open += n
+		held += n
 		return leases
 	}
+	// The backends serving db: every client session on the database but the one that finds them
+	// (the nodes have stopped), not PostgreSQL's background work (autovacuum after the runs).
+	sessions, err := sql.Open("pgx", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sessions.Close()
+	sessions.SetMaxOpenConns(1)
+	backends := func() map[int]time.Duration {
+		rows, err := sessions.Query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+			AND backend_type = 'client backend' AND pid <> pg_backend_pid()`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[int]time.Duration{}
+		for rows.Next() {
+			var pid int
+			if err := rows.Scan(&pid); err != nil {
+				b.Fatal(err)
+			}
+			if st, err := procStat(pid); err == nil {
+				out[pid] = st.cpu()
+			}
+		}
+		return out
+	}
 	// cpu runs op 10 times (connections opened, statements prepared), then for 500 ms at
-	// least, and returns its CPU time per call.
+	// least, and returns the CPU time per call of this process and of the backends serving it.
 	cpu := func(op func() error) time.Duration {
 		for range 10 {
 			if err := op(); err != nil {
@@ -733,28 +774,30 @@ func measureLeaseCPU(b *testing.B, dsn string, pg *pgServer, uids []string, node
 			}
 		}
 		self0, _ := procStat(os.Getpid())
-		pg0, start, n := pg.cpu(), time.Now(), 0
+		pg0, start, n := backends(), time.Now(), 0
 		for ; n < 50 || time.Since(start) < 500*time.Millisecond; n++ {
 			if err := op(); err != nil {
 				b.Fatal(err)
 			}
 		}
 		self1, _ := procStat(os.Getpid())
-		return (pg.cpu() - pg0 + self1.cpu() - self0.cpu()) / time.Duration(n)
+		used := self1.cpu() - self0.cpu()
+		for pid, t := range backends() {
+			used += t - pg0[pid] // a session opened meanwhile counts whole
+		}
+		return used / time.Duration(n)
 	}
 	claimNone := func() error {
+		c.claims++
 		got, err := db.ClaimRuns(ctx, "bench", 2*nodeWorkers, clusterLease)
 		if err == nil && len(got) > 0 {
 			err = fmt.Errorf("claimed %d runs held under a live lease", len(got))
 		}
 		return err
 	}
-	var c leaseCPU
-	hold(nodes*nodeWorkers, "other")
-	c.claimIdle = cpu(claimNone)
-	hold(len(uids)-open-nodeWorkers, "other")
+	hold(open, "other")
 	mine := hold(nodeWorkers, "bench")
-	c.claimBacklog = cpu(claimNone)
+	c.claim = cpu(claimNone)
 	c.renew = cpu(func() error {
 		lost, err := db.RenewLeases(ctx, "bench", mine, clusterLease)
 		if err == nil && len(lost) > 0 {
@@ -774,4 +817,40 @@ func measureLeaseCPU(b *testing.B, dsn string, pg *pgServer, uids []string, node
 		})
 	}) / reads
 	return c
+}
+
+// countClaims makes PostgreSQL count the claims (store.ClaimRuns) of every node in a sequence,
+// bench_claims: a statement trigger fires once for each UPDATE of rotation_runs, even one that
+// changes no row as most claims do, and counts those that claim. It costs each UPDATE of
+// rotation_runs a function call.
+func countClaims(b *testing.B, db *sql.DB) {
+	b.Helper()
+	if _, err := db.Exec(`CREATE SEQUENCE bench_claims;
+		CREATE FUNCTION bench_count_claims() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF current_query() LIKE '%SET lease_node = $1, lease_epoch = lease_epoch + 1%' THEN
+				PERFORM nextval('bench_claims');
+			END IF;
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER bench_count_claims AFTER UPDATE ON rotation_runs FOR EACH STATEMENT EXECUTE FUNCTION bench_count_claims();`); err != nil {
+		b.Fatalf("count the claims: %v", err)
+	}
+}
+
+// claimsSoFar returns how many claims countClaims has counted.
+func claimsSoFar(b *testing.B, db *sql.DB, postgres bool) int {
+	b.Helper()
+	if !postgres {
+		return 0
+	}
+	var n int
+	var called bool
+	if err := db.QueryRow(`SELECT last_value, is_called FROM bench_claims`).Scan(&n, &called); err != nil {
+		b.Fatal(err)
+	}
+	if !called {
+		return 0
+	}
+	return n
 }
