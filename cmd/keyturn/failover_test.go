@@ -134,19 +134,7 @@ func TestFailoverThreeNodes(t *testing.T) {
 		return n
 	}
 	waitFor(t, 2*time.Minute, "node 1 with runs under way", func() bool { return running("n1") > 0 && asked.Load() > users/4 })
-	var held []string // the runs node 1 holds as it dies
-	rows, err := db.Query(`SELECT id FROM rotation_runs WHERE lease_node = 'n1' AND status IN ('queued', 'running')`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, id)
-	}
-	rows.Close()
+	held := unfinishedOf(t, db, "n1") // the runs node 1 holds as it dies
 	if err := nodes[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -158,10 +146,7 @@ func TestFailoverThreeNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	var stoppedHeld int
-	if err := db.QueryRow(`SELECT count(*) FROM rotation_runs WHERE lease_node = 'n2' AND status IN ('queued', 'running')`).Scan(&stoppedHeld); err != nil {
-		t.Fatal(err)
-	}
+	stoppedHeld := unfinishedOf(t, db, "n2")
 
 	// The survivors take node 1's runs over once its leases expire.
 	var resumed time.Duration
@@ -188,7 +173,15 @@ func TestFailoverThreeNodes(t *testing.T) {
 		t.Errorf("the survivors took node 1's runs over %s after it died, want within the lease and a claim interval (%s)", resumed, limit)
 	}
 
-	// Node 2 sleeps past its lease, then wakes up holding runs it lost.
+	// Node 2 sleeps past its lease until node 3 has taken some of its runs over, then wakes up
+	// holding runs it lost.
+	waitFor(t, time.Minute, "node 3 taking over node 2's runs", func() bool {
+		var moved int
+		if err := db.QueryRow(`SELECT count(*) FROM rotation_runs WHERE id = ANY($1) AND lease_node = 'n3'`, stoppedHeld).Scan(&moved); err != nil {
+			t.Fatal(err)
+		}
+		return moved > 0
+	})
 	time.Sleep(failoverLease + 2*time.Second - time.Since(stopped))
 	if err := nodes[1].cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -209,7 +202,7 @@ func TestFailoverThreeNodes(t *testing.T) {
 	// Every run ended, and each user's password in Okta is the vault's current one.
 	succeeded := map[string]int{}
 	statuses := map[string]int{}
-	rows, err = db.Query(`SELECT record_uid, status, error_code FROM rotation_runs`)
+	rows, err := db.Query(`SELECT record_uid, status, error_code FROM rotation_runs`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +243,7 @@ func TestFailoverThreeNodes(t *testing.T) {
 	}
 	t.Logf("1,000 native Okta rotations on 3 nodes: %d runs, by status %v; node 1 killed holding %d runs, node 2 stopped %s holding %d; "+
 		"node 1's runs taken over %s after its death (lease %s, claim interval %s); all settled in %s; lost %d, changed twice %d",
-		ran, statuses, len(held), woke.Round(time.Millisecond), stoppedHeld, resumed.Round(time.Millisecond), failoverLease, failoverClaim,
+		ran, statuses, len(held), woke.Round(time.Millisecond), len(stoppedHeld), resumed.Round(time.Millisecond), failoverLease, failoverClaim,
 		took.Round(time.Millisecond), lost, doubled)
 	if len(succeeded) != users {
 		t.Errorf("%d of %d users were rotated", len(succeeded), users)
@@ -262,6 +255,33 @@ func TestFailoverThreeNodes(t *testing.T) {
 	}
 	nodes[1].stop(t)
 	nodes[2].stop(t)
+	// Node 2 woke up to leases it had lost, and said so (and, as counted above, changed no
+	// target and committed nothing for those runs).
+	if !bytes.Contains(nodes[1].stderr.Bytes(), []byte("lost its lease")) && !bytes.Contains(nodes[1].stderr.Bytes(), []byte("lease lost")) {
+		t.Errorf("node 2 never noticed it lost a lease; its log:\n%s", nodes[1].stderr)
+	}
+}
+
+// unfinishedOf returns the ids of the unfinished runs a node holds.
+func unfinishedOf(t *testing.T, db *sql.DB, node string) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT id FROM rotation_runs WHERE lease_node = $1 AND status IN ('queued', 'running')`, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
 
 // callJSON is apiJSON for goroutines: it returns what is wrong instead of failing the test.

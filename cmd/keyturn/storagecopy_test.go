@@ -119,6 +119,11 @@ func TestStorageCopySQLiteToPostgres(t *testing.T) {
 	if code != 0 || copyVerifyOut != verifyOut {
 		t.Fatalf("audit verify on the copy: exit %d: %q %s, on the source %q", code, copyVerifyOut, errOut, verifyOut)
 	}
+	// So does the vault-wide chain's.
+	if code, out, errOut := keyturn(t, "audit", "verify", "--chain", "vault", "--data", dir, "--storage", dsn, "--team", "acme"); code != 0 ||
+		!strings.Contains(out, "vault-wide audit chain holds") {
+		t.Fatalf("audit verify --chain vault on the copy: exit %d: %s %s", code, out, errOut)
+	}
 
 	// A server on the copy serves the rotated password, and its new events chain on.
 	srv = startServer(t, "--data", dir, "--storage", dsn, "--target-rate", "0")

@@ -12,14 +12,17 @@ import (
 )
 
 type verification struct {
-	OK     bool  `json:"ok"`
-	Events int64 `json:"events"`
+	Chain  string `json:"chain"`
+	OK     bool   `json:"ok"`
+	Events int64  `json:"events"`
 	Head   *struct {
-		Seq int64  `json:"seq"`
-		ID  string `json:"id"`
+		Seq     int64  `json:"seq"`
+		TeamSeq int64  `json:"team_seq"`
+		ID      string `json:"id"`
 	} `json:"head"`
 	FirstBroken *struct {
 		Seq     int64  `json:"seq"`
+		TeamSeq int64  `json:"team_seq"`
 		ID      string `json:"id"`
 		Reason  string `json:"reason"`
 		Message string `json:"message"`
@@ -89,8 +92,14 @@ func TestAuditVerifyNamesTheFirstBrokenLink(t *testing.T) {
 	t.Run("intact", func(t *testing.T) {
 		tp := newTamperable(t)
 		v := verifyChain(t, tp.env, tp.env.Token, "", tp.passwords...)
-		if !v.OK || v.FirstBroken != nil || v.Events < 4 || v.Head == nil || v.Head.Seq < tp.seqs[3] || len(v.Head.ID) != 64 {
+		if !v.OK || v.Chain != "team" || v.FirstBroken != nil || v.Events < 4 || v.Head == nil || v.Head.Seq < tp.seqs[3] ||
+			v.Head.TeamSeq != v.Events || len(v.Head.ID) != 64 {
 			t.Fatalf("an intact chain: %+v", v)
+		}
+		vault := verifyChain(t, tp.env, tp.env.Token, "?chain=vault", tp.passwords...)
+		if !vault.OK || vault.Chain != "vault" || vault.Events != v.Events || vault.Head == nil || vault.Head.Seq != v.Head.Seq ||
+			vault.Head.ID == v.Head.ID || len(vault.Head.ID) != 64 {
+			t.Fatalf("the vault chain: %+v, the team's: %+v", vault, v)
 		}
 	})
 	for _, tc := range []struct {
@@ -126,9 +135,20 @@ func TestAuditVerifyNamesTheFirstBrokenLink(t *testing.T) {
 		tp := newTamperable(t)
 		before := verifyChain(t, tp.env, tp.env.Token, "")
 		tp.exec(t, fmt.Sprintf(`DELETE FROM audit_events WHERE seq >= %d`, tp.seqs[3]))
-		// Alone, the shorter chain holds: nothing in it says that more followed.
+		// The team's chain head, moved in the transaction of each event, is beyond its events.
+		if v := verifyChain(t, tp.env, tp.env.Token, ""); v.OK || v.FirstBroken == nil || v.FirstBroken.Reason != "tail_truncated" ||
+			v.FirstBroken.TeamSeq != before.Head.TeamSeq-(before.Head.Seq-tp.seqs[3]) {
+			t.Fatalf("the truncated chain: %+v %+v", v, v.FirstBroken)
+		}
+		// Alone, the vault-wide chain holds: nothing in it says that more followed.
+		if v := verifyChain(t, tp.env, tp.env.Token, "?chain=vault"); !v.OK || v.Chain != "vault" || v.Head.Seq >= tp.seqs[3] {
+			t.Fatalf("the truncated vault chain: %+v", v)
+		}
+		// Nor does the team's, once someone moved its head back too.
+		tp.exec(t, fmt.Sprintf(`UPDATE audit_team_heads SET seq = seq - %d, hash = (SELECT team_hash FROM audit_events WHERE seq = %d)`,
+			before.Head.Seq-tp.seqs[3]+1, tp.seqs[3]-1))
 		if v := verifyChain(t, tp.env, tp.env.Token, ""); !v.OK || v.Head.Seq >= tp.seqs[3] {
-			t.Fatalf("the truncated chain: %+v", v)
+			t.Fatalf("the truncated chain, its head moved back: %+v %+v", v, v.FirstBroken)
 		}
 		// The head from before, kept elsewhere, is gone.
 		head := fmt.Sprintf("?head=%d:%s", before.Head.Seq, before.Head.ID)
@@ -141,10 +161,13 @@ func TestAuditVerifyNamesTheFirstBrokenLink(t *testing.T) {
 			t.Fatalf("an earlier event as the head: %+v", v.FirstBroken)
 		}
 	})
-	t.Run("bad head", func(t *testing.T) {
+	t.Run("bad head or chain", func(t *testing.T) {
 		env := testenv.Start(t)
 		for _, h := range []string{"12", "x:ab", "0:ab", "3:not-hex"} {
 			wantError(t, env, "GET", "/v1/teams/acme/audit/verify?head="+h, env.Token, nil, 400, "invalid_request")
+		}
+		for _, c := range []string{"all", "Team", "vault,team"} {
+			wantError(t, env, "GET", "/v1/teams/acme/audit/verify?chain="+c, env.Token, nil, 400, "invalid_request")
 		}
 	})
 }
@@ -172,6 +195,9 @@ func TestAuditVerifyRefusesFolderLimitedCallers(t *testing.T) {
 	create(t, env, inApps)
 
 	e := wantError(t, env, "GET", "/v1/teams/acme/audit/verify", limited, nil, 403, "folder_limited")
+	if vault := wantError(t, env, "GET", "/v1/teams/acme/audit/verify?chain=vault", limited, nil, 403, "folder_limited"); vault != e {
+		t.Fatalf("the vault chain's refusal differs: %+v, %+v", vault, e)
+	}
 	tp.exec(t, fmt.Sprintf(`UPDATE audit_events SET actor = 'nobody' WHERE seq = %d`, tp.seqs[2]))
 	broken := wantError(t, env, "GET", "/v1/teams/acme/audit/verify", limited, nil, 403, "folder_limited")
 	if broken != e || strings.Contains(broken.Message, fmt.Sprint(tp.seqs[2])) {

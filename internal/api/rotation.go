@@ -218,11 +218,20 @@ func (s *server) auditEvents(w http.ResponseWriter, r *http.Request, p *auth.Pri
 var errFolderLimited = &fault.Error{Kind: fault.Forbidden, Code: "folder_limited",
 	Message: "audit verify checks every event of the team, and you are limited to folders: ask a security_admin without a folder limit"}
 
-// verifyAudit checks the team's hash chain end to end. The answer is 200 whether the chain
-// holds or not: {"ok":true,"events","head"} or {"ok":false,"events","first_broken"}.
+// verifyAudit checks the team's hash chain end to end (chain=team, the default), or the team's
+// part of the vault-wide chain (chain=vault). The answer is 200 whether the chain holds or
+// not: {"chain","ok":true,"events","head"} or {"chain","ok":false,"events","first_broken"}.
 func (s *server) verifyAudit(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	if len(p.Folders) > 0 {
 		return errFolderLimited
+	}
+	verify := s.Audit.VerifyTeam
+	switch v := r.URL.Query().Get("chain"); v {
+	case "", audit.ChainTeam:
+	case audit.ChainVault:
+		verify = s.Audit.VerifyVault
+	default:
+		return fault.Invalidf("chain must be %s or %s, not %q", audit.ChainTeam, audit.ChainVault, v)
 	}
 	var o audit.VerifyOptions
 	if v := r.URL.Query().Get("head"); v != "" {
@@ -232,7 +241,7 @@ func (s *server) verifyAudit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		}
 		o.Head = &head
 	}
-	rep, err := s.Audit.VerifyTeam(r.Context(), p.TeamID, o)
+	rep, err := verify(r.Context(), p.TeamID, o)
 	if err != nil {
 		return err
 	}

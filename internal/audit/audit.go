@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -179,9 +180,16 @@ gather:
 	}
 }
 
-// appendAll chains and inserts events after the newest one.
+// appendAll chains and inserts events after the newest one, in the vault-wide chain and in
+// each event's team chain.
 func (l *Log) appendAll(ctx context.Context, tx *store.Tx, events []queued) error {
-	prev, err := tx.LastAuditHash(ctx)
+	var teams []int64
+	for _, q := range events {
+		if !slices.Contains(teams, q.teamID) {
+			teams = append(teams, q.teamID)
+		}
+	}
+	prev, heads, err := tx.AuditHeads(ctx, teams...)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -194,29 +202,50 @@ func (l *Log) appendAll(ctx context.Context, tx *store.Tx, events []queued) erro
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
+		head := heads[q.teamID]
 		rows[i] = store.AuditEvent{TeamID: q.teamID, Type: q.event.Type, Actor: q.event.Actor, RecordUID: q.event.RecordUID,
-			Details: details, CreatedAt: q.event.CreatedAt, PrevHash: prev}
+			Details: details, CreatedAt: q.event.CreatedAt, PrevHash: prev, TeamSeq: head.Seq + 1, TeamPrevHash: head.Hash}
+		if rows[i].TeamPrevHash == nil {
+			rows[i].TeamPrevHash = []byte{}
+		}
 		rows[i].Hash = l.chainHash(rows[i])
+		rows[i].TeamHash = l.teamChainHash(rows[i])
 		prev = rows[i].Hash
+		heads[q.teamID] = store.ChainHead{Seq: rows[i].TeamSeq, Hash: rows[i].TeamHash}
 	}
 	return tx.InsertAuditEvents(ctx, rows)
 }
 
-// chainHash is the keyed hash of an event and the hash before it.
+// chainHash is the keyed hash of an event and the hash before it in the vault-wide chain.
 func (l *Log) chainHash(e store.AuditEvent) []byte {
+	return l.keys.Hash("audit-chain", eventBytes(e.PrevHash, e, nil))
+}
+
+// teamChainHash is the keyed hash of an event, its place in its team's chain and the team
+// hash before it. It is keyed apart from chainHash, so neither stands in for the other.
+func (l *Log) teamChainHash(e store.AuditEvent) []byte {
+	return l.keys.Hash("audit-team-chain", eventBytes(e.TeamPrevHash, e, binary.BigEndian.AppendUint64(nil, uint64(e.TeamSeq))))
+}
+
+// eventBytes encodes the hash before, the event's contents and then extra, each field
+// length-prefixed.
+func eventBytes(prev []byte, e store.AuditEvent, extra []byte) []byte {
 	var buf []byte
 	field := func(b []byte) {
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(b)))
 		buf = append(buf, b...)
 	}
-	field(e.PrevHash)
+	field(prev)
 	field(binary.BigEndian.AppendUint64(nil, uint64(e.TeamID)))
 	field([]byte(e.Type))
 	field([]byte(e.Actor))
 	field([]byte(e.RecordUID))
 	field(e.Details)
 	field(binary.BigEndian.AppendUint64(nil, uint64(e.CreatedAt.UnixNano())))
-	return l.keys.Hash("audit-chain", buf)
+	if extra != nil {
+		field(extra)
+	}
+	return buf
 }
 
 // List returns a team's events after seq, oldest first.

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,10 +35,13 @@ const (
 	HeadMissing = "head_missing"
 )
 
-// Link names one event of the chain: its sequence number and its hash (hex), the event's id.
+// Link names one event of the chain: its sequence number in the vault-wide trail and its hash
+// (hex), the event's id: its team hash in a team chain's report, its vault-wide hash in the
+// vault chain's. TeamSeq is its place in its team's chain.
 type Link struct {
-	Seq int64  `json:"seq"`
-	ID  string `json:"id"`
+	Seq     int64  `json:"seq"`
+	ID      string `json:"id"`
+	TeamSeq int64  `json:"team_seq,omitempty"`
 }
 
 // ParseLink reads a link written as SEQ:ID, as Verify reports a head.
@@ -52,21 +57,36 @@ func ParseLink(s string) (Link, error) {
 	return Link{Seq: seq, ID: strings.ToLower(id)}, nil
 }
 
-// String writes the link as SEQ:ID, as ParseLink reads it.
+// String writes the link as SEQ:ID, as ParseLink reads it (without TeamSeq).
 func (l Link) String() string { return strconv.FormatInt(l.Seq, 10) + ":" + l.ID }
 
 // Break is the first broken link of the chain that a verification found.
 type Break struct {
-	Seq     int64  `json:"seq"`          // the event where the chain breaks
-	ID      string `json:"id,omitempty"` // its hash (hex), when it is the team's own event
-	Reason  string `json:"reason"`       // HashMismatch, SequenceGap, LinkMismatch, TailTruncated, HeadMissing
-	Message string `json:"message"`      // what is wrong, for people
+	Seq     int64  `json:"seq"`                // the event where the chain breaks (vault-wide number; 0 when unknown)
+	TeamSeq int64  `json:"team_seq,omitempty"` // its place in the team's chain, when it is the team's own event
+	ID      string `json:"id,omitempty"`       // its hash (hex), when it is the team's own event
+	Reason  string `json:"reason"`             // HashMismatch, SequenceGap, LinkMismatch, TailTruncated, HeadMissing
+	Message string `json:"message"`            // what is wrong, for people
 }
 
-func (b *Break) Error() string { return fmt.Sprintf("event %d: %s: %s", b.Seq, b.Reason, b.Message) }
+func (b *Break) Error() string {
+	if b.TeamSeq != 0 {
+		return fmt.Sprintf("event %d (team event %d): %s: %s", b.Seq, b.TeamSeq, b.Reason, b.Message)
+	}
+	return fmt.Sprintf("event %d: %s: %s", b.Seq, b.Reason, b.Message)
+}
 
-// Report is the result of verifying a team's part of the chain.
+// The chains a Report is of.
+const (
+	// ChainTeam is a team's own chain (VerifyTeam).
+	ChainTeam = "team"
+	// ChainVault is the vault-wide chain through every team's events (VerifyVault).
+	ChainVault = "vault"
+)
+
+// Report is the result of verifying a team's chain, or a team's part of the vault's chain.
 type Report struct {
+	Chain       string `json:"chain"` // ChainTeam or ChainVault
 	OK          bool   `json:"ok"`
 	Events      int64  `json:"events"`                 // the team's events checked (before the break, if any)
 	Head        *Link  `json:"head,omitempty"`         // the team's newest event, when the chain holds
@@ -84,21 +104,183 @@ type VerifyOptions struct {
 // verifyPage is how many events a verification reads at a time.
 const verifyPage = 1000
 
-// Verify walks the whole chain and returns an error wrapping ErrBroken and the first *Break
-// if an event was altered, removed or inserted.
+// Verify walks the vault-wide chain and every team's chain, and returns an error wrapping
+// ErrBroken and the first *Break if an event was altered, removed or inserted.
 func (l *Log) Verify(ctx context.Context) error {
-	r, err := l.VerifyTeam(ctx, 0, VerifyOptions{})
+	r, err := l.VerifyVault(ctx, 0, VerifyOptions{})
 	if err != nil {
 		return err
 	}
 	if !r.OK {
 		return fmt.Errorf("%w: %w", ErrBroken, r.FirstBroken)
 	}
+	teams, err := l.db.TeamNames(ctx)
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	ids := slices.Sorted(maps.Keys(teams))
+	for _, id := range ids {
+		r, err := l.VerifyTeam(ctx, id, VerifyOptions{})
+		if err != nil {
+			return err
+		}
+		if !r.OK {
+			return fmt.Errorf("%w: team %s: %w", ErrBroken, teams[id], r.FirstBroken)
+		}
+	}
 	return nil
 }
 
-// VerifyTeam checks the hash chain end to end for a team (teamID 0: for every team) and names
-// the first broken link.
+// VerifyTeam checks a team's own hash chain end to end and names the first broken link: its
+// events in team_seq order, numbered 1, 2, 3, … without a gap (SequenceGap otherwise), each
+// chained to the one before by its team hash (LinkMismatch; also when their vault-wide
+// numbers go backwards: events reordered), each matching its hash (HashMismatch), the last
+// one the team's head as the store holds it (TailTruncated when the head is further on). It
+// reads only the team's events, except for the part written before team chains existed.
+//
+// That part (the events an upgraded vault held, whose team hash is their vault-wide hash, as
+// migration 00010 back-filled them) has no team hash of its own: its events are checked
+// against their vault-wide hashes, and the vault-wide chain is walked up to the team's last
+// such event, as VerifyVault does.
+//
+// Removing the team's newest events and moving its head back leaves a shorter chain that
+// holds; it is caught when an audit sink acknowledged events beyond the end of the vault's
+// trail, or when o.Head, a head reported earlier and kept elsewhere, is gone.
+func (l *Log) VerifyTeam(ctx context.Context, teamID int64, o VerifyOptions) (Report, error) {
+	// Read before the walk: every event a sink had acknowledged by then must be in the trail.
+	acked, err := l.db.MaxAuditSinkCursor(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("audit verify: %w", err)
+	}
+	rep := Report{Chain: ChainTeam}
+	var prev store.AuditEvent // the team's event before; TeamSeq 0 and no hash before the first
+	var legacyUntil int64     // the vault-wide seq of the team's last event from before team chains
+	headSeen := false
+	var broken *Break
+walk:
+	for {
+		rows, err := l.db.TeamAuditEvents(ctx, teamID, prev.TeamSeq, verifyPage)
+		if err != nil {
+			return Report{}, fmt.Errorf("audit verify: %w", err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, r := range rows {
+			legacy, b := l.checkTeamLink(prev, r, legacyUntil)
+			if b != nil {
+				broken = b
+				break walk
+			}
+			if legacy {
+				legacyUntil = r.Seq
+			}
+			if o.Head != nil && r.Seq == o.Head.Seq {
+				if id := o.Head.ID; id != hex.EncodeToString(r.TeamHash) && id != hex.EncodeToString(r.Hash) {
+					broken = headMissing(*o.Head, "is in the team's trail with another hash: the events from it on were removed and others written since")
+					break walk
+				}
+				headSeen = true
+			}
+			rep.Events++
+			prev = r
+		}
+	}
+	// The part from before team chains: its links are those of the vault-wide chain. A break
+	// there comes before any the team walk found.
+	if legacyUntil > 0 {
+		v, err := l.walkVault(ctx, teamID, legacyUntil, VerifyOptions{})
+		if err != nil {
+			return Report{}, err
+		}
+		if v.FirstBroken != nil && (broken == nil || broken.Seq == 0 || v.FirstBroken.Seq <= broken.Seq) {
+			v.Chain = ChainTeam
+			return v, nil
+		}
+	}
+	if broken != nil {
+		rep.FirstBroken = broken
+		return rep, nil
+	}
+	if o.Head != nil && !headSeen {
+		rep.FirstBroken = headMissing(*o.Head, "is no longer in the team's trail: the newest events were removed")
+		return rep, nil
+	}
+	stored, err := l.db.TeamAuditHead(ctx, teamID)
+	if err != nil {
+		return Report{}, fmt.Errorf("audit verify: %w", err)
+	}
+	switch {
+	case stored.Seq > prev.TeamSeq:
+		rep.FirstBroken = &Break{TeamSeq: prev.TeamSeq + 1, Reason: TailTruncated,
+			Message: fmt.Sprintf("the team's chain head is team event %d, but its events end at %d: the newest events were removed", stored.Seq, prev.TeamSeq)}
+		return rep, nil
+	case stored.Seq < prev.TeamSeq || !hmac.Equal(stored.Hash, prev.TeamHash):
+		what := fmt.Sprintf("the team's chain head is team event %d", stored.Seq)
+		if stored.Seq == prev.TeamSeq {
+			what = "the team's chain head holds another hash for it"
+		}
+		rep.FirstBroken = &Break{Seq: prev.Seq, TeamSeq: prev.TeamSeq, ID: hex.EncodeToString(prev.TeamHash), Reason: LinkMismatch,
+			Message: fmt.Sprintf("the team's newest event is team event %d, but %s: the chain or its head was changed", prev.TeamSeq, what)}
+		return rep, nil
+	}
+	if acked > 0 {
+		last, err := l.db.LastAuditSeq(ctx)
+		if err != nil {
+			return Report{}, fmt.Errorf("audit verify: %w", err)
+		}
+		if acked > last {
+			rep.FirstBroken = &Break{Seq: last + 1, Reason: TailTruncated,
+				Message: fmt.Sprintf("an audit sink acknowledged events up to %d, but the trail ends at %d: the newest events were removed", acked, last)}
+			return rep, nil
+		}
+	}
+	rep.OK = true
+	if prev.TeamSeq > 0 {
+		rep.Head = &Link{Seq: prev.Seq, ID: hex.EncodeToString(prev.TeamHash), TeamSeq: prev.TeamSeq}
+	}
+	return rep, nil
+}
+
+// checkTeamLink checks event r of a team's chain against prev, the team's event before it. It
+// reports whether r is from before team chains (its team hash is its vault-wide hash; only
+// events before any with a team hash of its own may be), whose link the vault-wide chain
+// vouches for.
+func (l *Log) checkTeamLink(prev, r store.AuditEvent, legacyUntil int64) (legacy bool, b *Break) {
+	b = &Break{Seq: r.Seq, TeamSeq: r.TeamSeq, ID: hex.EncodeToString(r.TeamHash)}
+	prevHash := prev.TeamHash
+	if prevHash == nil {
+		prevHash = []byte{}
+	}
+	stillLegacy := prev.TeamSeq == 0 || legacyUntil == prev.Seq
+	switch {
+	case r.TeamSeq != prev.TeamSeq+1:
+		b.Reason = SequenceGap
+		if r.TeamSeq == prev.TeamSeq+2 {
+			b.Message = fmt.Sprintf("team event %d is missing: it was removed", prev.TeamSeq+1)
+		} else {
+			b.Message = fmt.Sprintf("team events %d to %d are missing: they were removed", prev.TeamSeq+1, r.TeamSeq-1)
+		}
+	case prev.TeamSeq > 0 && r.Seq <= prev.Seq:
+		b.Reason = LinkMismatch
+		b.Message = fmt.Sprintf("team event %d (event %d) comes before team event %d (event %d) in the trail: events were reordered",
+			r.TeamSeq, r.Seq, prev.TeamSeq, prev.Seq)
+	case !hmac.Equal(r.TeamPrevHash, prevHash):
+		b.Reason = LinkMismatch
+		b.Message = fmt.Sprintf("team event %d does not follow team event %d: an event was inserted or events were reordered", r.TeamSeq, prev.TeamSeq)
+	case hmac.Equal(r.TeamHash, l.teamChainHash(r)):
+		return false, nil
+	case stillLegacy && len(r.TeamHash) > 0 && hmac.Equal(r.TeamHash, r.Hash) && hmac.Equal(r.Hash, l.chainHash(r)):
+		return true, nil
+	default:
+		b.Reason = HashMismatch
+		b.Message = fmt.Sprintf("team event %d (event %d) does not match its hash: it was altered", r.TeamSeq, r.Seq)
+	}
+	return false, b
+}
+
+// VerifyVault checks the vault-wide hash chain end to end for a team (teamID 0: for every
+// team) and names the first broken link.
 //
 // The chain runs through the events of every team in sequence order, so the whole of it is
 // walked: an event of the team removed, inserted or moved shows as a gap or a broken link
@@ -112,17 +294,24 @@ func (l *Log) Verify(ctx context.Context) error {
 // inserted or reordered. Removing the newest events leaves a shorter chain that holds; it is
 // caught when an audit sink acknowledged events beyond the last one, or when o.Head, a head
 // reported earlier and kept elsewhere, is gone.
-func (l *Log) VerifyTeam(ctx context.Context, teamID int64, o VerifyOptions) (Report, error) {
+func (l *Log) VerifyVault(ctx context.Context, teamID int64, o VerifyOptions) (Report, error) {
+	return l.walkVault(ctx, teamID, 0, o)
+}
+
+// walkVault is VerifyVault; with until > 0 it walks the events up to seq until only, as the
+// start of a team's chain, and checks no tail.
+func (l *Log) walkVault(ctx context.Context, teamID, until int64, o VerifyOptions) (Report, error) {
 	// Read before the walk: every event a sink had acknowledged by then must be met in it,
 	// while events written (and acknowledged) during the walk need not be.
 	acked, err := l.db.MaxAuditSinkCursor(ctx)
 	if err != nil {
 		return Report{}, fmt.Errorf("audit verify: %w", err)
 	}
-	var rep Report
+	rep := Report{Chain: ChainVault}
 	var prev store.AuditEvent // the event before; Seq 0 and no hash before the first
 	var head *Link
 	headSeen := false
+walk:
 	for {
 		rows, err := l.db.AllAuditEvents(ctx, prev.Seq, verifyPage)
 		if err != nil {
@@ -132,13 +321,16 @@ func (l *Log) VerifyTeam(ctx context.Context, teamID int64, o VerifyOptions) (Re
 			break
 		}
 		for _, r := range rows {
+			if until > 0 && r.Seq > until {
+				break walk
+			}
 			own := teamID == 0 || r.TeamID == teamID
 			if b := l.checkLink(prev, r, own); b != nil {
 				rep.FirstBroken = b
 				return rep, nil
 			}
 			if o.Head != nil && r.Seq == o.Head.Seq {
-				if !own || hex.EncodeToString(r.Hash) != o.Head.ID {
+				if id := o.Head.ID; !own || id != hex.EncodeToString(r.Hash) && id != hex.EncodeToString(r.TeamHash) {
 					rep.FirstBroken = headMissing(*o.Head, "is in the trail with another hash: the events from it on were removed and others written since")
 					return rep, nil
 				}
@@ -146,10 +338,17 @@ func (l *Log) VerifyTeam(ctx context.Context, teamID int64, o VerifyOptions) (Re
 			}
 			if own {
 				rep.Events++
-				head = &Link{Seq: r.Seq, ID: hex.EncodeToString(r.Hash)}
+				head = &Link{Seq: r.Seq, ID: hex.EncodeToString(r.Hash), TeamSeq: r.TeamSeq}
 			}
 			prev = r
 		}
+	}
+	if until > 0 {
+		if prev.Seq < until {
+			rep.FirstBroken = &Break{Seq: prev.Seq + 1, Reason: SequenceGap,
+				Message: fmt.Sprintf("events %d to %d are missing: they were removed", prev.Seq+1, until)}
+		}
+		return rep, nil
 	}
 	if o.Head != nil && !headSeen {
 		rep.FirstBroken = headMissing(*o.Head, "is no longer in the trail: the newest events were removed")
@@ -170,7 +369,7 @@ func (l *Log) VerifyTeam(ctx context.Context, teamID int64, o VerifyOptions) (Re
 func (l *Log) checkLink(prev, r store.AuditEvent, own bool) *Break {
 	b := &Break{Seq: r.Seq}
 	if own {
-		b.ID = hex.EncodeToString(r.Hash)
+		b.ID, b.TeamSeq = hex.EncodeToString(r.Hash), r.TeamSeq
 	}
 	switch {
 	case r.Seq != prev.Seq+1:

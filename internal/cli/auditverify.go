@@ -25,28 +25,38 @@ const EnvStorage = "KEYTURN_STORAGE"
 type BrokenChainError struct{ Break audit.Break }
 
 func (e BrokenChainError) Error() string {
+	if e.Break.TeamSeq != 0 {
+		return fmt.Sprintf("the audit chain is broken at event %d, team event %d (%s): %s", e.Break.Seq, e.Break.TeamSeq, e.Break.Reason, e.Break.Message)
+	}
 	return fmt.Sprintf("the audit chain is broken at event %d (%s): %s", e.Break.Seq, e.Break.Reason, e.Break.Message)
 }
 
 func (e *env) auditVerifyCommand() *cobra.Command {
-	var head, dir, team, passphraseFile, storage string
+	var head, dir, team, passphraseFile, storage, chain string
 	var out Output
 	cmd := &cobra.Command{
-		Use:   "verify [--head SEQ:ID] [--data DIR --team T [--passphrase-file F] [--storage postgres://…]]",
+		Use:   "verify [--chain team|vault] [--head SEQ:ID] [--data DIR --team T [--passphrase-file F] [--storage postgres://…]]",
 		Short: "Check the team's audit hash chain end to end",
-		Long: `Check the team's audit hash chain end to end. Every event is chained to the one before it by
-a keyed hash, so an event altered (hash_mismatch), removed (sequence_gap) or inserted or
-reordered (link_mismatch) breaks the chain. verify exits 0 when the chain holds, printing the
-number of the team's events and its head (SEQ:ID, the newest event and its hash), and 1 when
-it does not, naming the first broken link and why.
+		Long: `Check the team's audit hash chain end to end. Each team's events are numbered 1, 2, 3, … (the
+team event number) and each is chained to the team's event before it by a keyed hash, so an
+event altered (hash_mismatch), removed (sequence_gap) or inserted or reordered
+(link_mismatch) breaks the chain. verify exits 0 when the chain holds, printing the number of
+the team's events and its head (SEQ:ID, the newest event's number in the vault's trail and
+its hash), and 1 when it does not, naming the first broken link (its event number and team
+event number) and why.
+
+--chain vault checks the vault-wide chain instead, which runs through every team's events in
+the order they were written (the one audit sinks follow): it reads every team's events, reports
+an altered event only if it is the team's, and a gap or broken link next to another team's
+event by number alone.
 
 Removing the newest events leaves a shorter chain that holds. Keep the head printed by one run
 somewhere else and pass it to the next as --head SEQ:ID: that event must still be there
 (head_missing otherwise). An audit sink that acknowledged events beyond the end of the trail
 also shows it (tail_truncated).
 
-The chain runs through every team's events, so verify reads them all; a caller limited to
-folders is refused, since it may not see them. It needs the security_admin role.
+Either chain holds events a caller limited to folders may not see (service users, keys,
+records outside the folders), so such a caller is refused. It needs the security_admin role.
 
 With --data DIR it needs no server: it reads the data directory directly, unsealing it with
 the key file in DIR or --passphrase-file as keyturn server does; the team is --team, else
@@ -62,6 +72,9 @@ database you doubt. It can run beside a running server.
 			format, err := out.Format()
 			if err != nil {
 				return err
+			}
+			if chain != audit.ChainTeam && chain != audit.ChainVault {
+				return Usagef("--chain must be %s or %s, not %q", audit.ChainTeam, audit.ChainVault, chain)
 			}
 			var o audit.VerifyOptions
 			if head != "" {
@@ -86,7 +99,7 @@ database you doubt. It can run beside a running server.
 				if err := config.ValidateStorage(storage); err != nil {
 					return Usagef("--storage: %w", err)
 				}
-				if rep, err = verifyDataDir(cmd.Context(), dir, storage, team, passphraseFile, o); err != nil {
+				if rep, err = verifyDataDir(cmd.Context(), dir, storage, team, passphraseFile, chain, o); err != nil {
 					return err
 				}
 			} else {
@@ -97,7 +110,7 @@ database you doubt. It can run beside a running server.
 				if err != nil {
 					return err
 				}
-				if rep, raw, err = c.VerifyAudit(cmd.Context(), o.Head); err != nil {
+				if rep, raw, err = c.VerifyAudit(cmd.Context(), chain, o.Head); err != nil {
 					return err
 				}
 			}
@@ -117,6 +130,7 @@ database you doubt. It can run beside a running server.
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&chain, "chain", audit.ChainTeam, "the chain to check: team (the team's own) or vault (the vault-wide one, through every team's events)")
 	f.StringVar(&head, "head", "", "a head an earlier verify printed (SEQ:ID): it must still be in the trail")
 	f.StringVar(&dir, "data", "", "verify the data directory DIR directly, without a server")
 	f.StringVar(&team, "team", "", "with --data: the team (default KEYTURN_TEAM)")
@@ -134,7 +148,11 @@ func writeReport(inv *invocation, rep audit.Report, raw []byte) error {
 		if rep.Head != nil {
 			head = rep.Head.String()
 		}
-		_, err := fmt.Fprintf(w, "The audit chain holds: %d events of the team; head %s\n", rep.Events, head)
+		which := "The audit chain"
+		if rep.Chain == audit.ChainVault {
+			which = "The vault-wide audit chain"
+		}
+		_, err := fmt.Fprintf(w, "%s holds: %d events of the team; head %s\n", which, rep.Events, head)
 		return err
 	}
 	if raw != nil {
@@ -145,7 +163,7 @@ func writeReport(inv *invocation, rep audit.Report, raw []byte) error {
 
 // verifyDataDir verifies a team's chain in the data directory dir, its database in storage
 // (empty: the SQLite file in dir), without a server.
-func verifyDataDir(ctx context.Context, dir, storage, team, passphraseFile string, o audit.VerifyOptions) (audit.Report, error) {
+func verifyDataDir(ctx context.Context, dir, storage, team, passphraseFile, chain string, o audit.VerifyOptions) (audit.Report, error) {
 	v, err := datadir.OpenStorage(ctx, dir, storage, datadir.Unseal{PassphraseFile: passphraseFile})
 	if err != nil {
 		return audit.Report{}, err
@@ -158,13 +176,21 @@ func verifyDataDir(ctx context.Context, dir, storage, team, passphraseFile strin
 	if err != nil {
 		return audit.Report{}, fmt.Errorf("read team %q: %w", team, err)
 	}
-	return audit.New(v.DB, v.Keys).VerifyTeam(ctx, t.ID, o)
+	log := audit.New(v.DB, v.Keys)
+	if chain == audit.ChainVault {
+		return log.VerifyVault(ctx, t.ID, o)
+	}
+	return log.VerifyTeam(ctx, t.ID, o)
 }
 
-// VerifyAudit asks the server to verify the team's audit chain; head, when not nil, is a head
-// an earlier verification reported.
-func (c *Client) VerifyAudit(ctx context.Context, head *audit.Link) (audit.Report, []byte, error) {
+// VerifyAudit asks the server to verify the team's audit chain (audit.ChainTeam or
+// audit.ChainVault; empty: the team's); head, when not nil, is a head an earlier verification
+// reported.
+func (c *Client) VerifyAudit(ctx context.Context, chain string, head *audit.Link) (audit.Report, []byte, error) {
 	q := url.Values{}
+	if chain != "" {
+		q.Set("chain", chain)
+	}
 	if head != nil {
 		q.Set("head", head.String())
 	}

@@ -83,7 +83,8 @@ func TestAuditVerifyCommand(t *testing.T) {
 
 	online := f.run("audit", "verify", "-o", "json")
 	var rep audit.Report
-	if online.code != ExitOK || json.Unmarshal([]byte(online.out), &rep) != nil || !rep.OK || rep.Head == nil || rep.Events < 3 {
+	if online.code != ExitOK || json.Unmarshal([]byte(online.out), &rep) != nil || !rep.OK || rep.Chain != audit.ChainTeam ||
+		rep.Head == nil || rep.Head.TeamSeq != rep.Events || rep.Events < 3 {
 		t.Fatalf("audit verify -o json: exit %d %v\n%s", online.code, online.err, online.out)
 	}
 	head := rep.Head.String()
@@ -99,10 +100,21 @@ func TestAuditVerifyCommand(t *testing.T) {
 		t.Fatalf("audit verify --head %s: exit %d %v", head, r.code, r.err)
 	}
 
-	// An event altered in the database, with a secret written into it.
+	// The vault-wide chain, online and offline.
+	for _, args := range [][]string{{"audit", "verify", "--chain", "vault"}, append(offline, "--chain", "vault")} {
+		r := f.run(append(args, "-o", "json")...)
+		var vault audit.Report
+		if r.code != ExitOK || json.Unmarshal([]byte(r.out), &vault) != nil || !vault.OK || vault.Chain != audit.ChainVault ||
+			vault.Head == nil || vault.Head.Seq != rep.Head.Seq || vault.Head.ID == rep.Head.ID || vault.Events != rep.Events {
+			t.Fatalf("keyturn %s: exit %d %v\n%s (the team chain's: %+v)", strings.Join(args, " "), r.code, r.err, r.out, rep)
+		}
+	}
+
+	// An event altered in the database, with a secret written into it. There is one team, so
+	// its team event number is its number in the vault's trail.
 	f.tamper(fmt.Sprintf(`UPDATE audit_events SET details = '{"password":"%s"}' WHERE seq = %d`, f.passwords[0], f.seqs[1]))
-	want := fmt.Sprintf("broken at event %d (hash_mismatch)", f.seqs[1])
-	for _, args := range [][]string{{"audit", "verify"}, offline} {
+	want := fmt.Sprintf("broken at event %d, team event %d (hash_mismatch)", f.seqs[1], f.seqs[1])
+	for _, args := range [][]string{{"audit", "verify"}, offline, {"audit", "verify", "--chain", "vault"}, append(offline, "--chain", "vault")} {
 		r := f.run(args...)
 		if r.code != ExitFailed || !strings.Contains(fmt.Sprint(r.err), want) || r.out != "" {
 			t.Fatalf("keyturn %s on an altered event: exit %d, %v, %q; want exit 1 and %q", strings.Join(args, " "), r.code, r.err, r.out, want)
@@ -125,8 +137,14 @@ func TestAuditVerifyCommandTail(t *testing.T) {
 		t.Fatalf("exit %d %v", r.code, r.err)
 	}
 	f.tamper(fmt.Sprintf(`DELETE FROM audit_events WHERE seq >= %d`, rep.Head.Seq))
+	// The team's chain head, moved in the transaction of each event, is beyond its events.
+	if r := f.run("audit", "verify"); r.code != ExitFailed || !strings.Contains(fmt.Sprint(r.err), fmt.Sprintf("team event %d (tail_truncated)", rep.Head.TeamSeq)) {
+		t.Fatalf("the truncated chain: exit %d %v", r.code, r.err)
+	}
+	// Someone who moves the head back too leaves a chain that holds on its own.
+	f.tamper(fmt.Sprintf(`UPDATE audit_team_heads SET seq = seq - 1, hash = (SELECT team_hash FROM audit_events WHERE seq = %d)`, rep.Head.Seq-1))
 	if r := f.run("audit", "verify"); r.code != ExitOK {
-		t.Fatalf("the truncated chain holds on its own: exit %d %v", r.code, r.err)
+		t.Fatalf("the truncated chain with its head moved back holds on its own: exit %d %v", r.code, r.err)
 	}
 	for _, args := range [][]string{{"audit", "verify"}, {"audit", "verify", "--data", f.dir}} {
 		r := f.run(append(args, "--head", rep.Head.String())...)
@@ -172,6 +190,7 @@ func TestAuditVerifyCommandUsage(t *testing.T) {
 		{[]string{"audit", "verify", "--data", "/nonexistent"}, "--data needs --team"},
 		{[]string{"audit", "verify", "--head", "12"}, "SEQ:ID"},
 		{[]string{"audit", "verify", "--head", "12:zz"}, "hex"},
+		{[]string{"audit", "verify", "--chain", "all"}, "--chain must be team or vault"},
 		{[]string{"audit", "verify", "extra"}, "unknown command"},
 	} {
 		r := runWith(env, "", c.args...)

@@ -59,16 +59,21 @@ func crashChild() int {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		return 3
 	}
-	want := os.Getenv("KEYTURN_FAILPOINT")
+	want, pause := os.Getenv("KEYTURN_FAILPOINT"), os.Getenv("KEYTURN_PAUSEPOINT")
+	lease, _ := time.ParseDuration(os.Getenv("KEYTURN_CRASH_LEASE"))
 	v := vault.New(dv.DB, dv.Keys, nil)
 	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
 		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}},
-		rotation.Options{BackoffBase: time.Millisecond, Failpoint: func(name string) {
-			if name == want {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				select {} // never go on past the failpoint
-			}
-		}})
+		rotation.Options{BackoffBase: time.Millisecond, Node: os.Getenv("KEYTURN_CRASH_NODE"), Lease: lease,
+			Failpoint: func(name string) {
+				switch name {
+				case want:
+					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					select {} // never go on past the failpoint
+				case pause: // the whole process stops here, as SIGSTOP or a long pause would stop a node
+					_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+				}
+			}})
 	if err := e.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)
 		return 3

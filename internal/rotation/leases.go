@@ -103,21 +103,18 @@ func (e *Engine) claim(ctx context.Context) error {
 	if room <= 0 {
 		return nil
 	}
-	start := time.Now()
-	leases, err := e.db.ClaimRuns(ctx, e.opt.Node, room, e.opt.Lease)
-	if err != nil {
-		return err
-	}
-	for _, l := range leases {
-		e.take(l, start)
-	}
-	return nil
+	return e.takeAll(func() ([]store.Lease, error) { return e.db.ClaimRuns(ctx, e.opt.Node, room, e.opt.Lease) })
 }
 
 // takeOver claims again the runs this node's name held before it started, and queues them.
 func (e *Engine) takeOver(ctx context.Context) error {
+	return e.takeAll(func() ([]store.Lease, error) { return e.db.TakeOverRuns(ctx, e.opt.Node, e.opt.Lease) })
+}
+
+// takeAll takes the leases obtain gets from the database, each held from the time it asked.
+func (e *Engine) takeAll(obtain func() ([]store.Lease, error)) error {
 	start := time.Now()
-	leases, err := e.db.TakeOverRuns(ctx, e.opt.Node, e.opt.Lease)
+	leases, err := obtain()
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ var conformance = []struct {
 	{"FailedTxLeavesNothing", testFailedTxLeavesNothing},
 	{"AuditChainGapFreeUnderConcurrentWriters", testAuditChainGapFree},
 	{"AuditCursorReadsInCommitOrder", testAuditCursorCommitOrder},
+	{"TeamAuditChainsGapFreeUnderConcurrentWriters", testTeamAuditChainsGapFree},
 	// Node leases: how many nodes share the rotation runs of one database.
 	{"ClaimsAreExclusive", testClaimsAreExclusive},
 	{"LeaseFencesWrites", testLeaseFencesWrites},
@@ -283,10 +284,16 @@ func testOneActiveRunPerRecord(t *testing.T, db *DB) {
 }
 
 // chainEvent is a test's audit event chained as internal/audit chains them (with SHA-256 in
-// place of the keyring's keyed hash).
-func chainEvent(e AuditEvent, prev []byte) AuditEvent {
+// place of the keyring's keyed hash), in the vault-wide chain after prev and in its team's
+// chain after head.
+func chainEvent(e AuditEvent, prev []byte, head ChainHead) AuditEvent {
 	e.PrevHash = prev
 	e.Hash = chainHash(e)
+	e.TeamSeq, e.TeamPrevHash = head.Seq+1, head.Hash
+	if e.TeamPrevHash == nil {
+		e.TeamPrevHash = []byte{}
+	}
+	e.TeamHash = teamChainHash(e)
 	return e
 }
 
@@ -299,9 +306,43 @@ func chainHash(e AuditEvent) []byte {
 	return h.Sum(nil)
 }
 
-// appendAudit appends events to the chain inside tx, as audit.Log.Append does.
+func teamChainHash(e AuditEvent) []byte {
+	h := sha256.New()
+	h.Write([]byte("team"))
+	h.Write(e.TeamPrevHash)
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(e.TeamID)))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(e.TeamSeq)))
+	h.Write([]byte(e.Type))
+	h.Write(e.Details)
+	return h.Sum(nil)
+}
+
+// appendAudit appends events to the vault-wide chain and to their teams' chains inside tx, as
+// audit.Log.Append does.
 func appendAudit(ctx context.Context, tx *Tx, events ...AuditEvent) error {
-	prev, err := tx.LastAuditHash(ctx)
+	return appendAuditWith(ctx, tx, false, events)
+}
+
+// appendAuditWith is appendAudit; with apart, it reads the heads with TeamAuditHeads first,
+// then LastAuditHash, where Log.Append reads both with AuditHeads: TeamAuditHeads must make
+// the transaction the only appender itself.
+func appendAuditWith(ctx context.Context, tx *Tx, apart bool, events []AuditEvent) error {
+	var teams []int64
+	for _, e := range events {
+		if !slices.Contains(teams, e.TeamID) {
+			teams = append(teams, e.TeamID)
+		}
+	}
+	var prev []byte
+	var heads map[int64]ChainHead
+	var err error
+	if apart {
+		if heads, err = tx.TeamAuditHeads(ctx, teams...); err == nil {
+			prev, err = tx.LastAuditHash(ctx)
+		}
+	} else {
+		prev, heads, err = tx.AuditHeads(ctx, teams...)
+	}
 	if err != nil {
 		return err
 	}
@@ -309,8 +350,9 @@ func appendAudit(ctx context.Context, tx *Tx, events ...AuditEvent) error {
 		prev = []byte{}
 	}
 	for i := range events {
-		events[i] = chainEvent(events[i], prev)
+		events[i] = chainEvent(events[i], prev, heads[events[i].TeamID])
 		prev = events[i].Hash
+		heads[events[i].TeamID] = ChainHead{Seq: events[i].TeamSeq, Hash: events[i].TeamHash}
 	}
 	return tx.InsertAuditEvents(ctx, events)
 }
@@ -393,6 +435,13 @@ func testFailedTxLeavesNothing(t *testing.T, db *DB) {
 	events, err := db.AllAuditEvents(ctx, 0, 100)
 	if err != nil || len(events) != 2 || events[1].Seq != 2 || !bytes.Equal(events[1].PrevHash, events[0].Hash) {
 		t.Fatalf("after the failed transactions: %+v, %v; want events 1 and 2, chained", events, err)
+	}
+	// The team's chain goes on from its last committed event too: team event 2, its head.
+	if e := events[1]; e.TeamSeq != 2 || !bytes.Equal(e.TeamPrevHash, events[0].TeamHash) {
+		t.Fatalf("after the failed transactions the team's event is %d (prev %x), want 2 chained to %x", e.TeamSeq, e.TeamPrevHash, events[0].TeamHash)
+	}
+	if h, err := db.TeamAuditHead(ctx, team.ID); err != nil || h.Seq != 2 || !bytes.Equal(h.Hash, events[1].TeamHash) {
+		t.Fatalf("the team's head is %+v (%v), want team event 2", h, err)
 	}
 }
 
@@ -482,6 +531,125 @@ func testAuditChainGapFree(t *testing.T, db *DB) {
 			if events[i].Seq <= events[i-1].Seq {
 				t.Fatalf("team %s: events out of order", team.Name)
 			}
+		}
+	}
+}
+
+// teamWriters is how many goroutines append at once in the team chain case.
+const teamWriters = 24
+
+// Writers of two teams append events at once, in transactions of one team's events or of
+// both teams' (as the audit log's batches are), some appending twice, some reading the heads
+// apart (TeamAuditHeads, then LastAuditHash), some of which then fail: each team's chain is
+// numbered 1..n without a gap, each event chains to the team's event before it with a hash
+// that covers it, the numbers follow the vault-wide order, each writer's events are in the
+// order it committed them, and the team's head is its last event.
+func testTeamAuditChainsGapFree(t *testing.T, db *DB) {
+	ctx := context.Background()
+	teams := []Team{mustTeam(t, db, "acme"), mustTeam(t, db, "beta")}
+	committed := make([][]string, teamWriters) // each writer's committed details, in order
+	boom := errors.New("boom")
+	concurrently(teamWriters, func(w int) {
+		for i := range 20 {
+			var events []AuditEvent
+			for k := range 1 + i%3 {
+				team := teams[w%2]
+				if w%3 == 0 { // both teams' events in one transaction
+					team = teams[k%2]
+				}
+				events = append(events, auditEvent(team.ID, fmt.Sprintf(`{"w":%d,"i":%d,"k":%d}`, w, i, k)))
+			}
+			fail := (w+i)%4 == 3
+			err := db.Tx(ctx, func(tx *Tx) error {
+				if err := appendAuditWith(ctx, tx, w%4 == 1, slices.Clone(events)); err != nil {
+					return err
+				}
+				if i%4 == 2 { // a second append in the same transaction
+					if err := appendAudit(ctx, tx, auditEvent(events[0].TeamID, fmt.Sprintf(`{"w":%d,"i":%d,"k":9}`, w, i))); err != nil {
+						return err
+					}
+				}
+				if fail {
+					return boom
+				}
+				return nil
+			})
+			switch {
+			case fail && errors.Is(err, boom):
+			case !fail && err == nil:
+				for _, e := range events {
+					committed[w] = append(committed[w], string(e.Details))
+				}
+				if i%4 == 2 {
+					committed[w] = append(committed[w], fmt.Sprintf(`{"w":%d,"i":%d,"k":9}`, w, i))
+				}
+			default:
+				t.Errorf("writer %d tx %d: %v", w, i, err)
+				return
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	byWriter := make([][]string, teamWriters)
+	stored := 0
+	for _, team := range teams {
+		events, err := db.TeamAuditEvents(ctx, team.ID, 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored += len(events)
+		prev := AuditEvent{TeamHash: []byte{}}
+		for i, e := range events {
+			switch {
+			case e.TeamID != team.ID:
+				t.Fatalf("team %s: listed another team's event %+v", team.Name, e)
+			case e.TeamSeq != int64(i+1):
+				t.Fatalf("team %s: event %d has team_seq %d: a gap", team.Name, i+1, e.TeamSeq)
+			case !bytes.Equal(e.TeamPrevHash, prev.TeamHash) || !bytes.Equal(e.TeamHash, teamChainHash(e)):
+				t.Fatalf("team %s: the chain breaks at team_seq %d", team.Name, e.TeamSeq)
+			case i > 0 && e.Seq <= prev.Seq:
+				t.Fatalf("team %s: team_seq %d is event %d, after event %d", team.Name, e.TeamSeq, e.Seq, prev.Seq)
+			}
+			prev = e
+			var w int
+			if _, err := fmt.Sscanf(string(e.Details), `{"w":%d`, &w); err != nil {
+				t.Fatal(err)
+			}
+			byWriter[w] = append(byWriter[w], string(e.Details))
+		}
+		head, err := db.TeamAuditHead(ctx, team.ID)
+		if err != nil || head.Seq != prev.TeamSeq || !bytes.Equal(head.Hash, prev.TeamHash) || head.Seq == 0 {
+			t.Fatalf("team %s: head %+v (%v), want team event %d", team.Name, head, err, prev.TeamSeq)
+		}
+	}
+	total := 0
+	for w := range teamWriters {
+		total += len(committed[w])
+		slices.Sort(byWriter[w]) // a writer of both teams: its events are split between the chains
+		want := slices.Sorted(slices.Values(committed[w]))
+		if !slices.Equal(byWriter[w], want) {
+			t.Fatalf("writer %d: stored %v, committed %v", w, byWriter[w], want)
+		}
+	}
+	if stored != total {
+		t.Fatalf("%d events in the team chains, %d committed", stored, total)
+	}
+	// Each writer's events of one team are in the order it committed them.
+	for _, team := range teams {
+		events, _ := db.TeamAuditEvents(ctx, team.ID, 0, 100000)
+		last := map[int]string{}
+		for _, e := range events {
+			var w, i, k int
+			if _, err := fmt.Sscanf(string(e.Details), `{"w":%d,"i":%d,"k":%d}`, &w, &i, &k); err != nil {
+				t.Fatal(err)
+			}
+			key := fmt.Sprintf("%04d-%02d", i, k)
+			if prev, ok := last[w]; ok && key <= prev {
+				t.Fatalf("team %s: writer %d's event %s comes after %s", team.Name, w, key, prev)
+			}
+			last[w] = key
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 var copyTables = []string{
 	"keyring", "teams", "service_users", "api_keys", "tokens", "records", "password_versions",
 	"rotation_settings", "scripts", "rotation_runs", "script_processes", "audit_events",
-	"audit_sink_cursors",
+	"audit_team_heads", "audit_sink_cursors",
 }
 
 // copySkipped are the tables CopyToPostgres does not copy as rows: goose's own version table

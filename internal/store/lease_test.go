@@ -12,17 +12,23 @@ import (
 // queuedRuns makes n records, each with one queued run, and returns the runs' ids.
 func queuedRuns(t *testing.T, db *DB, teamID int64, n int) []string {
 	t.Helper()
+	return queuedRunsAt(t, db, teamID, "", n, t0)
+}
+
+// queuedRunsAt is queuedRuns with record and run ids that start with prefix, created from at on.
+func queuedRunsAt(t *testing.T, db *DB, teamID int64, prefix string, n int, at time.Time) []string {
+	t.Helper()
 	ctx := context.Background()
 	ids := make([]string, n)
 	mustTx(t, db, func(tx *Tx) error {
 		for i := range n {
-			uid := fmt.Sprintf("rec-%03d", i)
+			uid := fmt.Sprintf("%srec-%03d", prefix, i)
 			if err := tx.InsertRecord(ctx, testRecord(teamID, uid, "pamUser", uid, "")); err != nil {
 				return err
 			}
-			ids[i] = fmt.Sprintf("run-%03d", i)
+			ids[i] = fmt.Sprintf("%srun-%03d", prefix, i)
 			if err := tx.InsertRun(ctx, Run{ID: ids[i], TeamID: teamID, RecordUID: uid, Trigger: "on_demand",
-				Status: "queued", State: "queued", CreatedAt: t0.Add(time.Duration(i)), UpdatedAt: t0}); err != nil {
+				Status: "queued", State: "queued", CreatedAt: at.Add(time.Duration(i)), UpdatedAt: t0}); err != nil {
 				return err
 			}
 		}
@@ -80,33 +86,11 @@ func testClaimsAreExclusive(t *testing.T, db *DB) {
 
 	// Oldest first.
 	db2team := mustTeam(t, db, "beta")
-	fresh := queuedRuns2(t, db, db2team.ID, 3)
+	fresh := queuedRunsAt(t, db, db2team.ID, "beta-", 3, t0.Add(time.Hour))
 	got, err := db.ClaimRuns(ctx, "n", 2, time.Minute)
 	if err != nil || len(got) != 2 || !(got[0].RunID == fresh[0] && got[1].RunID == fresh[1] || got[0].RunID == fresh[1] && got[1].RunID == fresh[0]) {
 		t.Fatalf("ClaimRuns(2) = %v, %v; want the two oldest of %v", got, err, fresh)
 	}
-}
-
-// queuedRuns2 is queuedRuns for a second team (other record uids).
-func queuedRuns2(t *testing.T, db *DB, teamID int64, n int) []string {
-	t.Helper()
-	ctx := context.Background()
-	ids := make([]string, n)
-	mustTx(t, db, func(tx *Tx) error {
-		for i := range n {
-			uid := fmt.Sprintf("beta-%03d", i)
-			if err := tx.InsertRecord(ctx, testRecord(teamID, uid, "pamUser", uid, "")); err != nil {
-				return err
-			}
-			ids[i] = fmt.Sprintf("beta-run-%03d", i)
-			if err := tx.InsertRun(ctx, Run{ID: ids[i], TeamID: teamID, RecordUID: uid, Trigger: "on_demand",
-				Status: "queued", State: "queued", CreatedAt: t0.Add(time.Hour + time.Duration(i)), UpdatedAt: t0}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return ids
 }
 
 // Once another node has claimed a run whose lease expired, its former holder can neither

@@ -91,13 +91,18 @@ const maxAttempts = 5
 // serialization failure is run again, up to maxAttempts times: fn may then run more than once,
 // so it must change nothing but the database and its own variables.
 func (db *DB) postgresTx(ctx context.Context, fn func(*Tx) error) error {
+	return db.postgresTxOn(ctx, db.write, fn)
+}
+
+// postgresTxOn is postgresTx on the connections of pool.
+func (db *DB) postgresTxOn(ctx context.Context, pool *sql.DB, fn func(*Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	for range maxAttempts {
-		if err = db.postgresTxOnce(ctx, db.write, fn); !retryable(err) {
+		if err = db.postgresTxOnce(ctx, pool, fn); !retryable(err) {
 			return err
 		}
 	}
@@ -276,15 +281,5 @@ func (db *DB) leaseTx(ctx context.Context, fn func(*Tx) error) error {
 	if db.lease == nil {
 		return db.Tx(ctx, fn)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	ctx = context.WithoutCancel(ctx)
-	var err error
-	for range maxAttempts {
-		if err = db.postgresTxOnce(ctx, db.lease, fn); !retryable(err) {
-			return err
-		}
-	}
-	return err
+	return db.postgresTxOn(ctx, db.lease, fn)
 }

@@ -106,27 +106,48 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 
 // Migrate applies every pending schema migration.
 func (db *DB) Migrate(ctx context.Context) error {
-	fsys, err := fs.Sub(migrations, db.d.migrations)
+	p, err := db.migrator()
 	if err != nil {
 		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	return nil
+}
+
+// MigrateTo applies the pending schema migrations up to version only, so that a test of an
+// upgrade can start from an older schema.
+func (db *DB) MigrateTo(ctx context.Context, version int64) error {
+	p, err := db.migrator()
+	if err != nil {
+		return err
+	}
+	if _, err := p.UpTo(ctx, version); err != nil {
+		return fmt.Errorf("migrations up to %d: %w", version, err)
+	}
+	return nil
+}
+
+func (db *DB) migrator() (*goose.Provider, error) {
+	fsys, err := fs.Sub(migrations, db.d.migrations)
+	if err != nil {
+		return nil, err
 	}
 	var opts []goose.ProviderOption
 	if db.d.postgres {
 		// Nodes that start at once take turns migrating.
 		locker, err := lock.NewPostgresSessionLocker()
 		if err != nil {
-			return fmt.Errorf("migrations: %w", err)
+			return nil, fmt.Errorf("migrations: %w", err)
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	p, err := goose.NewProvider(db.d.goose, db.write, fsys, opts...)
 	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+		return nil, fmt.Errorf("migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	return nil
+	return p, nil
 }
 
 // Ping checks that the database answers.
