@@ -24,6 +24,7 @@ import (
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/secret"
+	"github.com/keyturn/keyturn/internal/ui"
 )
 
 func newServerCommand() *cobra.Command {
@@ -77,7 +78,9 @@ func serve(ctx context.Context, cfg config.Config, logOut interface{ Write([]byt
 			TargetRate: unlimitedIfZero(cfg.TargetRate), TargetBurst: cfg.TargetBurst,
 			MinInterval: orNever(cfg.ScheduleMinInterval), CatchUp: cfg.ScheduleCatchUp, HeartbeatInterval: orNever(cfg.HeartbeatInterval)},
 		Scripts: script.Options{TempDir: cfg.ScriptDir, Sandbox: &sandbox},
-		Logger:  log,
+		// Browsers reach the UI over https when keyturn serves TLS or a TLS proxy fronts it.
+		UI:     ui.Options{Secure: cfg.TLSCertFile != "" || cfg.InsecureNoTLS},
+		Logger: log,
 	})
 	if err := svc.Start(ctx); err != nil {
 		return err

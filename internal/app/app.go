@@ -1,5 +1,5 @@
 // Package app assembles keyturn from an unsealed data directory: the vault, identities,
-// audit trail, rotation engine and the HTTP API over them, wired together and started and
+// audit trail, rotation engine and the HTTP API and web UI over them, wired together and started and
 // stopped as one. cmd/keyturn, the sandbox and the tests' environments build on it.
 package app
 
@@ -23,6 +23,7 @@ import (
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/ui"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -33,6 +34,7 @@ type Options struct {
 	Scripts    script.Options
 	Connectors map[string]connector.Connector // default: DefaultConnectors()
 	AuditSinks map[string]audit.Sink          // where the audit trail is exported, by name
+	UI         ui.Options                     // the web UI under /ui/
 	Logger     *slog.Logger
 }
 
@@ -86,8 +88,12 @@ func New(dv *datadir.Vault, o Options) *App {
 		s.forwarder = audit.NewForwarder(dv.DB, o.AuditSinks, audit.ForwarderOptions{Logger: o.Logger, Observer: m, Node: o.Rotation.Node})
 	}
 	s.Engine = rotation.New(dv.DB, s.Vault, s.Audit, script.NewRunner(o.Scripts), o.Connectors, o.Rotation)
-	s.Handler = api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,
+	apiHandler := api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,
 		Ready: ready(dv), Logger: o.Logger, Meter: m})
+	root := http.NewServeMux()
+	root.Handle(ui.Prefix, ui.New(ui.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit, Logger: o.Logger}, o.UI))
+	root.Handle("/", apiHandler)
+	s.Handler = root
 	return s
 }
 

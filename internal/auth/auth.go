@@ -314,12 +314,17 @@ func (s *Service) Authenticate(ctx context.Context, bearer secret.Secret) (*Prin
 		g.User.Status != StatusActive || (g.Key.ExpiresAt != nil && !now.Before(*g.Key.ExpiresAt)) {
 		return nil, errBadCredentials
 	}
+	return principalOf(g), nil
+}
+
+// principalOf is the caller a token grant stands for.
+func principalOf(g store.TokenGrant) *Principal {
 	roles := make([]Role, len(g.User.Roles))
 	for i, r := range g.User.Roles {
 		roles[i] = Role(r)
 	}
 	return &Principal{TeamID: g.Team.ID, TeamName: g.Team.Name, UserID: g.User.ID, UserName: g.User.Name,
-		KeyID: g.Key.ID, Roles: roles, Folders: g.User.Folders, ExpiresAt: g.Token.ExpiresAt}, nil
+		KeyID: g.Key.ID, Roles: roles, Folders: g.User.Folders, ExpiresAt: g.Token.ExpiresAt}
 }
 
 func roleStrings(rs []Role) []string {
