@@ -3,9 +3,11 @@ package ui
 import (
 	"encoding/json"
 	"html/template"
+	"math"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,6 +101,9 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		in.Error = fe.Message
+		if fe.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(fe.RetryAfter.Seconds()))))
+		}
 		if fe.Kind == fault.Unauthenticated {
 			in.Error = "The team, key id or secret is wrong, or the key has expired."
 		}
@@ -419,6 +424,42 @@ func (h *handler) rotate(w http.ResponseWriter, r *http.Request, s *session) err
 		return err
 	}
 	http.Redirect(w, r, "/ui/runs/"+run.ID, http.StatusSeeOther)
+	return nil
+}
+
+// pause stops a record's scheduled rotations, or starts them again (paused=false), as
+// "keyturn rotation pause|resume" does: a read-modify-write of the settings, refused (409)
+// when they changed since the page showed them (the form's revision).
+func (h *handler) pause(w http.ResponseWriter, r *http.Request, s *session) error {
+	if err := need(s.P, auth.PAMAdmin); err != nil {
+		return err
+	}
+	var pause bool
+	switch v := r.PostForm.Get("paused"); v {
+	case "true":
+		pause = true
+	case "false":
+	default:
+		return fault.Invalidf("paused must be true or false, not %q", v)
+	}
+	rev, err := strconv.ParseInt(r.PostForm.Get("revision"), 10, 64)
+	if err != nil || rev < 1 {
+		return fault.Invalidf("revision must be the settings' revision the page showed")
+	}
+	uid, err := h.lookup(r, s.P)
+	if err != nil {
+		return err
+	}
+	info, err := h.Engine.Info(r.Context(), scope(s.P), uid)
+	if err != nil {
+		return err
+	}
+	set := info.Settings
+	set.Paused, set.NextRunAt, set.Revision = pause, nil, rev
+	if _, err := h.Engine.SetSettings(r.Context(), scope(s.P), uid, set); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/ui/records/"+uid, http.StatusSeeOther)
 	return nil
 }
 

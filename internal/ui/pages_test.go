@@ -180,3 +180,51 @@ func TestRevealIsAudited(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+var revisionRE = regexp.MustCompile(`name="revision" value="(\d+)"`)
+
+func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t)
+	rec := managedUser(t, env, "pausable", "Shared", "Pause-Start-1", "#!/bin/sh\nexit 0\n")
+	b := mustSignIn(t, env, env.Creds.KeyID, env.Creds.KeySecret.Reveal())
+	paused := func() bool {
+		var info struct {
+			Paused bool `json:"paused"`
+		}
+		env.Do(t, "GET", "/v1/teams/acme/records/"+rec.UID+"/rotation", nil, &info)
+		return info.Paused
+	}
+	p := b.get("/ui/records/" + rec.UID)
+	rev := revisionRE.FindStringSubmatch(p.body)
+	if !strings.Contains(p.body, `id="pause-button"`) || rev == nil {
+		t.Fatalf("no pause button")
+	}
+	csrf := csrfRE.FindStringSubmatch(p.body)[1]
+	if r := b.post("/ui/records/"+rec.UID+"/pause", url.Values{"csrf_token": {csrf}, "paused": {"true"}, "revision": {rev[1]}}); r.status != http.StatusSeeOther || !paused() {
+		t.Fatalf("pause: %d, paused %v", r.status, paused())
+	}
+	p = b.get("/ui/records/" + rec.UID)
+	if !strings.Contains(p.body, `id="rotation-status" class="badge badge-paused"`) || !strings.Contains(p.body, `id="resume-button"`) {
+		t.Fatalf("the record page does not show the pause")
+	}
+	// The form of the page read before the pause is stale now: 409, nothing changed.
+	if r := b.post("/ui/records/"+rec.UID+"/pause", url.Values{"csrf_token": {csrf}, "paused": {"false"}, "revision": {rev[1]}}); r.status != http.StatusConflict || !paused() {
+		t.Fatalf("resume with a stale revision: %d, paused %v", r.status, paused())
+	}
+	rev = revisionRE.FindStringSubmatch(p.body)
+	if r := b.post("/ui/records/"+rec.UID+"/pause", url.Values{"csrf_token": {csrf}, "paused": {"false"}, "revision": {rev[1]}}); r.status != http.StatusSeeOther || paused() {
+		t.Fatalf("resume: %d, paused %v", r.status, paused())
+	}
+	// A security_admin sees the status but may not pause.
+	k := newUser(t, env, "auditor", []string{"security_admin"}, nil)
+	sb := mustSignIn(t, env, k.ID, k.Secret)
+	p = sb.get("/ui/records/" + rec.UID)
+	if !strings.Contains(p.body, `id="rotation-status"`) || strings.Contains(p.body, `id="pause-button"`) || strings.Contains(p.body, `id="fields"`) {
+		t.Fatalf("a security_admin's record page")
+	}
+	rev = revisionRE.FindStringSubmatch(b.get("/ui/records/" + rec.UID).body)
+	if r := sb.post("/ui/records/"+rec.UID+"/pause", url.Values{"csrf_token": {sb.csrf()}, "paused": {"true"}, "revision": {rev[1]}}); r.status != http.StatusForbidden || paused() {
+		t.Fatalf("pause by a security_admin: %d, paused %v", r.status, paused())
+	}
+}

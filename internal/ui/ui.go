@@ -13,9 +13,11 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/keyturn/keyturn/internal/audit"
@@ -94,6 +96,7 @@ func New(d Deps, o Options) http.Handler {
 	mux.Handle("POST /ui/records/{uid}/reveal", h.page(h.reveal))
 	mux.Handle("GET /ui/records/{uid}/rotate", h.page(h.rotateConfirm))
 	mux.Handle("POST /ui/records/{uid}/rotate", h.page(h.rotate))
+	mux.Handle("POST /ui/records/{uid}/pause", h.page(h.pause))
 	mux.Handle("GET /ui/runs/{id}", h.page(h.run))
 	mux.Handle("GET /ui/attention", h.page(h.attention))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
@@ -251,6 +254,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		h.Logger.Error("ui internal error", "path", r.URL.Path, "err", err)
 		fe = &fault.Error{Kind: fault.Internal, Code: "internal",
 			Message: "keyturn could not complete this request. The error has been logged; try again, or ask an administrator."}
+	}
+	if fe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(fe.RetryAfter.Seconds()))))
 	}
 	status := statusOf[fe.Kind]
 	if status == 0 {
