@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"encoding/json"
 	"html/template"
 	"math"
@@ -41,6 +42,7 @@ func parsePages() map[string]*template.Template {
 			return "—"
 		},
 		"label": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+		"inc":   func(i int) int { return i + 1 },
 	}
 	out := make(map[string]*template.Template, len(pageNames))
 	for _, n := range pageNames {
@@ -293,6 +295,8 @@ type recordData struct {
 	CanRotate  bool
 	Versions   []vault.PasswordVersion
 	Runs       []rotation.Run
+	Scripts    []rotation.ScriptInfo
+	Params     string // what the scripts receive on stdin, secrets masked; "" when none
 }
 
 func (h *handler) lookup(r *http.Request, p *auth.Principal) (string, error) {
@@ -371,6 +375,21 @@ func (h *handler) recordData(r *http.Request, p *auth.Principal, reveal bool) (r
 		}
 		for i := range d.Versions {
 			d.Versions[i].Value = secret.Secret{} // the page shows states, never values
+		}
+		if d.Rotation != nil {
+			if d.Scripts, err = h.Engine.Scripts(r.Context(), scope(p), uid); err != nil {
+				return recordData{}, err
+			}
+		}
+		if len(d.Scripts) > 0 && meta.Type == "pamUser" {
+			raw, err := h.Engine.ScriptParams(r.Context(), scope(p), uid, false)
+			if err != nil {
+				return recordData{}, err
+			}
+			var buf bytes.Buffer
+			if json.Indent(&buf, raw, "", "  ") == nil {
+				d.Params = buf.String()
+			}
 		}
 	}
 	return d, nil

@@ -97,6 +97,9 @@ func TestNoPasswordOnAnyPageUnlessRevealed(t *testing.T) {
 	if !strings.Contains(rec.body, `data-state="current"`) || !strings.Contains(rec.body, `data-state="previous"`) {
 		t.Fatalf("the record page shows no current and previous versions")
 	}
+	if !strings.Contains(rec.body, `id="scripts"`) || !strings.Contains(rec.body, `id="script-params"`) || !strings.Contains(rec.body, "rotate.sh") {
+		t.Fatalf("the record page shows no scripts or params")
+	}
 	if !strings.Contains(rec.body, "every day at 03:00 (Europe/Berlin)") {
 		t.Fatalf("the schedule is not in words")
 	}
