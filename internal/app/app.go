@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keyturn/keyturn/internal/api"
@@ -91,7 +92,9 @@ func New(dv *datadir.Vault, o Options) *App {
 	apiHandler := api.New(api.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit,
 		Ready: ready(dv), Logger: o.Logger, Meter: m})
 	root := http.NewServeMux()
-	root.Handle(ui.Prefix, ui.New(ui.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit, Logger: o.Logger}, o.UI))
+	web := ui.New(ui.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit, Logger: o.Logger}, o.UI)
+	root.Handle(ui.Prefix, web)
+	root.Handle(strings.TrimSuffix(ui.Prefix, "/"), web) // redirected to /ui/, with the UI's headers
 	root.Handle("/", apiHandler)
 	s.Handler = root
 	return s

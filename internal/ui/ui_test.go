@@ -203,7 +203,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 	t.Parallel()
 	env := testenv.Start(t)
 	anon := newBrowser(t, env.Server.URL)
-	for _, path := range []string{"/ui/", "/ui/signin", "/ui/static/ui.css", "/ui/no-such-page", "/ui/records", "/ui/runs/x"} {
+	for _, path := range []string{"/ui", "/ui/", "/ui/signin", "/ui/static/ui.css", "/ui/no-such-page", "/ui/records", "/ui/runs/x"} {
 		p := anon.get(path)
 		checkHeaders(t, "anonymous GET "+path+" ("+http.StatusText(p.status)+")", p.header)
 	}
