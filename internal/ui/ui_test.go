@@ -479,3 +479,25 @@ func TestSessionExpires(t *testing.T) {
 		t.Fatalf("records after the session expired: %d", p.status)
 	}
 }
+
+// TestSessionAcrossNodes: on PostgreSQL a session signed in on one node works on another, and
+// a key deleted through one node ends its sessions on every node at once.
+func TestSessionAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := testenv.StartNodes(t, 2)
+	k := newUser(t, nodes[0], "roamer", []string{"pam_admin"}, nil)
+	b1 := mustSignIn(t, nodes[0], k.ID, k.Secret)
+	b2 := newBrowser(t, nodes[1].Server.URL)
+	b2.cookie = b1.cookie
+	if p := b2.get("/ui/records"); p.status != http.StatusOK {
+		t.Fatalf("the session on the other node: %d", p.status)
+	}
+	if st := nodes[1].Do(t, "DELETE", "/v1/teams/acme/service_users/roamer/keys/"+k.ID, nil, nil); st != http.StatusNoContent {
+		t.Fatalf("delete the key: %d", st)
+	}
+	for i, b := range []*browser{b1, b2} {
+		if p := b.get("/ui/records"); p.status != http.StatusSeeOther {
+			t.Errorf("node %d after the key was deleted: %d", i+1, p.status)
+		}
+	}
+}
