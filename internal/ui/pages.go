@@ -112,7 +112,7 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, statusOf[fe.Kind], "signin", nil, in)
 		return
 	}
-	h.setSessionCookie(w, sess.ID, sess.Principal.ExpiresAt)
+	h.setSessionCookie(w, r, sess.ID, sess.Principal.ExpiresAt)
 	next := in.Next
 	if next == "" {
 		next = "/ui/records"
@@ -136,7 +136,7 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request, _ *session) er
 			return err
 		}
 	}
-	h.clearSessionCookie(w)
+	h.clearSessionCookie(w, r)
 	http.Redirect(w, r, "/ui/signin", http.StatusSeeOther)
 	return nil
 }

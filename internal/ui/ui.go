@@ -67,8 +67,9 @@ type Deps struct {
 
 // Options configure the UI.
 type Options struct {
-	// Secure says browsers reach keyturn over https (it serves TLS, or a TLS proxy fronts it):
-	// the session cookie is Secure, and a POST's Origin must be https.
+	// Secure says browsers reach keyturn over https through a TLS proxy: the session cookie is
+	// Secure, and a POST's Origin must be https. A request that came over TLS is treated so
+	// whatever Secure says.
 	Secure bool
 }
 
@@ -203,7 +204,7 @@ func (h *handler) session(r *http.Request) (*session, error) {
 // when there is none, its Referer's origin, is the request's own scheme://host.
 func (h *handler) sameOrigin(r *http.Request) bool {
 	scheme := "http"
-	if r.TLS != nil || h.opt.Secure {
+	if h.secureRequest(r) {
 		scheme = "https"
 	}
 	want := scheme + "://" + r.Host
@@ -218,16 +219,20 @@ func (h *handler) sameOrigin(r *http.Request) bool {
 	return err == nil && u.Scheme+"://"+u.Host == want
 }
 
+// secureRequest reports whether the browser reached keyturn over https: the connection is TLS,
+// or Options.Secure says a TLS proxy fronts it.
+func (h *handler) secureRequest(r *http.Request) bool { return r.TLS != nil || h.opt.Secure }
+
 // setSessionCookie gives the browser its session id.
-func (h *handler) setSessionCookie(w http.ResponseWriter, id secret.Secret, expires time.Time) {
+func (h *handler) setSessionCookie(w http.ResponseWriter, r *http.Request, id secret.Secret, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id.Reveal(), Path: Prefix, Expires: expires,
-		HttpOnly: true, Secure: h.opt.Secure, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: h.secureRequest(r), SameSite: http.SameSiteStrictMode})
 }
 
 // clearSessionCookie tells the browser to forget its session id.
-func (h *handler) clearSessionCookie(w http.ResponseWriter) {
+func (h *handler) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: Prefix, MaxAge: -1,
-		HttpOnly: true, Secure: h.opt.Secure, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: h.secureRequest(r), SameSite: http.SameSiteStrictMode})
 }
 
 // statusOf maps an error kind to the page's HTTP status.

@@ -259,6 +259,15 @@ func TestSessionCookieFlags(t *testing.T) {
 	if !tb.cookie.Secure || !tb.cookie.HttpOnly || tb.cookie.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("cookie over https: %+v", tb.cookie)
 	}
+
+	// A server that serves TLS itself gives a Secure cookie without being told.
+	tlsSrv := httptest.NewTLSServer(ui.New(ui.Deps{Vault: s.Vault, Auth: s.Auth, Engine: s.Engine, Audit: s.Audit}, ui.Options{}))
+	defer tlsSrv.Close()
+	xb := newBrowser(t, tlsSrv.URL)
+	xb.c.Transport = tlsSrv.Client().Transport
+	if p := xb.signIn("acme", env.Creds.KeyID, env.Creds.KeySecret.Reveal()); p.status != http.StatusSeeOther || xb.cookie == nil || !xb.cookie.Secure {
+		t.Fatalf("sign in over TLS: %d, cookie %+v", p.status, xb.cookie)
+	}
 }
 
 func TestSignInWithAWrongSecretIsRefused(t *testing.T) {
