@@ -297,6 +297,20 @@ func TestSignInWithAWrongSecretIsRefused(t *testing.T) {
 	}
 }
 
+func TestSignInGoesOnlyToPagesOfTheUI(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t)
+	// After sign-in the browser goes where it was headed, but only to a page of the UI.
+	for next, want := range map[string]string{"/ui/attention": "/ui/attention", "//evil.example/ui/": "/ui/records",
+		"https://evil.example/": "/ui/records", "/ui/\\evil.example": "/ui/records"} {
+		nb := newBrowser(t, env.Server.URL)
+		p := nb.post("/ui/signin", url.Values{"team": {"acme"}, "key_id": {env.Creds.KeyID}, "key_secret": {env.Creds.KeySecret.Reveal()}, "next": {next}})
+		if p.status != http.StatusSeeOther || p.header.Get("Location") != want {
+			t.Errorf("sign in with next=%q: %d to %q, want %q", next, p.status, p.header.Get("Location"), want)
+		}
+	}
+}
+
 func TestPostWithoutCSRFTokenIsRefused(t *testing.T) {
 	t.Parallel()
 	env := testenv.Start(t)
@@ -418,6 +432,17 @@ func TestFolderGrantsHideRecords(t *testing.T) {
 	}
 	if n := runsOf(t, env, outside.UID); n != 0 {
 		t.Fatalf("%d runs of a record outside the grant", n)
+	}
+	// A run of a record outside the grant is not found either, nor listed as needing attention.
+	var run struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	if st := env.Do(t, "POST", "/v1/teams/acme/records/"+outside.UID+"/rotate?wait=30s", nil, &run); st != http.StatusOK || run.Status != "succeeded" {
+		t.Fatalf("rotate outside the grant as admin: %d %+v", st, run)
+	}
+	if p := b.get("/ui/runs/" + run.ID); p.status != http.StatusNotFound {
+		t.Errorf("a run outside the grant: %d, want 404", p.status)
 	}
 }
 
