@@ -79,6 +79,7 @@ const (
 // Browser is one headless Chromium with one tab, for one test.
 type Browser struct {
 	t       testing.TB
+	bin     string          // the Chromium binary
 	ctx     context.Context // the tab's; no deadline
 	timeout time.Duration
 	profile string
@@ -138,6 +139,16 @@ func isExecutable(p string) bool {
 // ends. It skips the test when Chromium is missing, or fails it in CI (CI=true).
 func New(t testing.TB) *Browser {
 	t.Helper()
+	b, stop := start(t)
+	t.Cleanup(stop)
+	b.launch(t)
+	return b
+}
+
+// start makes a browser for t; stop kills it and removes its profile. It does not start
+// Chromium yet: launch does.
+func start(t testing.TB) (b *Browser, stop func()) {
+	t.Helper()
 	bin, err := ExecPath()
 	if err != nil {
 		if os.Getenv("CI") != "true" {
@@ -153,10 +164,14 @@ func New(t testing.TB) *Browser {
 	if err := os.Mkdir(profile, 0o700); err != nil {
 		t.Fatalf("browser: profile: %v", err)
 	}
-	b := &Browser{t: t, timeout: DefaultTimeout, profile: profile, outDir: screenshotDir(t)}
+	b = &Browser{t: t, bin: bin, timeout: DefaultTimeout, profile: profile, outDir: screenshotDir(t)}
 
+	// HOME and the XDG folders point into the profile, so that nothing (crash reports, the
+	// NSS database) is written outside it.
 	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(bin), chromedp.UserDataDir(profile),
-		chromedp.WindowSize(Width, Height)}
+		chromedp.WindowSize(Width, Height),
+		chromedp.Env("HOME="+profile, "XDG_CONFIG_HOME="+filepath.Join(profile, "config"),
+			"XDG_CACHE_HOME="+filepath.Join(profile, "cache"))}
 	for _, f := range Flags {
 		name, value, hasValue := strings.Cut(strings.TrimPrefix(f, "--"), "=")
 		if hasValue {
@@ -168,7 +183,7 @@ func New(t testing.TB) *Browser {
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	tabCtx, tabCancel := chromedp.NewContext(allocCtx, chromedp.WithListener(b.listen))
 	b.ctx = tabCtx
-	t.Cleanup(func() {
+	return b, func() {
 		if t.Failed() {
 			b.saveFailure()
 		}
@@ -177,20 +192,25 @@ func New(t testing.TB) *Browser {
 		if err := removeProfile(profile); err != nil {
 			t.Errorf("browser: %v", err)
 		}
-	})
+	}
+}
+
+// launch starts Chromium and waits until its tab answers.
+func (b *Browser) launch(t testing.TB) {
+	t.Helper()
 	// The first action starts the browser and binds its life to tabCtx, which has no deadline;
 	// only starting it is bounded.
 	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(tabCtx, chromedp.EmulateViewport(Width, Height)) }()
+	go func() { started <- chromedp.Do(b.ctx, chromedp.EmulateViewport(Width, Height)) }()
+	var err error
 	select {
 	case err = <-started:
 	case <-time.After(60 * time.Second):
 		err = errors.New("it did not start within 60 s")
 	}
 	if err != nil {
-		t.Fatalf("browser: start %s: %v", bin, err)
+		t.Fatalf("browser: start %s: %v", b.bin, err)
 	}
-	return b
 }
 
 // makeRoot makes the folder below which this test binary's profiles live, and starts the

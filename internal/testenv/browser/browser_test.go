@@ -346,3 +346,20 @@ func TestOutputDir(t *testing.T) {
 		t.Fatalf("safeName %q", got)
 	}
 }
+
+// BenchmarkStart measures what a browser test pays before its first page: starting Chromium
+// with a fresh profile, loading one page, and stopping it all (the kill and the profile's
+// removal included).
+func BenchmarkStart(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "<!doctype html><title>x</title><p id=p>ready</p>")
+	}))
+	defer srv.Close()
+	for b.Loop() {
+		br, stop := start(b)
+		br.launch(b)
+		br.Navigate(srv.URL)
+		br.WaitText("#p", "ready")
+		stop()
+	}
+}
