@@ -33,7 +33,7 @@ func site(t *testing.T) *httptest.Server {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", csp)
 		w.WriteHeader(status)
-		fmt.Fprintf(w, "<!doctype html><html lang=en><head><meta charset=utf-8><title>harness</title></head><body>%s</body></html>", body)
+		fmt.Fprintf(w, "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\"><title>harness</title></head><body>%s</body></html>", body)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /form", func(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +170,20 @@ func TestScreenshotIsAFullPagePNG(t *testing.T) {
 			t.Errorf("pixel (%d,%d) is %02x%02x%02x, want %02x%02x%02x", px.x, px.y, r>>8, g>>8, bl>>8, px.r, px.g, px.b)
 		}
 	}
+
+	// A phone's viewport: the page is laid out, and shot, at its width.
+	b.Viewport(390, 844, true)
+	if w := Eval[int](b, "window.innerWidth"); w != 390 {
+		t.Fatalf("innerWidth %d in a 390 px viewport", w)
+	}
+	f2, err := os.Open(b.Screenshot("phone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	if cfg, err := png.DecodeConfig(f2); err != nil || cfg.Width != 390 || cfg.Height < 1700 {
+		t.Fatalf("phone screenshot %+v, %v", cfg, err)
+	}
 }
 
 // The browser's reports of what the Content-Security-Policy refused reach the test, and so do
@@ -198,10 +212,13 @@ func TestCSPViolationsAreVisible(t *testing.T) {
 // profile.
 func TestNoChromiumOutlivesItsTest(t *testing.T) {
 	t.Parallel()
+	if _, err := ExecPath(); err != nil {
+		New(t) // skips, or fails in CI
+	}
 	srv := site(t)
 	var flag, profile string
 	var pids []int
-	t.Run("browse", func(t *testing.T) {
+	if !t.Run("browse", func(t *testing.T) {
 		b := New(t)
 		b.Navigate(srv.URL + "/form")
 		flag, profile = b.ProfileFlag(), b.profile
@@ -209,7 +226,9 @@ func TestNoChromiumOutlivesItsTest(t *testing.T) {
 		if pids = procs.With(flag); len(pids) < 2 {
 			t.Fatalf("found %d chromium processes with %s", len(pids), flag)
 		}
-	})
+	}) {
+		return
+	}
 	if left := procs.With(flag); len(left) > 0 {
 		t.Fatalf("of the browser's processes %v, %v outlive the test", pids, left)
 	}
@@ -293,8 +312,11 @@ type fakeTB struct {
 	skipped, failed string
 }
 
-func (f *fakeTB) Helper()      {}
-func (f *fakeTB) Name() string { return "fake" }
+func (f *fakeTB) Helper()                           {}
+func (f *fakeTB) Name() string                      { return "fake" }
+func (f *fakeTB) Failed() bool                      { return f.failed != "" }
+func (f *fakeTB) Logf(format string, args ...any)   {}
+func (f *fakeTB) Errorf(format string, args ...any) { f.failed = fmt.Sprintf(format, args...) }
 func (f *fakeTB) Skipf(format string, args ...any) {
 	f.skipped = fmt.Sprintf(format, args...)
 	runtime.Goexit()
@@ -361,5 +383,32 @@ func BenchmarkStart(b *testing.B) {
 		br.Navigate(srv.URL)
 		br.WaitText("#p", "ready")
 		stop()
+	}
+}
+
+// A failed test leaves a screenshot of the page it failed on.
+func TestFailedTestLeavesAScreenshot(t *testing.T) {
+	if _, err := ExecPath(); err != nil {
+		New(t) // skips, or fails in CI
+	}
+	srv := site(t)
+	out := t.TempDir()
+	t.Setenv(EnvOutput, out)
+	f := &fakeTB{}
+	b, stop := start(f)
+	b.launch(f)
+	b.Navigate(srv.URL + "/tall")
+	f.failed = "the test failed"
+	stop()
+	img, err := os.Open(filepath.Join(out, "screenshots", "fake", "failed.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if cfg, err := png.DecodeConfig(img); err != nil || cfg.Width != Width || cfg.Height < 1700 {
+		t.Fatalf("failed.png %+v, %v", cfg, err)
+	}
+	if f.failed != "the test failed" {
+		t.Fatalf("stopping the browser: %s", f.failed)
 	}
 }
