@@ -426,7 +426,8 @@ func (b *Browser) Fill(sel, value string) {
 }
 
 // SetValue sets the value of the form control sel matches (a select, a checkbox's value, a
-// hidden input) without typing, and fires its input and change events.
+// hidden input) without typing, and fires its input and change events. The value travels
+// inside a script: use Fill for a secret.
 func (b *Browser) SetValue(sel, value string) {
 	b.t.Helper()
 	ctx, cancel := b.Context()
