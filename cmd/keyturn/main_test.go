@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -478,6 +480,71 @@ func TestSandboxOnceJSON(t *testing.T) {
 		if s.Status != "succeeded" && !(s.Name == "okta-naive-script-refused" && strings.Contains(s.Detail, "E0000003")) {
 			t.Errorf("only the naive script may fail, and its refusal by Okta must show: %+v", s)
 		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a command writes to while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A serving sandbox says where its web UI is and how to sign in to it: /ui/ on the API's
+// address, with the team and the key id of the admin key it prints, a key the server accepts.
+func TestSandboxPrintsWhereToSignIn(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"sandbox", "--listen", "127.0.0.1:0"}, &out, &errOut) }()
+	deadline := time.After(2 * time.Minute)
+	for !strings.Contains(errOut.String(), "Ctrl-C stops the sandbox") {
+		select {
+		case code := <-done:
+			t.Fatalf("the sandbox exited %d before serving\n%s\n%s", code, out.String(), errOut.String())
+		case <-deadline:
+			t.Fatalf("the sandbox did not say it serves\n%s", errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	banner := errOut.String()
+	api := regexp.MustCompile(`(?m)^keyturn API:  (http://\S+) \(team (\S+)\)$`).FindStringSubmatch(banner)
+	key := regexp.MustCompile(`(?m)^admin key:    KEYTURN_KEY_ID=(\S+) KEYTURN_KEY_SECRET=(\S+)$`).FindStringSubmatch(banner)
+	ui := regexp.MustCompile(`(?m)^UI:           (http://\S+) \(sign in with team (\S+), key id (\S+) and the admin key's secret above\)$`).FindStringSubmatch(banner)
+	if api == nil || key == nil || ui == nil {
+		t.Fatalf("the banner lacks the API, the admin key or the UI:\n%s", banner)
+	}
+	if ui[1] != api[1]+"/ui/" || ui[2] != api[2] || ui[3] != key[1] {
+		t.Fatalf("UI %q, team %q, key id %q; want %q, %q, %q", ui[1], ui[2], ui[3], api[1]+"/ui/", api[2], key[1])
+	}
+	if strings.Contains(ui[0], key[2]) {
+		t.Fatal("the UI line repeats the key's secret")
+	}
+	body, _ := json.Marshal(map[string]string{"key_id": key[1], "key_secret": key[2]})
+	resp, err := http.Post(api[1]+"/v1/teams/"+ui[2]+"/service_token", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the printed team and key get no token: %d", resp.StatusCode)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("Ctrl-C: exit %d\n%s", code, errOut.String())
 	}
 }
 

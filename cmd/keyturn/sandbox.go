@@ -25,7 +25,8 @@ Keeper's Okta and REST guides and an OPA service-user key, rotate each once, che
 credential against the emulator, and print a report. The exit code is 0 only when every
 scenario ended as expected and its credential works. Needs bash, jq and curl.
 
-Without --once it keeps serving and prints the API address and an admin key to explore with.
+Without --once it keeps serving and prints the API address, the web UI's address (/ui/ on the
+same server) and an admin key to explore both with.
 
 With -o json the report is {"scenarios": [{"name", "method", "status", "expected_status",
 "verified", "detail"}]}; -o yaml prints the same as YAML. --json is -o json.`,
@@ -76,8 +77,11 @@ func runSandbox(ctx context.Context, listen string, once bool, format cli.Format
 		printReport(stdout, report)
 	}
 	if !once {
-		fmt.Fprintf(stderr, "\nkeyturn API:  %s (team %s)\nadmin key:    KEYTURN_KEY_ID=%s KEYTURN_KEY_SECRET=%s\nemulator:     %s (SSWS %s)\nCtrl-C stops the sandbox and deletes its vault.\n",
-			s.APIURL, sandbox.Team, s.Creds.KeyID, s.Creds.KeySecret.Reveal(), s.OrgURL, s.Emulator.Token())
+		fmt.Fprintf(stderr, "\nkeyturn API:  %s (team %s)\nadmin key:    KEYTURN_KEY_ID=%s KEYTURN_KEY_SECRET=%s\n"+
+			"UI:           %s/ui/ (sign in with team %s, key id %s and the admin key's secret above)\n"+
+			"emulator:     %s (SSWS %s)\nCtrl-C stops the sandbox and deletes its vault.\n",
+			s.APIURL, sandbox.Team, s.Creds.KeyID, s.Creds.KeySecret.Reveal(),
+			s.APIURL, sandbox.Team, s.Creds.KeyID, s.OrgURL, s.Emulator.Token())
 		<-ctx.Done()
 	}
 	if !report.OK() {
