@@ -22,7 +22,8 @@ import (
 )
 
 // pageNames are the templates under templates/, each parsed with layout.html.
-var pageNames = []string{"signin", "records", "record", "confirm", "run", "attention", "error"}
+var pageNames = []string{"signin", "records", "record", "confirm", "run", "attention", "error",
+	"audit", "auditverify", "serviceusers", "userconfirm", "newkey"}
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{

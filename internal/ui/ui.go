@@ -100,6 +100,13 @@ func New(d Deps, o Options) http.Handler {
 	mux.Handle("POST /ui/records/{uid}/pause", h.page(h.pause))
 	mux.Handle("GET /ui/runs/{id}", h.page(h.run))
 	mux.Handle("GET /ui/attention", h.page(h.attention))
+	mux.Handle("GET /ui/audit", h.page(h.auditTrail))
+	mux.Handle("GET /ui/audit/verify", h.page(h.auditVerify))
+	mux.Handle("GET /ui/service-users", h.page(h.serviceUsers))
+	mux.Handle("GET /ui/service-users/{name}/confirm", h.page(h.userConfirm))
+	mux.Handle("POST /ui/service-users/{name}/keys", h.page(h.newKey))
+	mux.Handle("POST /ui/service-users/{name}/keys/{key}/delete", h.page(h.deleteKey))
+	mux.Handle("POST /ui/service-users/{name}/status", h.page(h.setUserStatus))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, nil, fault.NotFoundf("there is no page %s", r.URL.Path))
 	})
