@@ -91,6 +91,7 @@ func New(d Deps, o Options) http.Handler {
 	mux.HandleFunc("GET /ui/{$}", h.index)
 	mux.HandleFunc("GET /ui/signin", h.signInForm)
 	mux.HandleFunc("POST /ui/signin", h.signIn)
+	mux.HandleFunc("GET /ui/signin/once", h.signInOnce)
 	mux.Handle("POST /ui/signout", h.page(h.signOut))
 	mux.Handle("GET /ui/records", h.page(h.records))
 	mux.Handle("GET /ui/records/{uid}", h.page(h.record))
