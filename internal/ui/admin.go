@@ -84,12 +84,13 @@ func (h *handler) auditTrail(w http.ResponseWriter, r *http.Request, s *session)
 		}
 	}
 	if d.Record != "" {
-		// A title or uid of a record the caller can see; otherwise the text is taken as the
-		// uid of a record that may since have been deleted.
+		// A title or uid of a record the caller can see (a title several share is refused, as
+		// the API refuses it); otherwise the text is taken as the uid of a record that may
+		// since have been deleted.
 		f.RecordUID = d.Record
 		if uid, err := h.Vault.Lookup(r.Context(), scope(s.P), d.Record); err == nil {
 			f.RecordUID = uid
-		} else if k := fault.KindOf(err); k != fault.NotFound && k != fault.Invalid {
+		} else if fault.KindOf(err) != fault.NotFound {
 			return err
 		}
 	}

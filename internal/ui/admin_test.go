@@ -179,6 +179,12 @@ func TestAuditPageFilters(t *testing.T) {
 	check("since="+start.Format("2006-01-02T15:04"), func(auditRow) bool { return true }, len(all))
 	check("since="+url.QueryEscape(time.Now().Add(time.Hour).UTC().Format(time.RFC3339)), func(auditRow) bool { return false }, 0)
 	check("until="+start.Format("2006-01-02T15:04"), func(auditRow) bool { return false }, 0)
+	createRecord(t, env, "dup", "Shared", "Dup-Pw-1")
+	createRecord(t, env, "dup", "Other", "Dup-Pw-2")
+	if p := b.get("/ui/audit?record=dup"); p.status != http.StatusBadRequest || errorCode(p) != "ambiguous_title" {
+		t.Errorf("a title two records share: %d %s", p.status, errorCode(p))
+	}
+	check("record=deleted-or-unknown-uid", func(auditRow) bool { return false }, 0)
 	if p := b.get("/ui/audit?type=not_a_type"); p.status != http.StatusBadRequest {
 		t.Errorf("an unknown type: %d", p.status)
 	}
@@ -201,8 +207,8 @@ func TestAuditPageFilters(t *testing.T) {
 		t.Fatalf("the next page drops the filter: %s", next)
 	}
 	rows2 := auditRows(t, b.get(next))
-	if len(rows2) != 64-50 {
-		t.Fatalf("second page: %d events, want %d", len(rows2), 64-50)
+	if len(rows2) != 66-50 {
+		t.Fatalf("second page: %d events, want %d", len(rows2), 66-50)
 	}
 	var last, firstOf2 int
 	fmt.Sscan(rows1[49].seq, &last)
