@@ -545,6 +545,7 @@ func TestNoSecretOnTheNewPages(t *testing.T) {
 		if p.status != http.StatusOK {
 			t.Errorf("GET %s: %d", path, p.status)
 		}
+		checkHeaders(t, "GET "+path, p.header)
 		for _, s := range secrets {
 			if strings.Contains(html.UnescapeString(p.body), s) {
 				t.Errorf("GET %s shows a secret", path)
