@@ -533,6 +533,23 @@ func TestSandboxPrintsWhereToSignIn(t *testing.T) {
 	if strings.Contains(ui[0], key[2]) {
 		t.Fatal("the UI line repeats the key's secret")
 	}
+	// The one-time sign-in link opens a session once, and holds neither the key id nor its secret.
+	link := regexp.MustCompile(`(?m)^sign-in link: (http://\S+) \(signs in once as the admin key, until \d\d:\d\d:\d\d UTC\)$`).FindStringSubmatch(banner)
+	if link == nil || !strings.HasPrefix(link[1], api[1]+"/ui/signin/once?token=") ||
+		strings.Contains(link[1], key[2]) || strings.Contains(link[1], key[1]) {
+		t.Fatalf("the banner lacks a one-time sign-in link, or it holds the key:\n%s", banner)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i, want := range []int{http.StatusSeeOther, http.StatusUnauthorized} {
+		resp, err := noFollow.Get(link[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == http.StatusSeeOther) != (len(resp.Cookies()) == 1) {
+			t.Fatalf("use %d of the sign-in link: %d, cookies %v", i+1, resp.StatusCode, resp.Cookies())
+		}
+	}
 	body, _ := json.Marshal(map[string]string{"key_id": key[1], "key_secret": key[2]})
 	resp, err := http.Post(api[1]+"/v1/teams/"+ui[2]+"/service_token", "application/json", bytes.NewReader(body))
 	if err != nil {

@@ -77,11 +77,16 @@ func runSandbox(ctx context.Context, listen string, once bool, format cli.Format
 		printReport(stdout, report)
 	}
 	if !once {
+		link, expires, err := s.SignInLink(ctx)
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(stderr, "\nkeyturn API:  %s (team %s)\nadmin key:    KEYTURN_KEY_ID=%s KEYTURN_KEY_SECRET=%s\n"+
 			"UI:           %s/ui/ (sign in with team %s, key id %s and the admin key's secret above)\n"+
+			"sign-in link: %s (signs in once as the admin key, until %s)\n"+
 			"emulator:     %s (SSWS %s)\nCtrl-C stops the sandbox and deletes its vault.\n",
 			s.APIURL, sandbox.Team, s.Creds.KeyID, s.Creds.KeySecret.Reveal(),
-			s.APIURL, sandbox.Team, s.Creds.KeyID, s.OrgURL, s.Emulator.Token())
+			s.APIURL, sandbox.Team, s.Creds.KeyID, link, expires.UTC().Format("15:04:05 UTC"), s.OrgURL, s.Emulator.Token())
 		<-ctx.Done()
 	}
 	if !report.OK() {

@@ -262,6 +262,20 @@ func (l *Log) ListWithin(ctx context.Context, teamID int64, folders []string, af
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	return events(rows)
+}
+
+// Page returns a team's events that f lets through, newest first; f.Folders limits them as
+// ListWithin does for a caller limited to folders.
+func (l *Log) Page(ctx context.Context, teamID int64, f store.AuditFilter) ([]Event, error) {
+	rows, err := l.db.AuditEventsPage(ctx, teamID, f)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return events(rows)
+}
+
+func events(rows []store.AuditEvent) ([]Event, error) {
 	out := make([]Event, len(rows))
 	for i, r := range rows {
 		out[i] = Event{Seq: r.Seq, Type: r.Type, Actor: r.Actor, RecordUID: r.RecordUID, CreatedAt: r.CreatedAt}

@@ -276,6 +276,11 @@ func (s *Service) issueToken(ctx context.Context, team, keyID string, keySecret 
 		user.Status != StatusActive || (key.ExpiresAt != nil && !now.Before(*key.ExpiresAt)) {
 		return Token{}, errBadCredentials
 	}
+	return s.mintToken(ctx, key, team, now)
+}
+
+// mintToken issues a bearer token for a key whose caller was checked.
+func (s *Service) mintToken(ctx context.Context, key store.APIKey, team string, now time.Time) (Token, error) {
 	idBytes := make([]byte, 12)
 	_, _ = rand.Read(idBytes)
 	id := hex.EncodeToString(idBytes)

@@ -2,12 +2,16 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/keyturn/keyturn/internal/fault"
 
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
@@ -30,6 +34,11 @@ func (s *Service) SignIn(ctx context.Context, team, keyID string, keySecret secr
 	if err != nil {
 		return Session{}, err
 	}
+	return s.openSession(ctx, tok)
+}
+
+// openSession opens a session that stands for a token just minted.
+func (s *Service) openSession(ctx context.Context, tok Token) (Session, error) {
 	tokenID, ok := tokenIDOf(tok.Bearer)
 	if !ok {
 		return Session{}, fmt.Errorf("sign in: the token minted has no id")
@@ -105,4 +114,86 @@ func tokenIDOf(bearer secret.Secret) (string, bool) {
 	}
 	id, _, ok := strings.Cut(rest, ".")
 	return id, ok && id != ""
+}
+
+// SignInLinkTTL is how long a one-time sign-in link stays usable.
+const SignInLinkTTL = 15 * time.Minute
+
+// errBadSignInLink is the one answer to a sign-in link that is unknown, used, expired, or
+// whose key or user no longer signs in.
+var errBadSignInLink = &fault.Error{Kind: fault.Unauthenticated, Code: "signin_link_invalid",
+	Message: "This sign-in link is not valid: it was used already, it expired, or its key no longer signs in. Sign in with an API key."}
+
+// CreateSignInLink checks an API key with its secret, as IssueToken does, and returns the
+// token of a one-time sign-in link for it and when it expires: the token opens one web UI
+// session for that key (SignInOnce) within SignInLinkTTL. Only its SHA-256 is stored.
+func (s *Service) CreateSignInLink(ctx context.Context, team, keyID string, keySecret secret.Secret) (secret.Secret, time.Time, error) {
+	if _, err := parseKeyID(keyID); err != nil {
+		return secret.Secret{}, time.Time{}, err
+	}
+	now := s.now().UTC()
+	key, user, t, err := s.db.APIKeyWithUser(ctx, team, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return secret.Secret{}, time.Time{}, errBadCredentials
+	}
+	if err != nil {
+		return secret.Secret{}, time.Time{}, fmt.Errorf("create sign-in link: %w", err)
+	}
+	if !hmac.Equal(key.SecretHash, s.keyHash(keyID, keySecret)) || user.Status != StatusActive ||
+		(key.ExpiresAt != nil && !now.Before(*key.ExpiresAt)) {
+		return secret.Secret{}, time.Time{}, errBadCredentials
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	tok := secret.FromString(base64.RawURLEncoding.EncodeToString(raw))
+	clear(raw)
+	l := store.UISignInLink{TokenHash: SessionIDHash(tok), KeyID: key.ID, TeamID: t.ID, CreatedAt: now, ExpiresAt: now.Add(SignInLinkTTL)}
+	if err := s.db.Tx(ctx, func(tx *store.Tx) error { return tx.CreateUISignInLink(ctx, l) }); err != nil {
+		return secret.Secret{}, time.Time{}, fmt.Errorf("create sign-in link: %w", err)
+	}
+	return tok, l.ExpiresAt, nil
+}
+
+// SignInOnce uses a one-time sign-in link: the link is deleted whatever follows, and, when it
+// had not expired and its key and user still sign in, a web UI session for its key is opened,
+// as SignIn opens one.
+func (s *Service) SignInOnce(ctx context.Context, link secret.Secret) (Session, error) {
+	if link.IsZero() {
+		return Session{}, errBadSignInLink
+	}
+	var l store.UISignInLink
+	err := s.db.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		l, err = tx.ConsumeUISignInLink(ctx, SessionIDHash(link))
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return Session{}, errBadSignInLink
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("sign in with a link: %w", err)
+	}
+	now := s.now()
+	if !now.Before(l.ExpiresAt) {
+		return Session{}, errBadSignInLink
+	}
+	team, err := s.db.TeamByID(ctx, l.TeamID)
+	if err != nil {
+		return Session{}, fmt.Errorf("sign in with a link: %w", err)
+	}
+	key, user, _, err := s.db.APIKeyWithUser(ctx, team.Name, l.KeyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Session{}, errBadSignInLink
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("sign in with a link: %w", err)
+	}
+	if user.Status != StatusActive || (key.ExpiresAt != nil && !now.Before(*key.ExpiresAt)) {
+		return Session{}, errBadSignInLink
+	}
+	tok, err := s.mintToken(ctx, key, team.Name, now)
+	if err != nil {
+		return Session{}, err
+	}
+	return s.openSession(ctx, tok)
 }

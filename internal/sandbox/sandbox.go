@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -123,6 +124,17 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	s.apiSrv = &http.Server{Handler: s.Services.Handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.apiSrv.Serve(apiLn) }()
 	return s, nil
+}
+
+// SignInLink returns a one-time sign-in link to the web UI for the sandbox's admin key, and
+// when it expires: the link opens one session (auth.Service.SignInOnce) and is then used up.
+// Its token is the only secret in it; the database holds its hash.
+func (s *Sandbox) SignInLink(ctx context.Context) (string, time.Time, error) {
+	tok, expires, err := s.Services.Auth.CreateSignInLink(ctx, Team, s.Creds.KeyID, s.Creds.KeySecret)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign-in link: %w", err)
+	}
+	return s.APIURL + "/ui/signin/once?token=" + url.QueryEscape(tok.Reveal()), expires, nil
 }
 
 // Close stops everything and removes the temporary vault.

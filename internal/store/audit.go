@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -340,6 +341,55 @@ func (r Reader) AuditEventsWithin(ctx context.Context, teamID int64, folders []s
 		WHERE e.team_id = $1 AND e.seq > $2 AND EXISTS (SELECT 1 FROM records r
 			WHERE r.uid = e.record_uid AND r.team_id = e.team_id AND (`+cond+`))
 		ORDER BY e.seq LIMIT $3`, args...)
+}
+
+// AuditFilter narrows a team's events for AuditEventsPage; zero fields do not filter.
+type AuditFilter struct {
+	Folders   []string  // only events naming a record in or below one of these folders (see AuditEventsWithin)
+	Before    int64     // only events with seq below it (the next page's cursor)
+	Type      string    // only events of this type
+	RecordUID string    // only events naming this record
+	Actor     string    // only events of this actor (the service user's name)
+	Since     time.Time // only events created at or after it
+	Until     time.Time // only events created before it
+	Limit     int
+}
+
+// AuditEventsPage returns a team's events that the filter lets through, newest first. The
+// folder condition is AuditEventsWithin's.
+func (r Reader) AuditEventsPage(ctx context.Context, teamID int64, f AuditFilter) ([]AuditEvent, error) {
+	args := []any{teamID, f.Limit}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	where := []string{"e.team_id = $1"}
+	if f.Before > 0 {
+		where = append(where, "e.seq < "+arg(f.Before))
+	}
+	if f.Type != "" {
+		where = append(where, "e.type = "+arg(f.Type))
+	}
+	if f.RecordUID != "" {
+		where = append(where, "e.record_uid = "+arg(f.RecordUID))
+	}
+	if f.Actor != "" {
+		where = append(where, "e.actor = "+arg(f.Actor))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "e.created_at >= "+arg(nanos(f.Since)))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "e.created_at < "+arg(nanos(f.Until)))
+	}
+	if len(f.Folders) > 0 {
+		cond, fargs := withinFolders("r.folder", f.Folders, len(args))
+		args = append(args, fargs...)
+		where = append(where, `EXISTS (SELECT 1 FROM records r
+			WHERE r.uid = e.record_uid AND r.team_id = e.team_id AND (`+cond+`))`)
+	}
+	return r.auditEvents(ctx, `SELECT `+prefixed("e.", auditColumns)+` FROM audit_events e
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY e.seq DESC LIMIT $2`, args...)
 }
 
 // TeamAuditEvents returns a team's events after teamSeq in the team's own chain, in team_seq

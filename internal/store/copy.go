@@ -22,10 +22,12 @@ var copyTables = []string{
 // copySkipped are the tables CopyToPostgres does not copy as rows: goose's own version table
 // (each database was migrated by its own provider), PostgreSQL's audit_head, which is set
 // from the copied chain instead, and the failed-exchange limiter's windows and the per-target
-// rate limits' buckets, which are transient: a copied vault starts with none (a missing
-// bucket starts full).
+// rate limits' buckets, the web UI's sessions and one-time sign-in links, which are
+// transient: a copied vault starts with none (a missing bucket starts full; everyone signs in
+// to the UI again).
 var copySkipped = []string{"goose_db_version", "audit_head",
-	"exchange_pair_failures", "exchange_key_failures", "exchange_good_addresses", "target_rate_buckets"}
+	"exchange_pair_failures", "exchange_key_failures", "exchange_good_addresses", "target_rate_buckets",
+	"ui_sessions", "ui_signin_links"}
 
 // ErrTargetNotEmpty is returned by CopyToPostgres when the target database already holds
 // keyturn data.

@@ -99,6 +99,19 @@ func (r Reader) TeamByName(ctx context.Context, name string) (Team, error) {
 	return team, err
 }
 
+// TeamByID returns a team.
+func (r Reader) TeamByID(ctx context.Context, id int64) (Team, error) {
+	var team Team
+	var created int64
+	err := r.q.QueryRowContext(ctx, `SELECT id, name, created_at FROM teams WHERE id = $1`, id).
+		Scan(&team.ID, &team.Name, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Team{}, ErrNotFound
+	}
+	team.CreatedAt = fromNanos(created)
+	return team, err
+}
+
 // CreateServiceUser inserts a service user.
 func (t *Tx) CreateServiceUser(ctx context.Context, u ServiceUser) error {
 	roles, _ := json.Marshal(nonNil(u.Roles))

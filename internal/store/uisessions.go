@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// The web UI's sessions are transient: a copied vault starts with none, and everyone signs in
-// again. Registered here, beside the table's queries, rather than in copy.go's list.
-func init() { copySkipped = append(copySkipped, "ui_sessions") }
-
 // UISession is a signed-in web UI session. Only the SHA-256 of its random id is stored; it
 // stands for the bearer token minted at sign-in, through which it is resolved on every request.
 type UISession struct {
@@ -67,4 +63,42 @@ func (t *Tx) DeleteUISession(ctx context.Context, idHash []byte) error {
 		return fmt.Errorf("delete the ui session's token: %w", err)
 	}
 	return nil
+}
+
+// UISignInLink is a one-time sign-in link of the web UI: only the SHA-256 of its random token
+// is stored, and it opens one session for one API key before it expires.
+type UISignInLink struct {
+	TokenHash []byte
+	KeyID     string
+	TeamID    int64
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// CreateUISignInLink inserts a link and drops the expired links.
+func (t *Tx) CreateUISignInLink(ctx context.Context, l UISignInLink) error {
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM ui_signin_links WHERE expires_at <= $1`, nanos(l.CreatedAt)); err != nil {
+		return fmt.Errorf("drop expired ui sign-in links: %w", err)
+	}
+	return t.insert(ctx, "ui sign-in link",
+		`INSERT INTO ui_signin_links (token_hash, key_id, team_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		l.TokenHash, l.KeyID, l.TeamID, nanos(l.CreatedAt), nanos(l.ExpiresAt))
+}
+
+// ConsumeUISignInLink deletes the link whose token hashes to tokenHash and returns it, in one
+// statement, so that of two uses at once only one gets it (ErrNotFound when there is none,
+// or it was used). The caller checks its expiry.
+func (t *Tx) ConsumeUISignInLink(ctx context.Context, tokenHash []byte) (UISignInLink, error) {
+	l := UISignInLink{TokenHash: tokenHash}
+	var created, expires int64
+	err := t.tx.QueryRowContext(ctx, `DELETE FROM ui_signin_links WHERE token_hash = $1
+		RETURNING key_id, team_id, created_at, expires_at`, tokenHash).Scan(&l.KeyID, &l.TeamID, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return UISignInLink{}, ErrNotFound
+	}
+	if err != nil {
+		return UISignInLink{}, fmt.Errorf("use ui sign-in link: %w", err)
+	}
+	l.CreatedAt, l.ExpiresAt = fromNanos(created), fromNanos(expires)
+	return l, nil
 }

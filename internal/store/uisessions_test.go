@@ -19,6 +19,7 @@ func TestUISessionConformance(t *testing.T) {
 		{"RoundTrip", testUISessionRoundTrip},
 		{"DiesWithItsTokenAndKey", testUISessionDiesWithItsKey},
 		{"CreateDropsExpired", testUISessionCreateDropsExpired},
+		{"SignInLinkUsedOnce", testUISignInLinkUsedOnce},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -110,5 +111,39 @@ func testUISessionCreateDropsExpired(t *testing.T, db *DB) {
 	}
 	if _, err := db.UISession(ctx, fresh.IDHash); err != nil {
 		t.Errorf("the new session: %v", err)
+	}
+}
+
+// testUISignInLinkUsedOnce: a link is returned by the one use that deletes it, never again;
+// creating one drops the expired; deleting its key deletes it.
+func testUISignInLinkUsedOnce(t *testing.T, db *DB) {
+	ctx := context.Background()
+	f := newIdentity(t, db, "acme")
+	link := func(tok string, created, expires time.Time) UISignInLink {
+		h := sha256.Sum256([]byte(tok))
+		return UISignInLink{TokenHash: h[:], KeyID: f.key.ID, TeamID: f.team.ID, CreatedAt: created.UTC(), ExpiresAt: expires.UTC()}
+	}
+	a := link("a", t0, t0.Add(15*time.Minute))
+	mustTx(t, db, func(tx *Tx) error { return tx.CreateUISignInLink(ctx, a) })
+	var got UISignInLink
+	mustTx(t, db, func(tx *Tx) (err error) { got, err = tx.ConsumeUISignInLink(ctx, a.TokenHash); return err })
+	if !reflect.DeepEqual(got, a) {
+		t.Fatalf("ConsumeUISignInLink = %+v, want %+v", got, a)
+	}
+	if err := db.Tx(ctx, func(tx *Tx) error { _, err := tx.ConsumeUISignInLink(ctx, a.TokenHash); return err }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a second use: %v, want ErrNotFound", err)
+	}
+	// Creating a link drops the expired ones.
+	b := link("b", t0, t0.Add(time.Minute))
+	mustTx(t, db, func(tx *Tx) error { return tx.CreateUISignInLink(ctx, b) })
+	c := link("c", t0.Add(2*time.Minute), t0.Add(17*time.Minute))
+	mustTx(t, db, func(tx *Tx) error { return tx.CreateUISignInLink(ctx, c) })
+	if err := db.Tx(ctx, func(tx *Tx) error { _, err := tx.ConsumeUISignInLink(ctx, b.TokenHash); return err }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an expired link survived the next one's creation: %v", err)
+	}
+	// Deleting the key deletes its links.
+	mustTx(t, db, func(tx *Tx) error { return tx.DeleteAPIKey(ctx, f.user.ID, f.key.ID) })
+	if err := db.Tx(ctx, func(tx *Tx) error { _, err := tx.ConsumeUISignInLink(ctx, c.TokenHash); return err }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a deleted key's link survived: %v", err)
 	}
 }

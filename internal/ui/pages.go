@@ -22,7 +22,8 @@ import (
 )
 
 // pageNames are the templates under templates/, each parsed with layout.html.
-var pageNames = []string{"signin", "records", "record", "confirm", "run", "attention", "error"}
+var pageNames = []string{"signin", "records", "record", "confirm", "run", "attention", "error",
+	"audit", "auditverify", "serviceusers", "userconfirm", "newkey"}
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{
@@ -118,6 +119,24 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 		next = "/ui/records"
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// signInOnce opens a session from a one-time sign-in link (keyturn sandbox prints one): the
+// link's token is used up whatever happens, and only its hash was stored. A link that does not
+// open a session leads to the sign-in form.
+func (h *handler) signInOnce(w http.ResponseWriter, r *http.Request) {
+	sess, err := h.Auth.SignInOnce(r.Context(), secret.FromString(r.URL.Query().Get("token")))
+	if err != nil {
+		fe, ok := fault.As(err)
+		if !ok || fe.Kind == fault.Internal {
+			h.fail(w, r, nil, err)
+			return
+		}
+		h.render(w, r, statusOf[fe.Kind], "signin", nil, signInData{Error: fe.Message})
+		return
+	}
+	h.setSessionCookie(w, r, sess.ID, sess.Principal.ExpiresAt)
+	http.Redirect(w, r, "/ui/records", http.StatusSeeOther)
 }
 
 // clientAddr is the caller's IP address, as the API's token exchange counts it.
