@@ -213,10 +213,34 @@ func uiCurrentVersion(vs []uiVersion) int {
 	return cur
 }
 
+// waitURL waits until the page's address starts with prefix (a form submitted itself).
+func waitURL(t *testing.T, b *browser.Browser, prefix string) {
+	t.Helper()
+	ctx, cancel := b.Context()
+	defer cancel()
+	last := ""
+	for {
+		if u, err := chromedp.Run(ctx, chromedp.Location()); err == nil {
+			if last = u; strings.HasPrefix(u, prefix) {
+				if done, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete"`)); err == nil && done {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the browser never went to %s (it is at %s)", prefix, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // errorPage checks that the page is the error page with this status and code.
 func errorPage(t *testing.T, b *browser.Browser, status int, code string) {
 	t.Helper()
-	b.WaitVisible("#error-title")
+	if !b.Has("#error-title") {
+		t.Fatalf("%s is not an error page (HTTP %d): %.300s", b.URL(), b.Status(), b.Text("main"))
+	}
 	got := browser.Eval[string](b, `(() => { const s = document.querySelector("section.error");
 		return s === null ? "" : s.dataset.status + " " + s.dataset.code; })()`)
 	if want := fmt.Sprintf("%d %s", status, code); got != want || b.Status() != status {
@@ -357,6 +381,21 @@ func (e *uiEnv) testFailing(t *testing.T) {
 		}
 	}
 	e.see(t, b, "attention")
+
+	// The records list now shows both outcomes: ok and failed.
+	if st := b.ClickAndLoad("#nav-records"); st != http.StatusOK {
+		t.Fatalf("records answered %d", st)
+	}
+	for uid, want := range map[string]string{e.oktaUID: "ok", e.ghostUID: status} {
+		sel := fmt.Sprintf(`#records tr[data-uid=%q] .badge[data-status]`, uid)
+		if !b.Has(sel) {
+			t.Fatalf("no rotation badge for record %s", uid)
+		}
+		if got := browser.Eval[string](b, fmt.Sprintf(`document.querySelector(%q).dataset.status`, sel)); got != want {
+			t.Errorf("record %s's badge is %q, want %q", uid, got, want)
+		}
+	}
+	e.see(t, b, "records-all")
 }
 
 // A secrets_reader sees the record's fields but no rotate button; the confirmation page and
@@ -440,7 +479,7 @@ func (e *uiEnv) testForged(t *testing.T) {
 	}))
 	defer evil.Close()
 	b.Navigate(evil.URL + "/prize")
-	b.WaitText("#error-title", "Not allowed")
+	waitURL(t, b, e.base+"/ui/")
 	if b.URL() != confirmURL {
 		t.Fatalf("the other origin's form led to %s, want %s", b.URL(), confirmURL)
 	}
