@@ -122,24 +122,56 @@ func newUIEnv(t *testing.T) *uiEnv {
 	return e
 }
 
-// see keeps the page the browser shows for the leak scan and takes its screenshot.
-func (e *uiEnv) see(t *testing.T, b *browser.Browser, name string) string {
-	t.Helper()
+// uiTab is a test's browser whose every loaded page is kept for the leak scan.
+type uiTab struct {
+	*browser.Browser
+	e *uiEnv
+	t *testing.T
+}
+
+// newTab starts a browser for t.
+func (e *uiEnv) newTab(t *testing.T) *uiTab { return &uiTab{Browser: browser.New(t), e: e, t: t} }
+
+// keep adds the page the browser shows now to the leak scan.
+func (b *uiTab) keep(name string, revealed bool) string {
+	b.t.Helper()
 	page := b.HTML()
-	e.mu.Lock()
-	e.pages = append(e.pages, uiPage{test: t.Name(), name: name, url: b.URL(), html: page})
-	e.mu.Unlock()
-	b.Screenshot(name)
+	b.e.mu.Lock()
+	b.e.pages = append(b.e.pages, uiPage{test: b.t.Name(), name: name, url: b.URL(), html: page, revealed: revealed})
+	b.e.mu.Unlock()
 	return page
 }
 
+// Navigate loads url, keeps the page and returns its HTTP status.
+func (b *uiTab) Navigate(url string) int {
+	b.t.Helper()
+	st := b.Browser.Navigate(url)
+	b.keep(url, false)
+	return st
+}
+
+// ClickAndLoad clicks sel, keeps the page it leads to and returns its HTTP status.
+func (b *uiTab) ClickAndLoad(sel string) int {
+	b.t.Helper()
+	st := b.Browser.ClickAndLoad(sel)
+	b.keep("after a click on "+sel, false)
+	return st
+}
+
+// see keeps the page the browser shows and takes its screenshot.
+func (b *uiTab) see(name string) {
+	b.t.Helper()
+	b.keep(name, false)
+	b.Screenshot(name)
+}
+
 // signIn signs in on the sign-in page with an API key and lands on the records.
-func (e *uiEnv) signIn(t *testing.T, b *browser.Browser, keyID, keySecret string) {
+func (e *uiEnv) signIn(t *testing.T, b *uiTab, keyID, keySecret string) {
 	t.Helper()
 	if st := b.Navigate(e.base + "/ui/"); st != http.StatusOK || !strings.HasPrefix(b.URL(), e.base+"/ui/signin") {
 		t.Fatalf("/ui/ signed out: %d at %s, want the sign-in page", st, b.URL())
 	}
-	e.see(t, b, "signin")
+	b.see("signin")
 	b.Fill("#team", "acme")
 	b.Fill("#key_id", keyID)
 	b.Fill("#key_secret", keySecret)
@@ -169,7 +201,7 @@ func (e *uiEnv) runs(t *testing.T, uid string) []string {
 
 // runPage waits on a run's page (it reloads itself while the run goes on) until the run is
 // terminal, and returns its status.
-func runPage(t *testing.T, b *browser.Browser) string {
+func runPage(t *testing.T, b *uiTab) string {
 	t.Helper()
 	ctx, cancel := b.Context()
 	defer cancel()
@@ -181,6 +213,7 @@ func runPage(t *testing.T, b *browser.Browser) string {
 		if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](probe)); err == nil {
 			last = got
 			if terminal, status, _ := strings.Cut(got, " "); terminal == "true" {
+				b.keep("the run, terminal", false)
 				return status
 			}
 		}
@@ -198,8 +231,8 @@ type uiVersion struct {
 	State   string `json:"s"`
 }
 
-func uiVersions(b *browser.Browser) []uiVersion {
-	return browser.Eval[[]uiVersion](b, `[...document.querySelectorAll("#versions tbody tr")].map(
+func uiVersions(b *uiTab) []uiVersion {
+	return browser.Eval[[]uiVersion](b.Browser, `[...document.querySelectorAll("#versions tbody tr")].map(
 		r => ({v: parseInt(r.dataset.version, 10), s: r.dataset.state}))`)
 }
 
@@ -214,7 +247,7 @@ func uiCurrentVersion(vs []uiVersion) int {
 }
 
 // waitURL waits until the page's address starts with prefix (a form submitted itself).
-func waitURL(t *testing.T, b *browser.Browser, prefix string) {
+func waitURL(t *testing.T, b *uiTab, prefix string) {
 	t.Helper()
 	ctx, cancel := b.Context()
 	defer cancel()
@@ -223,6 +256,7 @@ func waitURL(t *testing.T, b *browser.Browser, prefix string) {
 		if u, err := chromedp.Run(ctx, chromedp.Location()); err == nil {
 			if last = u; strings.HasPrefix(u, prefix) {
 				if done, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete"`)); err == nil && done {
+					b.keep(u, false)
 					return
 				}
 			}
@@ -236,12 +270,12 @@ func waitURL(t *testing.T, b *browser.Browser, prefix string) {
 }
 
 // errorPage checks that the page is the error page with this status and code.
-func errorPage(t *testing.T, b *browser.Browser, status int, code string) {
+func errorPage(t *testing.T, b *uiTab, status int, code string) {
 	t.Helper()
 	if !b.Has("#error-title") {
 		t.Fatalf("%s is not an error page (HTTP %d): %.300s", b.URL(), b.Status(), b.Text("main"))
 	}
-	got := browser.Eval[string](b, `(() => { const s = document.querySelector("section.error");
+	got := browser.Eval[string](b.Browser, `(() => { const s = document.querySelector("section.error");
 		return s === null ? "" : s.dataset.status + " " + s.dataset.code; })()`)
 	if want := fmt.Sprintf("%d %s", status, code); got != want || b.Status() != status {
 		t.Fatalf("error page %q (HTTP %d), want %q: %s", got, b.Status(), want, b.Text("#error-message"))
@@ -252,7 +286,7 @@ func errorPage(t *testing.T, b *browser.Browser, status int, code string) {
 // the confirmation), watch the run to its end, read its timeline and the script's exec log, go
 // back to the record and see a new current version; then reveal the values on request.
 func (e *uiEnv) testRotate(t *testing.T) {
-	b := browser.New(t)
+	b := e.newTab(t)
 	e.signIn(t, b, e.admin.KeyID, e.admin.KeySecret)
 
 	b.Fill("#folder", "Okta")
@@ -267,10 +301,10 @@ func (e *uiEnv) testRotate(t *testing.T) {
 	if strings.Contains(b.Text("#records"), "Build server") {
 		t.Error("the folder filter Okta lists the record of folder Shared")
 	}
-	if got := browser.Eval[string](b, fmt.Sprintf(`document.querySelector(%q).querySelector(".badge[data-status]").dataset.status`, row)); got != "never_rotated" {
+	if got := browser.Eval[string](b.Browser, fmt.Sprintf(`document.querySelector(%q).querySelector(".badge[data-status]").dataset.status`, row)); got != "never_rotated" {
 		t.Errorf("badge before any rotation: %q, want never_rotated", got)
 	}
-	e.see(t, b, "records")
+	b.see("records")
 
 	if st := b.ClickAndLoad(row + " .record-link"); st != http.StatusOK {
 		t.Fatalf("the record page answered %d", st)
@@ -283,7 +317,7 @@ func (e *uiEnv) testRotate(t *testing.T) {
 		t.Error("the record page does not list the attached script")
 	}
 	before := uiCurrentVersion(uiVersions(b))
-	e.see(t, b, "record")
+	b.see("record")
 
 	if st := b.ClickAndLoad("#rotate-button"); st != http.StatusOK || !strings.HasSuffix(b.URL(), "/ui/records/"+e.oktaUID+"/rotate") {
 		t.Fatalf("the rotate button led to %s (%d), want the confirmation", b.URL(), st)
@@ -292,7 +326,7 @@ func (e *uiEnv) testRotate(t *testing.T) {
 		t.Fatalf("%d runs before the confirmation, want 0: the button alone must not rotate", n)
 	}
 	b.WaitVisible("#rotate-cancel")
-	e.see(t, b, "confirm")
+	b.see("confirm")
 	if st := b.ClickAndLoad("#rotate-confirm"); st != http.StatusOK {
 		t.Fatalf("the confirmation answered %d", st)
 	}
@@ -303,13 +337,13 @@ func (e *uiEnv) testRotate(t *testing.T) {
 	if status := runPage(t, b); status != "succeeded" {
 		t.Fatalf("the run ended %q, want succeeded: %s", status, b.Text("main"))
 	}
-	if n := browser.Eval[int](b, `document.querySelectorAll("#timeline li time").length`); n < 2 {
+	if n := browser.Eval[int](b.Browser, `document.querySelectorAll("#timeline li time").length`); n < 2 {
 		t.Errorf("the timeline has %d timed entries, want the run's states with their times: %q", n, b.Text("#timeline"))
 	}
 	if got := b.Text(`#exec-log section.script[data-script="notify.sh"]`); !strings.Contains(got, uiScriptOutput) || !strings.Contains(got, "exit 0") {
 		t.Errorf("the exec log of notify.sh says %q, want exit 0 and its output", got)
 	}
-	e.see(t, b, "run")
+	b.see("run")
 
 	if st := b.ClickAndLoad("#run-record"); st != http.StatusOK {
 		t.Fatalf("the run's record link answered %d", st)
@@ -319,26 +353,23 @@ func (e *uiEnv) testRotate(t *testing.T) {
 	if cur := uiCurrentVersion(after); cur <= before {
 		t.Errorf("versions after the rotation %v: the current one is %d, want newer than %d", after, cur, before)
 	}
-	if got := browser.Eval[string](b, `document.querySelector("#rotation-status").dataset.status`); got != "ok" {
+	if got := browser.Eval[string](b.Browser, `document.querySelector("#rotation-status").dataset.status`); got != "ok" {
 		t.Errorf("rotation status after a successful run: %q, want ok", got)
 	}
-	if href := browser.Eval[string](b, `document.querySelector("#last-run-link").getAttribute("href")`); href != "/ui/runs/"+runs[0] {
+	if href := browser.Eval[string](b.Browser, `document.querySelector("#last-run-link").getAttribute("href")`); href != "/ui/runs/"+runs[0] {
 		t.Errorf("the last run link is %q, want the run's page", href)
 	}
-	e.see(t, b, "record-after")
+	b.see("record-after")
 
 	newPW, ok := e.emu.Password(e.oktaLogin)
 	if !ok || newPW == e.oktaOld {
 		t.Fatalf("the emulator's password did not change")
 	}
-	if st := b.ClickAndLoad("#reveal-button"); st != http.StatusOK {
+	if st := b.Browser.ClickAndLoad("#reveal-button"); st != http.StatusOK { // kept below, as revealed
 		t.Fatalf("reveal answered %d", st)
 	}
 	b.WaitVisible("#revealed-note")
-	page := b.HTML()
-	e.mu.Lock()
-	e.pages = append(e.pages, uiPage{test: t.Name(), name: "revealed", url: b.URL(), html: page, revealed: true})
-	e.mu.Unlock()
+	page := b.keep("revealed", true)
 	if !containsAny(page, newPW) {
 		t.Error("the page after an explicit reveal does not show the current password")
 	}
@@ -347,7 +378,7 @@ func (e *uiEnv) testRotate(t *testing.T) {
 // A rotation of a user the target does not know ends failed, with its error and advice, and
 // is listed under "needs attention".
 func (e *uiEnv) testFailing(t *testing.T) {
-	b := browser.New(t)
+	b := e.newTab(t)
 	e.signIn(t, b, e.admin.KeyID, e.admin.KeySecret)
 	if st := b.Navigate(e.base + "/ui/records/" + e.ghostUID + "/rotate"); st != http.StatusOK {
 		t.Fatalf("the confirmation page answered %d", st)
@@ -362,7 +393,7 @@ func (e *uiEnv) testFailing(t *testing.T) {
 		t.Error("the failed run's page gives no advice")
 	}
 	runID := strings.TrimPrefix(b.URL(), e.base+"/ui/runs/")
-	e.see(t, b, "run-failed")
+	b.see("run-failed")
 
 	if st := b.ClickAndLoad("#nav-attention"); st != http.StatusOK {
 		t.Fatalf("needs attention answered %d", st)
@@ -380,7 +411,7 @@ func (e *uiEnv) testFailing(t *testing.T) {
 			t.Errorf("the succeeded run %s is listed under needs attention", id)
 		}
 	}
-	e.see(t, b, "attention")
+	b.see("attention")
 
 	// The records list now shows both outcomes: ok and failed.
 	if st := b.ClickAndLoad("#nav-records"); st != http.StatusOK {
@@ -391,18 +422,18 @@ func (e *uiEnv) testFailing(t *testing.T) {
 		if !b.Has(sel) {
 			t.Fatalf("no rotation badge for record %s", uid)
 		}
-		if got := browser.Eval[string](b, fmt.Sprintf(`document.querySelector(%q).dataset.status`, sel)); got != want {
+		if got := browser.Eval[string](b.Browser, fmt.Sprintf(`document.querySelector(%q).dataset.status`, sel)); got != want {
 			t.Errorf("record %s's badge is %q, want %q", uid, got, want)
 		}
 	}
-	e.see(t, b, "records-all")
+	b.see("records-all")
 }
 
 // A secrets_reader sees the record's fields but no rotate button; the confirmation page and
 // the rotate form, posted with the reader's own valid CSRF token, are refused with 403, and
 // no run is created.
 func (e *uiEnv) testReader(t *testing.T) {
-	b := browser.New(t)
+	b := e.newTab(t)
 	e.signIn(t, b, e.readerKeyID, e.readerSecret)
 	runsBefore := e.runs(t, e.oktaUID)
 	if st := b.Navigate(e.base + "/ui/records/" + e.oktaUID); st != http.StatusOK {
@@ -413,8 +444,8 @@ func (e *uiEnv) testReader(t *testing.T) {
 	if b.Has("#rotate-button") || b.Has("#pause-button") || b.Has("#resume-button") {
 		t.Error("a secrets_reader is shown the rotate or pause button")
 	}
-	e.see(t, b, "record-reader")
-	csrf := browser.Eval[string](b, `document.querySelector("#reveal-form input[name=csrf_token]").value`)
+	b.see("record-reader")
+	csrf := browser.Eval[string](b.Browser, `document.querySelector("#reveal-form input[name=csrf_token]").value`)
 
 	if st := b.Navigate(e.base + "/ui/records/" + e.oktaUID + "/rotate"); st != http.StatusForbidden {
 		t.Errorf("the confirmation page answered %d to a secrets_reader, want 403", st)
@@ -423,7 +454,7 @@ func (e *uiEnv) testReader(t *testing.T) {
 	if b.Has("#rotate-confirm") {
 		t.Error("the refused confirmation page still has the confirm button")
 	}
-	e.see(t, b, "error")
+	b.see("error")
 
 	// The form the confirmation page would have held, with the reader's valid token.
 	b.Navigate(e.base + "/ui/records/" + e.oktaUID)
@@ -447,7 +478,7 @@ func (e *uiEnv) testReader(t *testing.T) {
 // that another origin's page submits with the right token (in the same browser, which holds
 // the session cookie): no run is created.
 func (e *uiEnv) testForged(t *testing.T) {
-	b := browser.New(t)
+	b := e.newTab(t)
 	e.signIn(t, b, e.admin.KeyID, e.admin.KeySecret)
 	confirmURL := e.base + "/ui/records/" + e.oktaUID + "/rotate"
 	runsBefore := e.runs(t, e.oktaUID)
@@ -456,10 +487,10 @@ func (e *uiEnv) testForged(t *testing.T) {
 	b.Do("drop the token", chromedp.Evaluate[chromedp.Void](`document.querySelector("#rotate-form input[name=csrf_token]").remove()`))
 	b.ClickAndLoad("#rotate-confirm")
 	errorPage(t, b, http.StatusForbidden, "csrf_token_invalid")
-	e.see(t, b, "error-csrf")
+	b.see("error-csrf")
 
 	b.Navigate(confirmURL)
-	token := browser.Eval[string](b, `document.querySelector("#rotate-form input[name=csrf_token]").value`)
+	token := browser.Eval[string](b.Browser, `document.querySelector("#rotate-form input[name=csrf_token]").value`)
 	if token == "" {
 		t.Fatal("the confirmation page has no CSRF token")
 	}
@@ -467,9 +498,10 @@ func (e *uiEnv) testForged(t *testing.T) {
 	b.ClickAndLoad("#rotate-confirm")
 	errorPage(t, b, http.StatusForbidden, "csrf_token_invalid")
 
-	// Another origin (same host, another port: the same site, so the SameSite=Strict cookie
-	// goes along) serves a page that submits the rotate form, with the session's own token,
-	// when it has loaded.
+	// Another origin serves a page that submits the rotate form, with the session's own token,
+	// once it has loaded. From 127.0.0.1 on another port it is the same site, so Chromium sends
+	// the SameSite=Strict cookie along and only the Origin check stands in the way; from
+	// localhost it is another site, and the cookie stays home.
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><html><body><form id="f" method="post" action="%s">
@@ -478,13 +510,15 @@ func (e *uiEnv) testForged(t *testing.T) {
 			html.EscapeString(confirmURL), html.EscapeString(token))
 	}))
 	defer evil.Close()
-	b.Navigate(evil.URL + "/prize")
-	waitURL(t, b, e.base+"/ui/")
-	if b.URL() != confirmURL {
-		t.Fatalf("the other origin's form led to %s, want %s", b.URL(), confirmURL)
+	for _, origin := range []string{evil.URL, strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)} {
+		b.Browser.Navigate(origin + "/prize") // not kept: the page leaves itself at once
+		waitURL(t, b, e.base+"/ui/")
+		if b.URL() != confirmURL {
+			t.Fatalf("the form of %s led to %s, want %s", origin, b.URL(), confirmURL)
+		}
+		errorPage(t, b, http.StatusForbidden, "foreign_origin")
 	}
-	errorPage(t, b, http.StatusForbidden, "foreign_origin")
-	e.see(t, b, "error-origin")
+	b.see("error-origin")
 
 	if after := e.runs(t, e.oktaUID); !slices.Equal(after, runsBefore) {
 		t.Errorf("runs %v after forged forms, want %v", after, runsBefore)
@@ -498,7 +532,7 @@ func (e *uiEnv) testForged(t *testing.T) {
 // Sign-out ends the session: the records page sends the browser to sign in, and the old
 // cookie, set again by hand, opens nothing.
 func (e *uiEnv) testSignOut(t *testing.T) {
-	b := browser.New(t)
+	b := e.newTab(t)
 	e.signIn(t, b, e.admin.KeyID, e.admin.KeySecret)
 	c, ok := b.Cookie("keyturn_ui")
 	if !ok || c.Value == "" {
@@ -541,13 +575,13 @@ func (e *uiEnv) testSignOut(t *testing.T) {
 
 // The records page at a phone's width: every column's content stays within the screen.
 func (e *uiEnv) testPhone(t *testing.T) {
-	b := browser.New(t)
+	b := e.newTab(t)
 	e.signIn(t, b, e.admin.KeyID, e.admin.KeySecret)
 	b.Viewport(390, 844, true)
 	b.Navigate(e.base + "/ui/records")
 	b.WaitVisible("#records")
-	e.see(t, b, "records-phone")
-	if w := browser.Eval[int](b, `document.documentElement.scrollWidth`); w > 390 {
+	b.see("records-phone")
+	if w := browser.Eval[int](b.Browser, `document.documentElement.scrollWidth`); w > 390 {
 		t.Errorf("the records page is %d px wide on a 390 px phone: it scrolls sideways", w)
 	}
 }
