@@ -339,7 +339,7 @@ func (e *uiEnv) testRotate(t *testing.T) {
 	}
 	b.WaitVisible("#rotate-cancel")
 	b.see("confirm")
-	if st := b.ClickAndLoad("#rotate-confirm"); st != http.StatusOK {
+	if st := b.Browser.ClickAndLoad("#rotate-confirm"); st != http.StatusOK { // runPage keeps the run page, which reloads itself
 		t.Fatalf("the confirmation answered %d", st)
 	}
 	runs := e.runs(t, e.oktaUID)
@@ -395,7 +395,9 @@ func (e *uiEnv) testFailing(t *testing.T) {
 	if st := b.Navigate(e.base + "/ui/records/" + e.ghostUID + "/rotate"); st != http.StatusOK {
 		t.Fatalf("the confirmation page answered %d", st)
 	}
-	b.ClickAndLoad("#rotate-confirm")
+	if st := b.Browser.ClickAndLoad("#rotate-confirm"); st != http.StatusOK { // runPage keeps the run page
+		t.Fatalf("the confirmation answered %d", st)
+	}
 	status := runPage(t, b)
 	if status != "failed" && status != "needs_attention" {
 		t.Fatalf("the run of an unknown user ended %q, want failed or needs_attention", status)
