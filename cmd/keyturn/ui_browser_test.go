@@ -349,8 +349,17 @@ func (e *uiEnv) testRotate(t *testing.T) {
 	if status := runPage(t, b); status != "succeeded" {
 		t.Fatalf("the run ended %q, want succeeded: %s", status, b.Text("main"))
 	}
-	if n := browser.Eval[int](b.Browser, `document.querySelectorAll("#timeline li time").length`); n < 2 {
-		t.Errorf("the timeline has %d timed entries, want the run's states with their times: %q", n, b.Text("#timeline"))
+	// The timeline: each state the run committed, with its time, in order.
+	timeline := browser.Eval[[]string](b.Browser, `Array.from(document.querySelectorAll("#timeline li")).filter(li => li.querySelector("time")).map(li => li.textContent)`)
+	want := []string{"queued", "pending saved", "committed", "succeeded"}
+	if len(timeline) != len(want) {
+		t.Errorf("the timeline has %d timed entries %q, want the run's states %v", len(timeline), timeline, want)
+	} else {
+		for i, w := range want {
+			if !strings.Contains(timeline[i], " — "+w) {
+				t.Errorf("timeline entry %d is %q, want state %q", i+1, timeline[i], w)
+			}
+		}
 	}
 	if got := b.Text(`#exec-log section.script[data-script="notify.sh"]`); !strings.Contains(got, uiScriptOutput) || !strings.Contains(got, "exit 0") {
 		t.Errorf("the exec log of notify.sh says %q, want exit 0 and its output", got)

@@ -516,7 +516,19 @@ func (e *Engine) Get(ctx context.Context, scope vault.Scope, id string) (Run, er
 		}
 		return Run{}, err
 	}
-	return e.view(ctx, row)
+	run, err := e.view(ctx, row)
+	if err != nil {
+		return Run{}, err
+	}
+	states, err := e.db.RunStates(ctx, id)
+	if err != nil {
+		return Run{}, fmt.Errorf("rotation %s: its timeline: %w", id, err)
+	}
+	run.States = make([]StateAt, len(states))
+	for i, st := range states {
+		run.States[i] = StateAt{State: st.State, At: st.At}
+	}
+	return run, nil
 }
 
 // RunFilter selects runs to list.

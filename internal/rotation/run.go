@@ -44,6 +44,15 @@ type Run struct {
 	StartedAt  *time.Time      `json:"started_at"`
 	FinishedAt *time.Time      `json:"finished_at"`
 	ExecLog    []script.Result `json:"exec_log"`
+	// States is the run's timeline: each state it committed, and when (read one run at a
+	// time; lists leave it out).
+	States []StateAt `json:"states,omitempty"`
+}
+
+// StateAt is a state a run committed, and when.
+type StateAt struct {
+	State string    `json:"state"`
+	At    time.Time `json:"at"`
 }
 
 // Terminal reports whether the run has ended.

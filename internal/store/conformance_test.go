@@ -59,6 +59,7 @@ var conformance = []struct {
 	{"TakeOverAndRelease", testTakeOverAndRelease},
 	{"OccurrenceFiresOnce", testOccurrenceFiresOnce},
 	{"DueSchedulesClaimedOnce", testDueSchedulesClaimedOnce},
+	{"RunStatesFollowCommits", testRunStatesFollowCommits},
 	// The failed-exchange limiter's windows, shared by the nodes on one database.
 	{"ExchangeFailuresRoundTrip", testExchangeFailuresRoundTrip},
 	{"ExchangeFailuresTakeTurns", testExchangeFailuresTakeTurns},

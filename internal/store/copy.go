@@ -15,7 +15,7 @@ import (
 // copy while a table of either database is neither here nor in copySkipped.
 var copyTables = []string{
 	"keyring", "teams", "service_users", "api_keys", "tokens", "records", "password_versions",
-	"rotation_settings", "scripts", "rotation_runs", "script_processes", "audit_events",
+	"rotation_settings", "scripts", "rotation_runs", "rotation_run_states", "script_processes", "audit_events",
 	"audit_team_heads", "audit_sink_cursors",
 }
 

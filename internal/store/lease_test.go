@@ -295,3 +295,41 @@ func testDueSchedulesClaimedOnce(t *testing.T, db *DB) {
 		}
 	}
 }
+
+// A run's timeline holds each state it committed, once, in order, from its insert on; a write
+// refused for a lost lease adds nothing to it.
+func testRunStatesFollowCommits(t *testing.T, db *DB) {
+	ctx := context.Background()
+	team := mustTeam(t, db, "acme")
+	id := queuedRuns(t, db, team.ID, 1)[0]
+	a, err := db.ClaimRuns(ctx, "a", 1, -time.Second)
+	if err != nil || len(a) != 1 {
+		t.Fatalf("ClaimRuns = %v, %v", a, err)
+	}
+	run, err := db.RunByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, state := range []string{"running", "running", "pending_saved"} { // the second is an attempt++, not a new state
+		run.Status, run.State, run.Attempt, run.UpdatedAt = "running", state, int64(i+1), t0.Add(time.Duration(i+1)*time.Second)
+		mustTx(t, db, func(tx *Tx) error { return tx.UpdateRun(ctx, run) })
+	}
+	if _, err := db.ClaimRuns(ctx, "b", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	run.State = "target_changed"
+	if err := db.Tx(ctx, func(tx *Tx) error { return tx.UpdateRun(ctx, run) }); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's write after b claimed the run: %v", err)
+	}
+	states, err := db.RunStates(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range states {
+		got = append(got, st.State)
+	}
+	if fmt.Sprint(got) != "[queued running pending_saved]" || !states[0].At.Equal(t0) || !states[2].At.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("timeline %v (%+v), want queued at t0, running, pending_saved at t0+3s", got, states)
+	}
+}

@@ -273,13 +273,17 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // InsertRun adds a queued run. If the record already has an active run, it returns
 // ErrConflict and the caller should read that run with ActiveRun.
 func (t *Tx) InsertRun(ctx context.Context, r Run) error {
-	return t.insert(ctx, "an active run of record "+r.RecordUID, `INSERT INTO rotation_runs (`+runColumns+`)
+	err := t.insert(ctx, "an active run of record "+r.RecordUID, `INSERT INTO rotation_runs (`+runColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		r.ID, r.TeamID, r.RecordUID, r.Trigger, r.Status, r.State, r.Attempt, nullInt(r.PendingVersion), nullInt(r.OldVersion),
 		jsonObject(r.CandidateFields),
 		boolInt(r.EffectStarted), r.ErrorCode, r.ErrorMessage, r.ExecLog, nanos(r.CreatedAt),
 		nullNanos(r.StartedAt), nullNanos(r.FinishedAt), nanos(r.UpdatedAt), nullNanos(r.DueAt),
 		r.LeaseNode, r.LeaseEpoch, nullNanos(r.LeaseUntil))
+	if err != nil {
+		return err
+	}
+	return t.addRunState(ctx, r.ID, r.State, r.CreatedAt)
 }
 
 // InsertRunIfIdle adds a queued run unless the record already has an active one, and reports
@@ -297,7 +301,10 @@ func (t *Tx) InsertRunIfIdle(ctx context.Context, r Run) (bool, error) {
 		return false, err
 	}
 	n, err := res.RowsAffected()
-	return n == 1, err
+	if err != nil || n != 1 {
+		return false, err
+	}
+	return true, t.addRunState(ctx, r.ID, r.State, r.CreatedAt)
 }
 
 // UpdateRun stores a run's progress, fenced on its lease: it returns ErrLeaseLost, and the
@@ -315,7 +322,50 @@ func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("run %s at lease %s/%d: %w", r.ID, r.LeaseNode, r.LeaseEpoch, ErrLeaseLost)
 	}
+	if err != nil {
+		return err
+	}
+	return t.addRunState(ctx, r.ID, r.State, r.UpdatedAt)
+}
+
+// RunState is a state a run committed, and when.
+type RunState struct {
+	State string
+	At    time.Time
+}
+
+// addRunState appends state to the run's timeline unless it is the last state there.
+func (t *Tx) addRunState(ctx context.Context, runID, state string, at time.Time) error {
+	q := `INSERT INTO rotation_run_states (run_id, n, state, at)
+		SELECT $1, COALESCE(MAX(n), 0) + 1, $2, $3 FROM rotation_run_states WHERE run_id = $1
+		HAVING COALESCE((SELECT state FROM rotation_run_states WHERE run_id = $1 ORDER BY n DESC LIMIT 1), '') <> $2`
+	if t.d.postgres { // PostgreSQL types the parameters of a SELECT list as text unless told
+		q = `INSERT INTO rotation_run_states (run_id, n, state, at)
+		SELECT $1, COALESCE(MAX(n), 0) + 1, $2::text, $3::bigint FROM rotation_run_states WHERE run_id = $1
+		HAVING COALESCE((SELECT state FROM rotation_run_states WHERE run_id = $1 ORDER BY n DESC LIMIT 1), '') <> $2::text`
+	}
+	_, err := t.tx.ExecContext(ctx, q, runID, state, nanos(at))
 	return err
+}
+
+// RunStates returns the states a run committed, in order.
+func (r Reader) RunStates(ctx context.Context, runID string) ([]RunState, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT state, at FROM rotation_run_states WHERE run_id = $1 ORDER BY n`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RunState
+	for rows.Next() {
+		var st RunState
+		var at int64
+		if err := rows.Scan(&st.State, &at); err != nil {
+			return nil, err
+		}
+		st.At = fromNanos(at)
+		out = append(out, st)
+	}
+	return out, rows.Err()
 }
 
 // Run returns a run of a team.

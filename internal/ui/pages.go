@@ -525,15 +525,15 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, s *session) error 
 	if meta, err := h.Vault.Meta(r.Context(), scope(s.P), run.RecordUID); err == nil {
 		d.Record = &meta
 	}
-	created := run.CreatedAt
-	d.Timeline = []timelineStep{{What: "queued (" + label(run.Trigger) + ")", At: &created}}
-	if run.StartedAt != nil {
-		d.Timeline = append(d.Timeline, timelineStep{What: "started", At: run.StartedAt})
+	for i, st := range run.States {
+		what := label(st.State)
+		if i == 0 {
+			what += " (" + label(run.Trigger) + ")"
+		}
+		d.Timeline = append(d.Timeline, timelineStep{What: what, At: &st.At})
 	}
-	if run.Terminal() {
-		d.Timeline = append(d.Timeline, timelineStep{What: label(run.Status) + " in state " + label(run.State), At: run.FinishedAt})
-	} else {
-		d.Timeline = append(d.Timeline, timelineStep{What: "now in state " + label(run.State)})
+	if !run.Terminal() {
+		d.Timeline = append(d.Timeline, timelineStep{What: "running…"})
 	}
 	h.render(w, r, http.StatusOK, "run", s, d)
 	return nil
