@@ -168,6 +168,32 @@ func (b *uiTab) see(name string) {
 	b.t.Helper()
 	b.keep(name, false)
 	b.Screenshot(name)
+	b.accessible(name)
+}
+
+// accessible checks what a screen reader and a keyboard need of the page: every form control
+// has a label (or an aria-label), every button and link has a name, the page has a title and
+// one h1, and every image has an alt text.
+func (b *uiTab) accessible(name string) {
+	b.t.Helper()
+	problems := browser.Eval[[]string](b.Browser, `(() => {
+		const out = [];
+		for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+			if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label")) out.push("unlabelled " + el.outerHTML.slice(0, 80));
+		}
+		for (const el of document.querySelectorAll("button, a[href]")) {
+			if (!(el.textContent.trim() || el.getAttribute("aria-label") || el.value)) out.push("nameless " + el.outerHTML.slice(0, 80));
+		}
+		for (const el of document.querySelectorAll("img")) {
+			if (!el.hasAttribute("alt")) out.push("no alt " + el.outerHTML.slice(0, 80));
+		}
+		if (!document.title.trim()) out.push("no title");
+		if (document.querySelectorAll("h1").length !== 1) out.push(document.querySelectorAll("h1").length + " h1");
+		return out;
+	})()`)
+	for _, p := range problems {
+		b.t.Errorf("page %s: %s", name, p)
+	}
 }
 
 // signIn signs in on the sign-in page with an API key and lands on the records.
