@@ -38,59 +38,8 @@ const (
 // must take the dead node's runs over within the lease and one claim interval.
 func TestFailoverThreeNodes(t *testing.T) {
 	const users = 1000
-	dsn := pgtest.DSN(t)
-	dirs := []string{filepath.Join(t.TempDir(), "n1"), filepath.Join(t.TempDir(), "n2"), filepath.Join(t.TempDir(), "n3")}
-	creds := initVault(t, dirs[0], "--storage", dsn)
-	key, err := os.ReadFile(filepath.Join(dirs[0], datadir.KeyFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range dirs[1:] { // each node has its own data directory, holding the key file
-		if err := os.MkdirAll(d, 0o700); err != nil || os.WriteFile(filepath.Join(d, datadir.KeyFileName), key, 0o600) != nil {
-			t.Fatal(err)
-		}
-	}
-	emu := emulator.New(emulator.Options{Users: users, AuthnPerUserPerSecond: -1, LockoutThreshold: -1, RateLimit: 1 << 30})
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
-
-	nodes := make([]*server, 3)
-	for i := range nodes {
-		nodes[i] = startServer(t, "--data", dirs[i], "--storage", dsn, "--node", fmt.Sprintf("n%d", i+1),
-			"--rotation-lease", failoverLease.String(), "--target-rate", "0", "--heartbeat-interval", "0")
-	}
-	tokens := make([]string, 3)
-	for i, n := range nodes {
-		tokens[i] = n.token(t, creds)
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-
-	// The records: the org's, and one pamUser a user, rotated natively.
-	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
-	var api struct {
-		UID string `json:"uid"`
-	}
-	nodes[0].apiJSON(t, tokens[0], "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details",
-		"folder": "Okta", "fields": []any{field("url", emuSrv.URL), field("password", emu.Token())}}, http.StatusCreated, &api)
-	uids := make([]string, users)
-	inParallel(t, users, 8, func(i int) error {
-		var rec struct {
-			UID string `json:"uid"`
-		}
-		if err := callJSON(nodes[i%3], tokens[i%3], "POST", "/records", map[string]any{"type": "pamUser",
-			"title": fmt.Sprintf("okta user %d", i+1), "folder": "Okta",
-			"fields": []any{field("login", emulator.SeedLogin(i+1)), field("password", emulator.SeedPassword(i+1))}},
-			http.StatusCreated, &rec); err != nil {
-			return err
-		}
-		uids[i] = rec.UID
-		return callJSON(nodes[i%3], tokens[i%3], "PUT", "/records/"+rec.UID+"/rotation",
-			map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID}, http.StatusOK, nil)
-	})
+	c := startOktaCluster(t, users, nil, nil)
+	nodes, tokens, db, emu, uids := c.nodes, c.tokens, c.db, c.emu, c.uids
 
 	// The rotations, asked of the three nodes in turn, while node 1 is killed and node 2
 	// stopped, each with runs under way.
@@ -391,59 +340,11 @@ func runsByNode(t *testing.T, db *sql.DB) string {
 // Okta change per succeeded run.
 func TestScheduledWorkResumesOnSurvivors(t *testing.T) {
 	const users = 30
-	dsn := pgtest.DSN(t)
-	dirs := []string{filepath.Join(t.TempDir(), "n1"), filepath.Join(t.TempDir(), "n2"), filepath.Join(t.TempDir(), "n3")}
-	creds := initVault(t, dirs[0], "--storage", dsn)
-	key, err := os.ReadFile(filepath.Join(dirs[0], datadir.KeyFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range dirs[1:] {
-		if err := os.MkdirAll(d, 0o700); err != nil || os.WriteFile(filepath.Join(d, datadir.KeyFileName), key, 0o600) != nil {
-			t.Fatal(err)
-		}
-	}
-	emu := emulator.New(emulator.Options{Users: users, AuthnPerUserPerSecond: -1, LockoutThreshold: -1, RateLimit: 1 << 30})
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
 	// A slow Okta keeps runs under way long enough for the kill to find some.
+	c := startOktaCluster(t, users, []string{"--schedule-min-interval", "0"},
+		map[string]any{"type": "CRON", "cron": "*/2 * * * * ?"})
+	nodes, tokens, db, emu, uids, api := c.nodes, c.tokens, c.db, c.emu, c.uids, struct{ UID string }{c.org}
 	emu.SetFaults(emulator.Faults{Latency: 150 * time.Millisecond})
-	nodes := make([]*server, 3)
-	tokens := make([]string, 3)
-	for i := range nodes {
-		nodes[i] = startServer(t, "--data", dirs[i], "--storage", dsn, "--node", fmt.Sprintf("n%d", i+1),
-			"--rotation-lease", failoverLease.String(), "--target-rate", "0", "--heartbeat-interval", "0",
-			"--schedule-min-interval", "0")
-		tokens[i] = nodes[i].token(t, creds)
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-
-	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
-	var api struct {
-		UID string `json:"uid"`
-	}
-	nodes[0].apiJSON(t, tokens[0], "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details",
-		"folder": "Okta", "fields": []any{field("url", emuSrv.URL), field("password", emu.Token())}}, http.StatusCreated, &api)
-	uids := make([]string, users)
-	inParallel(t, users, 4, func(i int) error {
-		var rec struct {
-			UID string `json:"uid"`
-		}
-		if err := callJSON(nodes[i%3], tokens[i%3], "POST", "/records", map[string]any{"type": "pamUser",
-			"title": fmt.Sprintf("okta user %d", i+1), "folder": "Okta",
-			"fields": []any{field("login", emulator.SeedLogin(i+1)), field("password", emulator.SeedPassword(i+1))}},
-			http.StatusCreated, &rec); err != nil {
-			return err
-		}
-		uids[i] = rec.UID
-		return callJSON(nodes[i%3], tokens[i%3], "PUT", "/records/"+rec.UID+"/rotation",
-			map[string]any{"method": "general", "connector": "okta", "resource_uid": api.UID,
-				"schedule": map[string]any{"type": "CRON", "cron": "*/2 * * * * ?"}}, http.StatusOK, nil)
-	})
 
 	waitFor(t, time.Minute, "node 1 holding scheduled runs under way", func() bool {
 		return len(unfinishedOf(t, db, "n1")) > 0
@@ -554,4 +455,76 @@ func TestScheduledWorkResumesOnSurvivors(t *testing.T) {
 		users, len(held), firedAgain.Round(time.Millisecond), resumed.Round(time.Millisecond), failoverLease, failoverClaim, runs, statuses)
 	nodes[1].stop(t)
 	nodes[2].stop(t)
+}
+
+// oktaCluster is three keyturn servers on one PostgreSQL database and an Okta emulator whose
+// users each have a pamUser rotated natively.
+type oktaCluster struct {
+	nodes  []*server
+	tokens []string // the admin's token on each node
+	db     *sql.DB  // the vault's database, to watch the runs
+	emu    *emulator.Emulator
+	org    string   // the uid of the Okta org's record
+	uids   []string // user i+1's pamUser
+}
+
+// startOktaCluster starts three nodes (n1, n2, n3, each with its own data directory holding
+// the key file, the failover lease, no target rate limit, no heartbeats, and flags) and
+// creates users pamUsers through them in turn, with a native Okta rotation on schedule (nil:
+// on demand).
+func startOktaCluster(t *testing.T, users int, flags []string, schedule map[string]any) *oktaCluster {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	dirs := []string{filepath.Join(t.TempDir(), "n1"), filepath.Join(t.TempDir(), "n2"), filepath.Join(t.TempDir(), "n3")}
+	creds := initVault(t, dirs[0], "--storage", dsn)
+	key, err := os.ReadFile(filepath.Join(dirs[0], datadir.KeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs[1:] { // each node has its own data directory, holding the key file
+		if err := os.MkdirAll(d, 0o700); err != nil || os.WriteFile(filepath.Join(d, datadir.KeyFileName), key, 0o600) != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &oktaCluster{emu: emulator.New(emulator.Options{Users: users, AuthnPerUserPerSecond: -1, LockoutThreshold: -1, RateLimit: 1 << 30})}
+	emuSrv := httptest.NewServer(c.emu)
+	t.Cleanup(func() { c.emu.Close(); emuSrv.Close() })
+	for i := range dirs {
+		args := append([]string{"--data", dirs[i], "--storage", dsn, "--node", fmt.Sprintf("n%d", i+1),
+			"--rotation-lease", failoverLease.String(), "--target-rate", "0", "--heartbeat-interval", "0"}, flags...)
+		c.nodes = append(c.nodes, startServer(t, args...))
+		c.tokens = append(c.tokens, c.nodes[i].token(t, creds))
+	}
+	if c.db, err = sql.Open("pgx", dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.db.Close() })
+
+	field := func(typ, value string) map[string]any { return map[string]any{"type": typ, "value": []string{value}} }
+	var org struct {
+		UID string `json:"uid"`
+	}
+	c.nodes[0].apiJSON(t, c.tokens[0], "POST", "/records", map[string]any{"type": "login", "title": "Okta API Access Details",
+		"folder": "Okta", "fields": []any{field("url", emuSrv.URL), field("password", c.emu.Token())}}, http.StatusCreated, &org)
+	c.org = org.UID
+	settings := map[string]any{"method": "general", "connector": "okta", "resource_uid": c.org}
+	if schedule != nil {
+		settings["schedule"] = schedule
+	}
+	c.uids = make([]string, users)
+	inParallel(t, users, 8, func(i int) error {
+		var rec struct {
+			UID string `json:"uid"`
+		}
+		n := i % 3
+		if err := callJSON(c.nodes[n], c.tokens[n], "POST", "/records", map[string]any{"type": "pamUser",
+			"title": fmt.Sprintf("okta user %d", i+1), "folder": "Okta",
+			"fields": []any{field("login", emulator.SeedLogin(i+1)), field("password", emulator.SeedPassword(i+1))}},
+			http.StatusCreated, &rec); err != nil {
+			return err
+		}
+		c.uids[i] = rec.UID
+		return callJSON(c.nodes[n], c.tokens[n], "PUT", "/records/"+rec.UID+"/rotation", settings, http.StatusOK, nil)
+	})
+	return c
 }

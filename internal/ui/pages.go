@@ -79,13 +79,7 @@ func safeNext(next string) string {
 // signIn exchanges an API key for a session, through the same check and failed-exchange
 // limiter as POST /v1/teams/{team}/service_token.
 func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
-	if !h.sameOrigin(r) {
-		h.fail(w, r, nil, errForeignOrigin)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		h.fail(w, r, nil, fault.Invalidf("the form could not be read"))
+	if !h.readPost(w, r) {
 		return
 	}
 	in := signInData{Team: strings.TrimSpace(r.PostForm.Get("team")), KeyID: strings.TrimSpace(r.PostForm.Get("key_id")),

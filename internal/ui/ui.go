@@ -157,21 +157,28 @@ var errForeignOrigin = &fault.Error{Kind: fault.Forbidden, Code: "foreign_origin
 var errBadCSRF = &fault.Error{Kind: fault.Forbidden, Code: "csrf_token_invalid",
 	Message: "This form did not carry your session's security token (it may be from an older page or another site), so it was refused. Nothing was changed. Reload the page and try again."}
 
+// readPost checks a POST's origin and reads its form (bounded), answering the refusal itself
+// and returning false when either fails.
+func (h *handler) readPost(w http.ResponseWriter, r *http.Request) bool {
+	if !h.sameOrigin(r) {
+		h.fail(w, r, nil, errForeignOrigin)
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.fail(w, r, nil, fault.Invalidf("the form could not be read"))
+		return false
+	}
+	return true
+}
+
 // page resolves the session (through the database, every time), and for a POST checks the
 // Origin and the CSRF token before the handler runs.
 func (h *handler) page(f pageFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		post := r.Method == http.MethodPost
-		if post {
-			if !h.sameOrigin(r) {
-				h.fail(w, r, nil, errForeignOrigin)
-				return
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-			if err := r.ParseForm(); err != nil {
-				h.fail(w, r, nil, fault.Invalidf("the form could not be read"))
-				return
-			}
+		if post && !h.readPost(w, r) {
+			return
 		}
 		s, err := h.session(r)
 		if err != nil {
