@@ -69,6 +69,7 @@ func TestUIBrowser(t *testing.T) {
 	t.Run("ForgedFormsAreRefused", e.testForged)
 	t.Run("SignOutEndsTheSession", e.testSignOut)
 	t.Run("PhoneWidth", e.testPhone)
+	t.Run("AuditAndServiceUsers", e.testAdminPages)
 
 	e.checkNoLeaks(t)
 }
@@ -633,6 +634,29 @@ func (e *uiEnv) testPhone(t *testing.T) {
 	if w := browser.Eval[int](b.Browser, `document.documentElement.scrollWidth`); w > 390 {
 		t.Errorf("the records page is %d px wide on a 390 px phone: it scrolls sideways", w)
 	}
+}
+
+// testAdminPages opens the audit trail, verifies its chain, and lists the service users, as
+// the team's admin (every role): each page is screenshot, checked for accessibility and
+// leak-scanned with the others.
+func (e *uiEnv) testAdminPages(t *testing.T) {
+	b := e.newTab(t)
+	e.signIn(t, b, e.admin.KeyID, e.admin.KeySecret)
+	b.Navigate(e.base + "/ui/audit")
+	if !strings.Contains(b.Text("#audit-events"), "rotation") {
+		t.Errorf("the audit trail shows no rotation event: %q", b.Text("#audit-events"))
+	}
+	b.see("audit")
+	b.ClickAndLoad("#audit-verify")
+	if ok := browser.Eval[string](b.Browser, `document.querySelector("#verify-result").dataset.ok`); ok != "true" {
+		t.Errorf("the audit chain does not verify: %q", b.Text("main"))
+	}
+	b.see("audit-verify")
+	b.Navigate(e.base + "/ui/service-users")
+	if !b.Has("#service-users") || !strings.Contains(b.Text("#service-users"), "reader") {
+		t.Errorf("the service users page does not list the reader: %q", b.Text("main"))
+	}
+	b.see("service-users")
 }
 
 // checkNoLeaks looks for every secret, in each of its encodings, in the HTML of every page
