@@ -18,6 +18,7 @@ import (
 	"github.com/keyturn/keyturn/internal/connector/okta"
 	"github.com/keyturn/keyturn/internal/connector/opa"
 	"github.com/keyturn/keyturn/internal/connector/rest"
+	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/fault"
 	"github.com/keyturn/keyturn/internal/metrics"
@@ -54,7 +55,7 @@ type App struct {
 
 // DefaultConnectors returns the connectors keyturn ships, by the names settings use.
 func DefaultConnectors() map[string]connector.Connector {
-	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil), "rest": rest.New(nil)}
+	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil), "rest": rest.New(nil), "ssh": sshconn.New(0)}
 }
 
 // New wires the services over an open data directory.
