@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/connector"
+	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
@@ -63,7 +64,7 @@ func crashChild() int {
 	lease, _ := time.ParseDuration(os.Getenv("KEYTURN_CRASH_LEASE"))
 	v := vault.New(dv.DB, dv.Keys, nil)
 	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
-		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}},
+		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}, "ssh": sshconn.New(0)},
 		rotation.Options{BackoffBase: time.Millisecond, Node: os.Getenv("KEYTURN_CRASH_NODE"), Lease: lease,
 			Failpoint: func(name string) {
 				switch name {
