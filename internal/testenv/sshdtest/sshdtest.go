@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -178,7 +179,19 @@ func User(tb testing.TB, password string) string {
 		tb.Fatalf("sshdtest: useradd: %v: %s", err, out)
 	}
 	tb.Cleanup(func() {
-		if out, err := exec.Command("userdel", login).CombinedOutput(); err != nil {
+		// sshd's session process for the user's last login may still be ending (userdel then
+		// exits 8, "user is currently used by process"): wait for it a while.
+		var out []byte
+		var err error
+		for range 250 {
+			out, err = exec.Command("userdel", login).CombinedOutput()
+			var exit *exec.ExitError
+			if err == nil || !errors.As(err, &exit) || exit.ExitCode() != 8 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
 			tb.Errorf("sshdtest: userdel %s: %v: %s", login, err, out)
 		}
 	})
