@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -219,5 +221,43 @@ func TestCommandIsFixed(t *testing.T) {
 			t.Fatalf("Command(%s) = %q", tgt.AdminLogin, cmd)
 		}
 		noSecrets(t, "the command", cmd)
+	}
+}
+
+// BenchmarkRotate measures one rotation (admin login, chpasswd) against the local sshd.
+func BenchmarkRotate(b *testing.B) {
+	srv := sshdtest.Start(b)
+	acct := account(srv, sshdtest.User(b, oldPassword))
+	c := sshconn.New(0)
+	for i := 0; b.Loop(); i++ {
+		pw := secret.FromString(newPassword + strconv.Itoa(i))
+		if err := c.Rotate(context.Background(), acct, secret.Secret{}, pw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerify measures one verification (a password login as the user).
+func BenchmarkVerify(b *testing.B) {
+	srv := sshdtest.Start(b)
+	acct := account(srv, sshdtest.User(b, oldPassword))
+	c := sshconn.New(0)
+	for b.Loop() {
+		if err := c.Verify(context.Background(), acct, secret.FromString(oldPassword)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBareChpasswd measures the server's own chpasswd run locally, without SSH, as the
+// baseline of BenchmarkRotate.
+func BenchmarkBareChpasswd(b *testing.B) {
+	login := sshdtest.User(b, oldPassword)
+	for i := 0; b.Loop(); i++ {
+		cmd := exec.Command("chpasswd")
+		cmd.Stdin = strings.NewReader(login + ":" + newPassword + strconv.Itoa(i) + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("chpasswd: %v: %s", err, out)
+		}
 	}
 }
