@@ -114,12 +114,15 @@ func (c *Connector) Rotate(ctx context.Context, acct connector.Account, _, new s
 	var stderr bytes.Buffer
 	sess.Stderr = &stderr
 
+	// A server that never answers must not hold the rotation forever.
+	rctx, cancel := context.WithTimeout(ctx, 2*c.timeout)
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(cmd) }()
 	select {
-	case <-ctx.Done():
+	case <-rctx.Done():
 		_ = client.Close()
-		return connector.Transient("ssh_timeout", "chpasswd did not finish", ctx.Err())
+		return connector.Transient("ssh_timeout", fmt.Sprintf("%s did not finish", cmd), rctx.Err())
 	case err = <-done:
 	}
 	if err == nil {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyturn/keyturn/internal/connector"
 	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
@@ -259,5 +260,36 @@ func BenchmarkBareChpasswd(b *testing.B) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("chpasswd: %v: %s", err, out)
 		}
+	}
+}
+
+// A server that accepts the connection but never speaks SSH is a transient timeout, and no
+// change was sent.
+func TestSilentServerIsTransientTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	_, pub := sshdtest.NewKey(t)
+	priv, _ := sshdtest.NewKey(t)
+	acct := connector.Account{Login: "kt_nobody", Target: connector.Target{
+		URL: "ssh://" + l.Addr().String(), AdminLogin: "root",
+		Fields:  map[string]string{sshconn.HostKeyField: pub},
+		Secrets: map[string]secret.Secret{sshconn.PrivateKeyField: secret.New(priv)},
+	}}
+	err = sshconn.New(100*time.Millisecond).Rotate(context.Background(), acct, secret.Secret{}, secret.FromString(newPassword))
+	wantCode(t, err, "ssh_timeout", true)
+	if !connector.IsNotChanged(err) {
+		t.Fatalf("a handshake timeout must prove nothing changed: %v", err)
 	}
 }
