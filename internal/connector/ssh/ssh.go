@@ -303,7 +303,7 @@ func (c *Connector) dial(ctx context.Context, t connector.Target, user string, a
 			return nil, connector.Permanent("ssh_host_key_mismatch", fmt.Sprintf("%s: refused to log in", addr), err)
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			return nil, connector.Permanent("ssh_auth_refused", fmt.Sprintf("%s refused the %s login %s", addr, who, user), connector.ErrRejected)
-		case dctx.Err() != nil:
+		case dctx.Err() != nil || isTimeout(err):
 			return nil, connector.Transient("ssh_timeout", fmt.Sprintf("the SSH handshake with %s timed out", addr), dctx.Err())
 		default:
 			return nil, connector.Transient("ssh_handshake", fmt.Sprintf("the SSH handshake with %s failed", addr), err)
@@ -311,6 +311,11 @@ func (c *Connector) dial(ctx context.Context, t connector.Target, user string, a
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return xssh.NewClient(sc, chans, reqs), nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // scrub removes the secrets from text a server sent back, and bounds its length.
