@@ -50,11 +50,7 @@ var (
 //	func TestMain(m *testing.M) { os.Exit(mariadbtest.Main(m)) }
 func Main(m *testing.M) int {
 	code := m.Run()
-	if srv != nil {
-		if err := srv.stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "mariadbtest:", err)
-		}
-	}
+	Stop()
 	return code
 }
 
@@ -249,4 +245,14 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Stop stops the server if one was started, for test binaries whose TestMain already runs the
+// tests through another Main (pgtest.Main).
+func Stop() {
+	if srv != nil {
+		if err := srv.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "mariadbtest:", err)
+		}
+	}
 }
