@@ -14,10 +14,12 @@ import (
 
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/connector"
+	"github.com/keyturn/keyturn/internal/connector/mysql"
 	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/testenv/mariadbtest"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 	"github.com/keyturn/keyturn/internal/testenv/procs"
 	"github.com/keyturn/keyturn/internal/vault"
@@ -29,7 +31,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("KEYTURN_CRASH_CHILD") == "1" {
 		os.Exit(crashChild())
 	}
-	os.Exit(pgtest.Main(m))
+	code := pgtest.Main(m)
+	mariadbtest.Stop()
+	os.Exit(code)
 }
 
 // failpoints are the places a child may die: after each committed state, and between a side
@@ -64,7 +68,7 @@ func crashChild() int {
 	lease, _ := time.ParseDuration(os.Getenv("KEYTURN_CRASH_LEASE"))
 	v := vault.New(dv.DB, dv.Keys, nil)
 	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
-		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}, "ssh": sshconn.New(0)},
+		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}, "ssh": sshconn.New(0), "mysql": mysql.New(0)},
 		rotation.Options{BackoffBase: time.Millisecond, Node: os.Getenv("KEYTURN_CRASH_NODE"), Lease: lease,
 			Failpoint: func(name string) {
 				switch name {

@@ -20,7 +20,7 @@ const (
 )
 
 // ConnectorNames are the connectors settings may name.
-var ConnectorNames = []string{"okta", "opa", "rest", "ssh"}
+var ConnectorNames = []string{"okta", "opa", "rest", "ssh", "mysql"}
 
 // Settings are a pamUser record's rotation settings.
 type Settings struct {

@@ -3,6 +3,7 @@ package rotation
 import (
 	"context"
 	"math"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -246,11 +247,19 @@ func (t *targets) handBack(tg *target, release func(string)) {
 	}
 }
 
+// defaultPorts are the ports of database URLs that leave theirs out, so that a server is one
+// target whether its records name the port or not.
+var defaultPorts = map[string]string{"mysql": "3306"}
+
 // targetKey names the system a connector reaches: the connector and the host of the target's
 // URL (one Okta org, whichever record points at it), or the resource record when it has no URL.
 func targetKey(connectorName, targetURL, resourceUID string) string {
 	if u, err := url.Parse(targetURL); err == nil && u.Host != "" {
-		return connectorName + " " + strings.ToLower(u.Scheme+"://"+u.Host)
+		host := u.Host
+		if p, ok := defaultPorts[strings.ToLower(u.Scheme)]; ok && u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), p) // one server, whether or not the record names its port
+		}
+		return connectorName + " " + strings.ToLower(u.Scheme+"://"+host)
 	}
 	return connectorName + " record:" + resourceUID
 }

@@ -82,6 +82,9 @@ func TestTargetKey(t *testing.T) {
 		{"rest", "http://10.0.0.5:8080/change", "r1", "rest http://10.0.0.5:8080"},
 		{"rest", "", "r3", "rest record:r3"},
 		{"rest", "not a url", "r4", "rest record:r4"},
+		{"mysql", "mysql://DB.example?tls=false", "r5", "mysql mysql://db.example:3306"}, // the default port
+		{"mysql", "mysql://db.example:3306", "r6", "mysql mysql://db.example:3306"},      // the same server
+		{"mysql", "mysql://db.example:3307", "r6", "mysql mysql://db.example:3307"},      // another server
 	} {
 		if got := targetKey(tc.conn, tc.url, tc.resource); got != tc.want {
 			t.Errorf("targetKey(%q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.resource, got, tc.want)
