@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
+	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
@@ -84,7 +85,7 @@ var schemas = obj{
 		"timeout_s": integer, "sha256": str, "size": integer, "created_at": stamp}),
 	"ScriptParams": anyObj,
 	"RotationSettings": props([]string{"method"}, obj{"method": obj{"type": "string", "enum": []string{"general", "scripts_only"}},
-		"connector": obj{"type": "string", "enum": []string{"okta", "opa", "rest"}}, "configuration_uid": str, "resource_uid": str,
+		"connector": obj{"type": "string", "enum": rotation.ConnectorNames}, "configuration_uid": str, "resource_uid": str,
 		"schedule": anyObj, "complexity": anyObj, "verify_with": str, "enabled": boolean, "window": str, "paused": boolean,
 		"catch_up": obj{"type": "string", "enum": []string{"run_once", "skip"}}, "next_run_at": stamp, "revision": integer}),
 	"RotationInfo": obj{"allOf": []any{ref("RotationSettings"), props(nil, obj{"record_uid": str, "state": str, "last_rotation_id": str,

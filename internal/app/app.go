@@ -17,6 +17,7 @@ import (
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/connector/okta"
 	"github.com/keyturn/keyturn/internal/connector/opa"
+	"github.com/keyturn/keyturn/internal/connector/postgresql"
 	"github.com/keyturn/keyturn/internal/connector/rest"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/fault"
@@ -54,7 +55,8 @@ type App struct {
 
 // DefaultConnectors returns the connectors keyturn ships, by the names settings use.
 func DefaultConnectors() map[string]connector.Connector {
-	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil), "rest": rest.New(nil)}
+	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil),
+		"postgresql": postgresql.New(), "rest": rest.New(nil)}
 }
 
 // New wires the services over an open data directory.

@@ -259,9 +259,9 @@ func TestRotationSetAndInfo(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"--method", "general", "--connector", "ldap"}, `needs connector okta, opa, rest, not "ldap"`},
+		{[]string{"--method", "general", "--connector", "ldap"}, `needs connector okta, opa, postgresql, rest, not "ldap"`},
 		{[]string{"--method", "scripts_only", "--connector", "okta"}, "takes no connector"},
-		{[]string{"--method", "scripts_only", "--verify-with", "ldap"}, `verify_with must be one of okta, opa, rest or empty, not "ldap"`},
+		{[]string{"--method", "scripts_only", "--verify-with", "ldap"}, `verify_with must be one of okta, opa, postgresql, rest or empty, not "ldap"`},
 		{[]string{"--method", "sometimes"}, "method must be general or scripts_only"},
 		{[]string{"--method", "scripts_only", "--config", "no-such-record"}, `configuration_uid: no record "no-such-record"`},
 	} {

@@ -247,10 +247,14 @@ func (t *targets) handBack(tg *target, release func(string)) {
 }
 
 // targetKey names the system a connector reaches: the connector and the host of the target's
-// URL (one Okta org, whichever record points at it), or the resource record when it has no URL.
-func targetKey(connectorName, targetURL, resourceUID string) string {
+// URL (one Okta org, whichever record points at it), else its pamHostname (host:port, one
+// database server), or the resource record when it has neither.
+func targetKey(connectorName, targetURL, hostPort, resourceUID string) string {
 	if u, err := url.Parse(targetURL); err == nil && u.Host != "" {
 		return connectorName + " " + strings.ToLower(u.Scheme+"://"+u.Host)
+	}
+	if hostPort != "" {
+		return connectorName + " " + strings.ToLower(hostPort)
 	}
 	return connectorName + " record:" + resourceUID
 }

@@ -74,17 +74,20 @@ func TestTargetsUnlimited(t *testing.T) {
 func TestTargetKey(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		conn, url, resource, want string
+		conn, url, hostPort, resource, want string
 	}{
-		{"okta", "https://Acme.okta.com/", "r1", "okta https://acme.okta.com"},
-		{"okta", "https://acme.okta.com/api/v1", "r2", "okta https://acme.okta.com"}, // one org, whichever record
-		{"rest", "https://acme.okta.com", "r1", "rest https://acme.okta.com"},        // another connector's own budget
-		{"rest", "http://10.0.0.5:8080/change", "r1", "rest http://10.0.0.5:8080"},
-		{"rest", "", "r3", "rest record:r3"},
-		{"rest", "not a url", "r4", "rest record:r4"},
+		{"okta", "https://Acme.okta.com/", "", "r1", "okta https://acme.okta.com"},
+		{"okta", "https://acme.okta.com/api/v1", "", "r2", "okta https://acme.okta.com"}, // one org, whichever record
+		{"rest", "https://acme.okta.com", "", "r1", "rest https://acme.okta.com"},        // another connector's own budget
+		{"rest", "http://10.0.0.5:8080/change", "", "r1", "rest http://10.0.0.5:8080"},
+		{"rest", "", "", "r3", "rest record:r3"},
+		{"rest", "not a url", "", "r4", "rest record:r4"},
+		{"postgresql", "postgres://DB.example:5432/app?sslmode=require", "", "r5", "postgresql postgres://db.example:5432"},
+		{"postgresql", "", "db.example:5433", "r6", "postgresql db.example:5433"}, // one server, whichever database
+		{"postgresql", "", "db.example:5433", "r7", "postgresql db.example:5433"},
 	} {
-		if got := targetKey(tc.conn, tc.url, tc.resource); got != tc.want {
-			t.Errorf("targetKey(%q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.resource, got, tc.want)
+		if got := targetKey(tc.conn, tc.url, tc.hostPort, tc.resource); got != tc.want {
+			t.Errorf("targetKey(%q, %q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.hostPort, tc.resource, got, tc.want)
 		}
 	}
 }
