@@ -246,3 +246,13 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Server returns the shared server's superuser URL (database postgres) and the directory
+// holding its data (data/, with pg_hba.conf) and its log (server.log), for tests that
+// configure the server itself: authentication, logging. It skips or fails like DSN; with
+// EnvDSN the directory is "" and such tests should skip.
+func Server(tb testing.TB) (adminURL, dir string) {
+	tb.Helper()
+	DSN(tb) // starts the server, or skips
+	return srv.admin.String(), srv.dir
+}
