@@ -36,14 +36,12 @@ var (
 	logPath   string
 )
 
-// server configures the shared test server once: password (SCRAM) logins over TCP for every
-// role but the superuser, every statement in the log, and an admin role with a password.
+// testServer configures the shared test server once: password (SCRAM) logins over TCP for
+// every role but the superuser, every statement in the log, and an admin role with a password.
 func testServer(t *testing.T) (superURL string) {
 	t.Helper()
-	superURL, dir := pgtest.Server(t)
-	if dir == "" {
-		t.Skip("an existing server (" + pgtest.EnvDSN + ") cannot be reconfigured")
-	}
+	superURL = pgtest.RequirePasswords(t)
+	_, dir := pgtest.Server(t)
 	setupOnce.Do(func() { setupErr = configure(superURL, dir) })
 	if setupErr != nil {
 		t.Fatal(setupErr)
@@ -51,15 +49,12 @@ func testServer(t *testing.T) (superURL string) {
 	return superURL
 }
 
+// configure logs every statement and creates the admin role.
 func configure(superURL, dir string) error {
 	ctx := context.Background()
 	u, _ := url.Parse(superURL)
 	srvHost = u.Host
 	logPath = filepath.Join(dir, "server.log")
-	hba := "local all all trust\nhost all keyturn 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
-	if err := os.WriteFile(filepath.Join(dir, "data", "pg_hba.conf"), []byte(hba), 0o600); err != nil {
-		return err
-	}
 	conn, err := pgx.Connect(ctx, superURL)
 	if err != nil {
 		return err
@@ -67,26 +62,14 @@ func configure(superURL, dir string) error {
 	defer conn.Close(ctx)
 	for _, q := range []string{
 		"ALTER SYSTEM SET log_statement = 'all'",
-		"ALTER SYSTEM SET password_encryption = 'scram-sha-256'",
 		"CREATE ROLE " + adminRole + " WITH LOGIN SUPERUSER PASSWORD '" + adminPW + "'",
-		"CREATE ROLE kt_probe WITH LOGIN PASSWORD 'probe-pw'",
 		"SELECT pg_reload_conf()",
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
-	// The reload is asynchronous: wait until a new session sees both settings.
-	for {
-		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://kt_probe:wrong@%s/postgres?sslmode=disable", srvHost))
-		if err != nil && isAuthRefused(err) {
-			break
-		}
-		if c != nil {
-			c.Close(ctx)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The reload is asynchronous: wait until a new session sees the setting.
 	for {
 		c, err := pgx.Connect(ctx, superURL)
 		if err != nil {
