@@ -137,7 +137,7 @@ func crashAtEveryState(t *testing.T, database string) {
 	child := func(user, failpoint string, rotate bool) bool { return runChild(t, f, user, failpoint, rotate) }
 	pg := newPGAccount(t, f)
 
-	total := 0
+	total, byMode := 0, map[string]int{}
 	for round := 0; total < kills; round++ {
 		mode := []string{"general", "scripts_only", "issued key", "postgresql"}[round%4]
 		user := f.user
@@ -163,6 +163,7 @@ func crashAtEveryState(t *testing.T, database string) {
 				break
 			}
 			total++
+			byMode[mode]++
 			rotate = false
 			when := fmt.Sprintf("round %d (%s), killed at %s", round, mode, fp)
 			if user == pg.uid {
@@ -197,7 +198,10 @@ func crashAtEveryState(t *testing.T, database string) {
 			t.Fatalf("round %d (%s): run %s ended %s; vault current %q, target holds %q", round, mode, run.ID, run.Status, got, want)
 		}
 	}
-	t.Logf("%d kills", total)
+	t.Logf("%d kills, by mode %v", total, byMode)
+	if byMode["postgresql"] == 0 {
+		t.Fatalf("no child rotating the PostgreSQL role was killed")
+	}
 }
 
 // runChild runs the engine in a child process that settles every unfinished run and, when
