@@ -2,11 +2,14 @@ package rotation
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // One target's operations are spaced by its rate once its burst is spent, and another
@@ -206,4 +209,26 @@ func TestTargetsFollowTheirClock(t *testing.T) {
 			t.Fatalf("r1 handed back: %v %d", ok, paid)
 		}
 	})
+}
+
+// A pamDatabase's pamHostname ({"hostName", "port"}) reaches the connector as host:port, and
+// so keys the server's rate limit.
+func TestAccountOfPamHostname(t *testing.T) {
+	t.Parallel()
+	str := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
+	resource := vault.Record{Type: "pamDatabase", Fields: []vault.Field{
+		{Type: "pamHostname", Value: []json.RawMessage{json.RawMessage(`{"hostName":"db.example","port":"5433"}`)}},
+		{Type: "login", Value: []json.RawMessage{str("admin")}},
+	}, Custom: []vault.Field{{Type: "text", Label: "Database", Value: []json.RawMessage{str("crm")}}}}
+	user := vault.Record{Type: "pamUser", Fields: []vault.Field{{Type: "login", Value: []json.RawMessage{str("app")}}}}
+	a := accountOf(user, &resource)
+	if got := a.Target.Fields["pamHostname"]; got != "db.example:5433" {
+		t.Fatalf("pamHostname = %q, want db.example:5433", got)
+	}
+	if a.Target.Fields["Database"] != "crm" || a.Target.AdminLogin != "admin" || a.Login != "app" {
+		t.Fatalf("account %+v", a)
+	}
+	if got := targetKey("postgresql", a.Target.URL, a.Target.Fields["pamHostname"], "r1"); got != "postgresql db.example:5433" {
+		t.Fatalf("target key %q", got)
+	}
 }
