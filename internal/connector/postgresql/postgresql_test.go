@@ -348,3 +348,51 @@ func TestScramVerifierRFC7677(t *testing.T) {
 		t.Fatalf("server signature %s, want %s", got, wantServerSig)
 	}
 }
+
+// BenchmarkRotate measures a whole rotation (admin login, ALTER ROLE with a fresh verifier,
+// a login as the role) against the bare ALTER ROLE on one open connection, by the same loop.
+func BenchmarkRotate(b *testing.B) {
+	superURL := pgtest.RequirePasswords(b)
+	_, dir := pgtest.Server(b)
+	setupOnce.Do(func() { setupErr = configure(superURL, dir) })
+	if setupErr != nil {
+		b.Fatal(setupErr)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, superURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	role := fmt.Sprintf("bench_%d", os.Getpid())
+	if _, err := conn.Exec(ctx, "CREATE ROLE "+role+" WITH LOGIN PASSWORD 'Bench-0'"); err != nil {
+		b.Fatal(err)
+	}
+	a := account(role)
+	b.Run("connector", func(b *testing.B) {
+		c, old := New(), secret.FromString("Bench-0")
+		for i := 0; b.Loop(); i++ {
+			next := secret.FromString(fmt.Sprintf("Bench-%d", i+1))
+			if err := c.Rotate(ctx, a, old, next); err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Verify(ctx, a, next); err != nil {
+				b.Fatal(err)
+			}
+			old = next
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rotations/s")
+	})
+	b.Run("bare_alter", func(b *testing.B) {
+		v, err := ScramVerifier(secret.FromString("Bench-bare"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := conn.Exec(ctx, "ALTER ROLE "+role+" WITH PASSWORD '"+v+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alters/s")
+	})
+}
