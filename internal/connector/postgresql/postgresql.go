@@ -123,10 +123,12 @@ func connect(ctx context.Context, s server, user string, password secret.Secret)
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
-// isAuthRefused reports whether err is the server refusing the login's credential.
+// isAuthRefused reports whether err is the server refusing the login's password (28P01). Other
+// authorization errors (28000: no pg_hba.conf entry, a role that may not log in) say nothing
+// about the password and are not a rejection.
 func isAuthRefused(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000")
+	return errors.As(err, &pe) && pe.Code == "28P01"
 }
 
 // classify turns a connection or statement error into a connector error; what is classified

@@ -396,3 +396,24 @@ func BenchmarkRotate(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alters/s")
 	})
 }
+
+// A role that may not log in is no proof of a wrong password: Verify says it cannot tell.
+func TestNoLoginRoleIsNotRejected(t *testing.T) {
+	superURL := testServer(t)
+	ctx := context.Background()
+	pw := "NoLogin-pw-2468"
+	role := newRole(t, superURL, pw)
+	conn, err := pgx.Connect(ctx, superURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" NOLOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	err = New().Verify(ctx, account(role), secret.FromString(pw))
+	var ce *connector.Error
+	if err == nil || errors.Is(err, connector.ErrRejected) || !errors.As(err, &ce) || ce.Transient {
+		t.Fatalf("verify a NOLOGIN role: got %v, want a permanent error that is not ErrRejected", err)
+	}
+}
