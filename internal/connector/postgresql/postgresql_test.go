@@ -417,3 +417,24 @@ func TestNoLoginRoleIsNotRejected(t *testing.T) {
 		t.Fatalf("verify a NOLOGIN role: got %v, want a permanent error that is not ErrRejected", err)
 	}
 }
+
+// Passwords that SASLprep changes (compatibility characters, non-ASCII spaces) log in after
+// the change: the verifier is computed from the prepared password, as clients prepare it.
+func TestRotateNonASCIIPassword(t *testing.T) {
+	superURL := testServer(t)
+	ctx := context.Background()
+	role := newRole(t, superURL, "Ascii-pw-1357")
+	a := account(role)
+	c := New()
+	old := secret.FromString("Ascii-pw-1357")
+	for i, pw := range []string{"Päss-ﬁ-№-\u00a0-Ⅸ-x", "Ünïcödé-密码-9"} {
+		next := secret.FromString(pw)
+		if err := c.Rotate(ctx, a, old, next); err != nil {
+			t.Fatalf("rotate: %v", err)
+		}
+		if err := c.Verify(ctx, a, next); err != nil {
+			t.Fatalf("new password %d does not log in: %v", i, err)
+		}
+		old = next
+	}
+}
