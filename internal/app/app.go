@@ -18,6 +18,7 @@ import (
 	"github.com/keyturn/keyturn/internal/connector/mysql"
 	"github.com/keyturn/keyturn/internal/connector/okta"
 	"github.com/keyturn/keyturn/internal/connector/opa"
+	"github.com/keyturn/keyturn/internal/connector/postgresql"
 	"github.com/keyturn/keyturn/internal/connector/rest"
 	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
 	"github.com/keyturn/keyturn/internal/datadir"
@@ -56,7 +57,8 @@ type App struct {
 
 // DefaultConnectors returns the connectors keyturn ships, by the names settings use.
 func DefaultConnectors() map[string]connector.Connector {
-	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil), "rest": rest.New(nil), "ssh": sshconn.New(0), "mysql": mysql.New(0)}
+	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil), "rest": rest.New(nil),
+		"ssh": sshconn.New(0), "mysql": mysql.New(0), "postgresql": postgresql.New()}
 }
 
 // New wires the services over an open data directory.

@@ -2,10 +2,12 @@ package rotation_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"syscall"
@@ -15,10 +17,12 @@ import (
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/connector/mysql"
+	"github.com/keyturn/keyturn/internal/connector/postgresql"
 	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
 	"github.com/keyturn/keyturn/internal/datadir"
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/script"
+	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/testenv/mariadbtest"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 	"github.com/keyturn/keyturn/internal/testenv/procs"
@@ -68,7 +72,7 @@ func crashChild() int {
 	lease, _ := time.ParseDuration(os.Getenv("KEYTURN_CRASH_LEASE"))
 	v := vault.New(dv.DB, dv.Keys, nil)
 	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
-		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}, "ssh": sshconn.New(0), "mysql": mysql.New(0)},
+		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}, "ssh": sshconn.New(0), "mysql": mysql.New(0), "postgresql": postgresql.New()},
 		rotation.Options{BackoffBase: time.Millisecond, Node: os.Getenv("KEYTURN_CRASH_NODE"), Lease: lease,
 			Failpoint: func(name string) {
 				switch name {
@@ -136,12 +140,16 @@ func crashAtEveryState(t *testing.T, database string) {
 	cancel()
 
 	child := func(user, failpoint string, rotate bool) bool { return runChild(t, f, user, failpoint, rotate) }
+	pg := newPGAccount(t, f)
 
-	total := 0
+	total, byMode := 0, map[string]int{}
 	for round := 0; total < kills; round++ {
-		mode := []string{"general", "scripts_only", "issued key"}[round%3]
+		mode := []string{"general", "scripts_only", "issued key", "postgresql"}[round%4]
 		user := f.user
 		switch mode {
+		case "postgresql":
+			user = pg.uid
+			f.settingsFor(user, rotation.Settings{Method: rotation.MethodGeneral, Connector: "postgresql", ResourceUID: pg.resource})
 		case "general":
 			f.settings(rotation.Settings{Method: rotation.MethodGeneral, Connector: "rest"})
 		case "scripts_only":
@@ -160,8 +168,14 @@ func crashAtEveryState(t *testing.T, database string) {
 				break
 			}
 			total++
+			byMode[mode]++
 			rotate = false
-			f.assertLiveInVault(user, fmt.Sprintf("round %d (%s), killed at %s", round, mode, fp))
+			when := fmt.Sprintf("round %d (%s), killed at %s", round, mode, fp)
+			if user == pg.uid {
+				pg.assertLiveInVault(when)
+				continue
+			}
+			f.assertLiveInVault(user, when)
 		}
 		if child(user, "", false) {
 			t.Fatal("a child without a failpoint was killed")
@@ -173,6 +187,12 @@ func crashAtEveryState(t *testing.T, database string) {
 		if run.Status == rotation.StatusNeedsAttention {
 			t.Fatalf("round %d (%s): needs_attention although the target can be checked: %+v", round, mode, run.Error)
 		}
+		if user == pg.uid {
+			if err := pg.verify(f.currentOf(user)); err != nil {
+				t.Fatalf("round %d (%s): run %s ended %s; the vault's current does not log in: %v", round, mode, run.ID, run.Status, err)
+			}
+			continue
+		}
 		if user == f.robot {
 			if sec, id := f.robotKey(); !f.target.keyWorks("robot", id, sec) {
 				t.Fatalf("round %d (%s): run %s ended %s; the record's key %s does not work", round, mode, run.ID, run.Status, id)
@@ -183,7 +203,10 @@ func crashAtEveryState(t *testing.T, database string) {
 			t.Fatalf("round %d (%s): run %s ended %s; vault current %q, target holds %q", round, mode, run.ID, run.Status, got, want)
 		}
 	}
-	t.Logf("%d kills", total)
+	t.Logf("%d kills, by mode %v", total, byMode)
+	if byMode["postgresql"] == 0 {
+		t.Fatalf("no child rotating the PostgreSQL role was killed")
+	}
 }
 
 // runChild runs the engine in a child process that settles every unfinished run and, when
@@ -239,4 +262,69 @@ func (f *fixture) latestRunOf(uid string) rotation.Run {
 		f.t.Fatalf("latest run: %v", err)
 	}
 	return runs[0]
+}
+
+// pgAccount is a PostgreSQL role rotated by the postgresql connector, with its pamUser and
+// pamDatabase records.
+type pgAccount struct {
+	f                   *fixture
+	uid, resource, role string
+	acct                connector.Account
+}
+
+// newPGAccount creates a role with a password on the test's PostgreSQL server (which asks
+// for passwords), an admin role, and the records that name them.
+func newPGAccount(t *testing.T, f *fixture) *pgAccount {
+	t.Helper()
+	superURL := pgtest.RequirePasswords(t)
+	u, err := url.Parse(superURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := fmt.Sprintf("%d_%d", os.Getpid(), time.Now().UnixNano())
+	role, admin, adminPW, initial := "crash_app_"+n, "crash_admin_"+n, "crash-admin-Pw1!", "crash-initial-Pw1!"
+	db, err := sql.Open("pgx", superURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{"CREATE ROLE " + admin + " WITH LOGIN SUPERUSER PASSWORD '" + adminPW + "'",
+		"CREATE ROLE " + role + " WITH LOGIN PASSWORD '" + initial + "'"} {
+		if _, err := db.ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := "postgres://" + u.Host + "/postgres?sslmode=disable"
+	pg := &pgAccount{f: f, role: role}
+	pg.resource = f.create(vault.Record{Type: "pamDatabase", Title: "PostgreSQL", Fields: []vault.Field{
+		field("url", target), field("login", admin), field("password", adminPW),
+	}})
+	pg.uid = f.create(vault.Record{Type: "pamUser", Title: role, Fields: []vault.Field{
+		field("login", role), field("password", initial),
+	}})
+	pg.acct = connector.Account{Login: role, Target: connector.Target{URL: target, Fields: map[string]string{}}}
+	if err := pg.verify(initial); err != nil {
+		t.Fatalf("the role's initial password: %v", err)
+	}
+	return pg
+}
+
+func (pg *pgAccount) verify(password string) error {
+	return postgresql.New().Verify(context.Background(), pg.acct, secret.FromString(password))
+}
+
+// assertLiveInVault checks that a password the server accepts for the role is current or
+// pending in the vault.
+func (pg *pgAccount) assertLiveInVault(when string) {
+	pg.f.t.Helper()
+	vs, err := pg.f.vault.Versions(context.Background(), pg.f.scope, pg.uid)
+	if err != nil {
+		pg.f.t.Fatal(err)
+	}
+	for _, v := range vs {
+		if (v.State == vault.StateCurrent || v.State == vault.StatePending) && pg.verify(v.Value.Reveal()) == nil {
+			return
+		}
+	}
+	pg.f.t.Fatalf("%s: no password the PostgreSQL server accepts is current or pending in the vault (%d versions)", when, len(vs))
 }

@@ -6,6 +6,7 @@ package rotation
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
 
 	"github.com/keyturn/keyturn/internal/connector"
@@ -65,7 +66,7 @@ func (j *job) load(ctx context.Context) error {
 		j.verifier, j.connName = conn, j.settings.VerifyWith
 	}
 	j.account = accountOf(j.user, j.resource)
-	j.target = targetKey(j.connName, j.account.Target.URL, j.settings.ResourceUID)
+	j.target = targetKey(j.connName, j.account.Target.URL, j.account.Target.Fields["pamHostname"], j.settings.ResourceUID)
 	if t, ok := j.verifier.(connector.VerifyToggle); ok && !t.CanVerify(j.account) {
 		j.verifier = nil
 	}
@@ -119,7 +120,10 @@ func accountOf(user vault.Record, resource *vault.Record) connector.Account {
 				key = f.Type
 			}
 			var s string
-			if _, seen := acct.Target.Fields[key]; (override || !seen) && len(f.Value) > 0 && json.Unmarshal(f.Value[0], &s) == nil {
+			if f.Type == "pamHostname" && len(f.Value) > 0 {
+				s = hostPortOf(f.Value[0]) // {"hostName": …, "port": …} as host:port
+			}
+			if _, seen := acct.Target.Fields[key]; (override || !seen) && len(f.Value) > 0 && (s != "" || json.Unmarshal(f.Value[0], &s) == nil) {
 				acct.Target.Fields[key] = s
 			}
 		}
@@ -144,6 +148,22 @@ func accountOf(user vault.Record, resource *vault.Record) connector.Account {
 	}
 	add(user.Custom, true)
 	return acct
+}
+
+// hostPortOf reads a pamHostname value ({"hostName": …, "port": …}) as host:port, or host
+// without a port; "" when it is not one.
+func hostPortOf(raw json.RawMessage) string {
+	var hp struct {
+		HostName string `json:"hostName"`
+		Port     string `json:"port"`
+	}
+	if json.Unmarshal(raw, &hp) != nil || hp.HostName == "" {
+		return ""
+	}
+	if hp.Port == "" {
+		return hp.HostName
+	}
+	return net.JoinHostPort(hp.HostName, hp.Port)
 }
 
 func firstString(rec vault.Record, fieldType string) string {

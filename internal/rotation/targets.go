@@ -252,14 +252,18 @@ func (t *targets) handBack(tg *target, release func(string)) {
 var defaultPorts = map[string]string{"mysql": "3306"}
 
 // targetKey names the system a connector reaches: the connector and the host of the target's
-// URL (one Okta org, whichever record points at it), or the resource record when it has no URL.
-func targetKey(connectorName, targetURL, resourceUID string) string {
+// URL (one Okta org, whichever record points at it), else its pamHostname (host:port, one
+// database server), or the resource record when it has neither.
+func targetKey(connectorName, targetURL, hostPort, resourceUID string) string {
 	if u, err := url.Parse(targetURL); err == nil && u.Host != "" {
 		host := u.Host
 		if p, ok := defaultPorts[strings.ToLower(u.Scheme)]; ok && u.Port() == "" {
 			host = net.JoinHostPort(u.Hostname(), p) // one server, whether or not the record names its port
 		}
 		return connectorName + " " + strings.ToLower(u.Scheme+"://"+host)
+	}
+	if hostPort != "" {
+		return connectorName + " " + strings.ToLower(hostPort)
 	}
 	return connectorName + " record:" + resourceUID
 }

@@ -2,11 +2,14 @@ package rotation
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // One target's operations are spaced by its rate once its burst is spent, and another
@@ -74,20 +77,23 @@ func TestTargetsUnlimited(t *testing.T) {
 func TestTargetKey(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		conn, url, resource, want string
+		conn, url, hostPort, resource, want string
 	}{
-		{"okta", "https://Acme.okta.com/", "r1", "okta https://acme.okta.com"},
-		{"okta", "https://acme.okta.com/api/v1", "r2", "okta https://acme.okta.com"}, // one org, whichever record
-		{"rest", "https://acme.okta.com", "r1", "rest https://acme.okta.com"},        // another connector's own budget
-		{"rest", "http://10.0.0.5:8080/change", "r1", "rest http://10.0.0.5:8080"},
-		{"rest", "", "r3", "rest record:r3"},
-		{"rest", "not a url", "r4", "rest record:r4"},
-		{"mysql", "mysql://DB.example?tls=false", "r5", "mysql mysql://db.example:3306"}, // the default port
-		{"mysql", "mysql://db.example:3306", "r6", "mysql mysql://db.example:3306"},      // the same server
-		{"mysql", "mysql://db.example:3307", "r6", "mysql mysql://db.example:3307"},      // another server
+		{"okta", "https://Acme.okta.com/", "", "r1", "okta https://acme.okta.com"},
+		{"okta", "https://acme.okta.com/api/v1", "", "r2", "okta https://acme.okta.com"}, // one org, whichever record
+		{"rest", "https://acme.okta.com", "", "r1", "rest https://acme.okta.com"},        // another connector's own budget
+		{"rest", "http://10.0.0.5:8080/change", "", "r1", "rest http://10.0.0.5:8080"},
+		{"rest", "", "", "r3", "rest record:r3"},
+		{"rest", "not a url", "", "r4", "rest record:r4"},
+		{"postgresql", "postgres://DB.example:5432/app?sslmode=require", "", "r5", "postgresql postgres://db.example:5432"},
+		{"postgresql", "", "db.example:5433", "r6", "postgresql db.example:5433"}, // one server, whichever database
+		{"postgresql", "", "db.example:5433", "r7", "postgresql db.example:5433"},
+		{"mysql", "mysql://DB.example?tls=false", "", "r5", "mysql mysql://db.example:3306"}, // the default port
+		{"mysql", "mysql://db.example:3306", "", "r6", "mysql mysql://db.example:3306"},      // the same server
+		{"mysql", "mysql://db.example:3307", "", "r6", "mysql mysql://db.example:3307"},      // another server
 	} {
-		if got := targetKey(tc.conn, tc.url, tc.resource); got != tc.want {
-			t.Errorf("targetKey(%q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.resource, got, tc.want)
+		if got := targetKey(tc.conn, tc.url, tc.hostPort, tc.resource); got != tc.want {
+			t.Errorf("targetKey(%q, %q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.hostPort, tc.resource, got, tc.want)
 		}
 	}
 }
@@ -206,4 +212,26 @@ func TestTargetsFollowTheirClock(t *testing.T) {
 			t.Fatalf("r1 handed back: %v %d", ok, paid)
 		}
 	})
+}
+
+// A pamDatabase's pamHostname ({"hostName", "port"}) reaches the connector as host:port, and
+// so keys the server's rate limit.
+func TestAccountOfPamHostname(t *testing.T) {
+	t.Parallel()
+	str := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
+	resource := vault.Record{Type: "pamDatabase", Fields: []vault.Field{
+		{Type: "pamHostname", Value: []json.RawMessage{json.RawMessage(`{"hostName":"db.example","port":"5433"}`)}},
+		{Type: "login", Value: []json.RawMessage{str("admin")}},
+	}, Custom: []vault.Field{{Type: "text", Label: "Database", Value: []json.RawMessage{str("crm")}}}}
+	user := vault.Record{Type: "pamUser", Fields: []vault.Field{{Type: "login", Value: []json.RawMessage{str("app")}}}}
+	a := accountOf(user, &resource)
+	if got := a.Target.Fields["pamHostname"]; got != "db.example:5433" {
+		t.Fatalf("pamHostname = %q, want db.example:5433", got)
+	}
+	if a.Target.Fields["Database"] != "crm" || a.Target.AdminLogin != "admin" || a.Login != "app" {
+		t.Fatalf("account %+v", a)
+	}
+	if got := targetKey("postgresql", a.Target.URL, a.Target.Fields["pamHostname"], "r1"); got != "postgresql db.example:5433" {
+		t.Fatalf("target key %q", got)
+	}
 }

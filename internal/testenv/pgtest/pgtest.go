@@ -246,3 +246,69 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Server returns the shared server's superuser URL (database postgres) and the directory
+// holding its data (data/, with pg_hba.conf) and its log (server.log), for tests that
+// configure the server itself: authentication, logging. It skips or fails like DSN; with
+// EnvDSN the directory is "" and such tests should skip.
+func Server(tb testing.TB) (adminURL, dir string) {
+	tb.Helper()
+	DSN(tb) // starts the server, or skips
+	return srv.admin.String(), srv.dir
+}
+
+var (
+	passwordsOnce sync.Once
+	passwordsErr  error
+)
+
+// RequirePasswords makes the shared server ask every role but the superuser for its password
+// (SCRAM-SHA-256) over TCP, once per test binary, and returns the superuser URL. Tests of
+// password changes need it: initdb's trust authentication accepts any password. It skips
+// with EnvDSN, whose server cannot be reconfigured.
+func RequirePasswords(tb testing.TB) (adminURL string) {
+	tb.Helper()
+	adminURL, dir := Server(tb)
+	if dir == "" {
+		tb.Skip("pgtest: an existing server (" + EnvDSN + ") cannot be reconfigured")
+	}
+	passwordsOnce.Do(func() { passwordsErr = requirePasswords(adminURL, dir) })
+	if passwordsErr != nil {
+		tb.Fatalf("pgtest: %v", passwordsErr)
+	}
+	return adminURL
+}
+
+func requirePasswords(adminURL, dir string) error {
+	ctx := context.Background()
+	hba := "local all all trust\nhost all " + superuser + " 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+	if err := os.WriteFile(filepath.Join(dir, "data", "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+		return err
+	}
+	admin, err := sql.Open("pgx", adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	for _, q := range []string{"ALTER SYSTEM SET password_encryption = 'scram-sha-256'",
+		"CREATE ROLE pgtest_probe WITH LOGIN PASSWORD 'pgtest-probe'", "SELECT pg_reload_conf()"} {
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	// The reload is asynchronous: wait until a new session is asked for its password.
+	u, _ := url.Parse(adminURL)
+	u.User = url.UserPassword("pgtest_probe", "wrong")
+	for {
+		probe, err := sql.Open("pgx", u.String())
+		if err != nil {
+			return err
+		}
+		err = probe.PingContext(ctx)
+		probe.Close()
+		if err != nil && strings.Contains(err.Error(), "28P01") {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
