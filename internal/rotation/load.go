@@ -146,9 +146,21 @@ func accountOf(user vault.Record, resource *vault.Record) connector.Account {
 			}
 		}
 	}
-	add(user.Custom, true)
+	var own []vault.Field // what the pamUser may set: not how the target is reached or trusted
+	for _, f := range user.Custom {
+		if !slices.Contains(resourceOnlyFields, f.Label) {
+			own = append(own, f)
+		}
+	}
+	add(own, true)
 	return acct
 }
+
+// resourceOnlyFields are custom fields that only the resource record sets: they say how the
+// target is reached and trusted, or whether its admin may rotate its own account. Whoever may
+// edit a pamUser must not be able to unpin a host key, turn TLS off or rotate the admin.
+var resourceOnlyFields = []string{"SSH Host Key", "SSH Self Rotation", "PostgreSQL Self Rotation", "MySQL Self Rotation",
+	"SSL Mode", "Database", "pamHostname"}
 
 // hostPortOf reads a pamHostname value ({"hostName": …, "port": …}) as host:port, or host
 // without a port; "" when it is not one.

@@ -235,3 +235,31 @@ func TestAccountOfPamHostname(t *testing.T) {
 		t.Fatalf("target key %q", got)
 	}
 }
+
+// A pamUser cannot override what only its resource may say: the pinned host key, TLS, the
+// server, or the admin's self-rotation; its own fields (an account host) it may set.
+func TestAccountOfKeepsTheResourcesTrust(t *testing.T) {
+	t.Parallel()
+	str := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
+	text := func(label, v string) vault.Field {
+		return vault.Field{Type: "text", Label: label, Value: []json.RawMessage{str(v)}}
+	}
+	resource := vault.Record{Type: "pamMachine", Fields: []vault.Field{{Type: "login", Value: []json.RawMessage{str("root")}}},
+		Custom: []vault.Field{text("SSH Host Key", "ssh-ed25519 AAAApinned"), text("SSL Mode", "verify-full"), text("Database", "crm")}}
+	user := vault.Record{Type: "pamUser", Fields: []vault.Field{{Type: "login", Value: []json.RawMessage{str("root")}}},
+		Custom: []vault.Field{text("SSH Host Key", "ssh-ed25519 AAAAattacker"), text("SSH Self Rotation", "true"),
+			text("PostgreSQL Self Rotation", "true"), text("MySQL Self Rotation", "true"), text("SSL Mode", "disable"),
+			text("Database", "other"), text("MySQL Account Host", "10.0.0.%")}}
+	f := accountOf(user, &resource).Target.Fields
+	if f["SSH Host Key"] != "ssh-ed25519 AAAApinned" || f["SSL Mode"] != "verify-full" || f["Database"] != "crm" {
+		t.Errorf("the pamUser overrode its resource: %v", f)
+	}
+	for _, k := range []string{"SSH Self Rotation", "PostgreSQL Self Rotation", "MySQL Self Rotation"} {
+		if _, ok := f[k]; ok {
+			t.Errorf("the pamUser turned on %s", k)
+		}
+	}
+	if f["MySQL Account Host"] != "10.0.0.%" {
+		t.Errorf("the pamUser's own account host is lost: %v", f)
+	}
+}
