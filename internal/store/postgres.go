@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"net"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -120,6 +123,9 @@ func (db *DB) postgresTxOnce(ctx context.Context, pool *sql.DB, fn func(*Tx) err
 	defer func() { db.pgStats.busy.Add(int64(time.Since(start))) }()
 	sqlTx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
+		if connectionLost(err) {
+			return sessionEnded{fmt.Errorf("begin: %w", err)}
+		}
 		return fmt.Errorf("begin: %w", err)
 	}
 	committed := false
@@ -133,6 +139,9 @@ func (db *DB) postgresTxOnce(ctx context.Context, pool *sql.DB, fn func(*Tx) err
 	}()
 	tx := &Tx{Reader: Reader{q: sqlTx, d: postgresDialect, inTx: true}, tx: sqlTx}
 	if err := fn(tx); err != nil {
+		if connectionLost(err) { // nothing was committed: the commit was never sent
+			return sessionEnded{err}
+		}
 		return err
 	}
 	committed = true // whatever Commit returns, the transaction has ended
@@ -152,7 +161,30 @@ const (
 
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == pgSerializationFailure || pgErr.Code == pgDeadlockDetected)
+	var ended sessionEnded
+	return errors.As(err, &ended) ||
+		errors.As(err, &pgErr) && (pgErr.Code == pgSerializationFailure || pgErr.Code == pgDeadlockDetected)
+}
+
+// sessionEnded is a transaction that failed before its commit was sent because its database
+// session ended (PostgreSQL ended it, say, after the process sat paused in the transaction
+// past IdleInTransactionTimeout): nothing of it was committed, so it is run again on another
+// connection.
+type sessionEnded struct{ err error }
+
+func (e sessionEnded) Error() string { return e.err.Error() }
+func (e sessionEnded) Unwrap() error { return e.err }
+
+// connectionLost reports whether err says the database session is gone: the server ended it
+// (a FATAL error, class 57 or 08, or 25P03), or the connection broke.
+func connectionLost(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Severity == "FATAL" || strings.HasPrefix(pgErr.Code, "57") || strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "25P03"
+	}
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &netErr) || pgconn.SafeToRetry(err)
 }
 
 // NodeLockKey is the PostgreSQL advisory lock held by the process that runs as node on a

@@ -58,3 +58,35 @@ func TestPostgresDeadlockIsRetried(t *testing.T) {
 		t.Fatalf("audit trail after the deadlock: %+v, %v", events, err)
 	}
 }
+
+// A transaction whose database session ends before it commits (PostgreSQL ended it, as it
+// does for a process paused in a transaction past IdleInTransactionTimeout) committed
+// nothing, and is run again on another connection: it commits once.
+func TestPostgresTxRunsAgainWhenItsSessionEnds(t *testing.T) {
+	db := openPostgresTestDB(t)
+	ctx := context.Background()
+	attempts := 0
+	err := db.Tx(ctx, func(tx *Tx) error {
+		attempts++
+		if _, err := tx.CreateTeam(ctx, "acme", t0); err != nil {
+			return err
+		}
+		if attempts == 1 {
+			var pid int
+			if err := tx.tx.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+				return err
+			}
+			if _, err := db.lease.ExecContext(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+				return err
+			}
+		}
+		_, err := tx.tx.ExecContext(ctx, `SELECT 1`)
+		return err
+	})
+	if err != nil || attempts != 2 {
+		t.Fatalf("Tx = %v after %d attempts, want nil after 2", err, attempts)
+	}
+	if !teamExists(t, db, "acme") {
+		t.Fatal("the team of the second attempt is not there")
+	}
+}
