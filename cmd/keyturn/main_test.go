@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyturn/keyturn/internal/testenv/mariadbtest"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 	"github.com/keyturn/keyturn/internal/testenv/procs"
 	"github.com/keyturn/keyturn/internal/testenv/tlscert"
@@ -29,7 +30,9 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(pgtest.Main(m))
+	code := pgtest.Main(m)
+	mariadbtest.Stop()
+	os.Exit(code)
 }
 
 // keyturn runs a command in-process and returns its exit code, stdout and stderr.
