@@ -2,8 +2,10 @@
 // (mysql://host:port, with ?tls=true|skip-verify|preferred|false; default true) names the
 // server and its login and password are the admin's; the account's host part comes from the
 // record's "MySQL Account Host" field (default '%'). The change is ALTER USER sent as the admin
-// with the new password's mysql_native_password hash, so that the clear password never reaches
-// the server (nor its general log); the check is a fresh login as the account.
+// with a hash of the new password computed here, so that the clear password never reaches the
+// server (nor its general log): mysql_native_password on MariaDB and older MySQL,
+// caching_sha2_password on MySQL 8.4 and later (which disable or remove mysql_native_password)
+// and for MySQL accounts already using it. The check is a fresh login as the account.
 package mysql
 
 import (
@@ -151,10 +153,16 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 	if err := conn.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
 		return connector.NotChanged(classify(err, "read the server version", true))
 	}
-	stmt := alterStatement(version, self)
-	args := []any{a.Login, host, NativeHash(new)}
-	if self {
-		args = args[2:]
+	srv := parseVersion(version)
+	plugin := ""
+	if !srv.mariadb {
+		if plugin, err = accountPlugin(ctx, conn, a.Login, host, self); err != nil {
+			return connector.NotChanged(err)
+		}
+	}
+	stmt, args, err := changeStatement(srv, plugin, self, a.Login, host, new)
+	if err != nil {
+		return connector.NotChanged(err)
 	}
 	if _, err := conn.ExecContext(ctx, stmt, args...); err != nil {
 		var me *mysql.MySQLError
@@ -167,21 +175,148 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 	return nil
 }
 
-// alterStatement sets a mysql_native_password hash: MariaDB takes ALTER USER … IDENTIFIED BY
-// PASSWORD, MySQL (which dropped it) IDENTIFIED WITH … AS. For the login's own account MariaDB
-// 10.11 accepts ALTER USER CURRENT_USER() but leaves the password as it was, so there it is
-// SET PASSWORD with the hash (a quoted string without PASSWORD() is taken as the hash).
-func alterStatement(version string, self bool) string {
-	mariadb := strings.Contains(strings.ToLower(version), "mariadb")
+// hashKind is how the account's new password is stored.
+type hashKind int
+
+const (
+	nativeHash      hashKind = iota // mysql_native_password: '*' + hex SHA1(SHA1(pw))
+	cachingSHA2Hash                 // caching_sha2_password: $A$005$ + salt + sha256crypt digest
+)
+
+// Authentication plugin names as mysql.user.plugin holds them.
+const (
+	pluginNative      = "mysql_native_password"
+	pluginCachingSHA2 = "caching_sha2_password"
+)
+
+// serverVersion is what the connector needs of VERSION().
+type serverVersion struct {
+	mariadb      bool
+	major, minor int // 0, 0 when VERSION() does not start with digits
+}
+
+// parseVersion reads VERSION(): "10.11.6-MariaDB-0+deb12u1", "8.4.3", "9.1.0-commercial",
+// "8.0.36-0ubuntu0.22.04.1", "5.7.44-log".
+func parseVersion(v string) serverVersion {
+	sv := serverVersion{mariadb: strings.Contains(strings.ToLower(v), "mariadb")}
+	num := func(s string) (int, string) {
+		n, i := 0, 0
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9' && n < 1e6; i++ {
+			n = n*10 + int(s[i]-'0')
+		}
+		if i == 0 {
+			return -1, s
+		}
+		return n, s[i:]
+	}
+	major, rest := num(v)
+	if major < 0 || !strings.HasPrefix(rest, ".") {
+		return sv
+	}
+	minor, _ := num(rest[1:])
+	if minor < 0 {
+		return sv
+	}
+	sv.major, sv.minor = major, minor
+	return sv
+}
+
+func (v serverVersion) atLeast(major, minor int) bool {
+	return v.major > major || (v.major == major && v.minor >= minor)
+}
+
+// chooseHash decides how the new password is stored, from the server's version and the
+// account's current plugin as mysql.user holds it ("" when the admin may not read it):
+//
+//   - MariaDB: mysql_native_password, as always: MariaDB has no caching_sha2_password.
+//   - MySQL, an account already on caching_sha2_password: caching_sha2_password, on any
+//     version, so that a rotation never moves an account to a weaker, deprecated plugin.
+//   - MySQL 8.4 and later: caching_sha2_password whatever the account used. 8.4 loads
+//     mysql_native_password only when started with --mysql-native-password=ON and 9.0 removed
+//     it, so setting it fails there (or soon will); caching_sha2_password is their default.
+//   - MySQL before 8.4 (5.7 has no caching_sha2_password; on 8.0 old client libraries may lack
+//     it) with a native or unknown plugin: mysql_native_password, as before.
+//
+// The plugin is read rather than guessed from the version alone because MySQL 8.0's default
+// plugin is already caching_sha2_password; the version decides when it cannot be read.
+func chooseHash(v serverVersion, plugin string) hashKind {
+	switch {
+	case v.mariadb:
+		return nativeHash
+	case plugin == pluginCachingSHA2, v.atLeast(8, 4):
+		return cachingSHA2Hash
+	default:
+		return nativeHash
+	}
+}
+
+// accountPlugin reads the account's authentication plugin from mysql.user: "" when the admin
+// may not read that table or the account is not there (the version then decides, and ALTER
+// USER reports a missing account). A failure that is not the server's answer (a lost
+// connection) is returned, wrapped as not changed by the caller: no change was sent.
+func accountPlugin(ctx context.Context, conn *sql.Conn, user, host string, self bool) (string, error) {
+	q, args := "SELECT plugin FROM mysql.user WHERE user = ? AND host = ?", []any{user, host}
+	if self {
+		q, args = "SELECT plugin FROM mysql.user WHERE CONCAT(user, '@', host) = CURRENT_USER()", nil
+	}
+	var plugin sql.NullString
+	err := conn.QueryRowContext(ctx, q, args...).Scan(&plugin)
+	var me *mysql.MySQLError
+	switch {
+	case err == nil:
+		return plugin.String, nil
+	case errors.Is(err, sql.ErrNoRows), errors.As(err, &me) && me.Number < 2000:
+		return "", nil
+	default:
+		return "", classify(err, "read the account's plugin", true)
+	}
+}
+
+// changeStatement is the statement that sets the account's password to new, and its
+// arguments: the hash chosen by chooseHash, never the password itself.
+func changeStatement(srv serverVersion, plugin string, self bool, login, host string, new secret.Secret) (string, []any, error) {
+	kind := chooseHash(srv, plugin)
+	var hash string
+	switch kind {
+	case cachingSHA2Hash:
+		if len(new.Bytes()) > MaxCachingSHA2Password {
+			return "", nil, connector.Permanent("password_policy",
+				fmt.Sprintf("the new password is longer than the %d bytes caching_sha2_password accepts", MaxCachingSHA2Password), nil)
+		}
+		var err error
+		if hash, err = CachingSHA2Hash(new.Bytes()); err != nil {
+			return "", nil, connector.Transient("mysql_hash", "could not hash the new password", err)
+		}
+	default:
+		hash = NativeHash(new)
+	}
+	if self {
+		return alterStatement(srv.mariadb, kind, true), []any{hash}, nil
+	}
+	return alterStatement(srv.mariadb, kind, false), []any{login, host, hash}, nil
+}
+
+// alterStatement is the statement that sets the hash. MariaDB takes ALTER USER … IDENTIFIED BY
+// PASSWORD with a mysql_native_password hash; for the login's own account MariaDB 10.11
+// accepts ALTER USER CURRENT_USER() but leaves the password as it was, so there it is SET
+// PASSWORD with the hash (a quoted string without PASSWORD() is taken as the hash). MySQL
+// (which dropped IDENTIFIED BY PASSWORD) takes IDENTIFIED WITH <plugin> AS <hash>; the hash is
+// a placeholder, quoted by the driver, and holds no password: neither plugin's hash can be
+// turned back into it.
+func alterStatement(mariadb bool, kind hashKind, self bool) string {
+	plugin := pluginNative
+	if kind == cachingSHA2Hash {
+		plugin = pluginCachingSHA2
+	}
 	switch {
 	case mariadb && self:
 		return "SET PASSWORD = ?"
 	case mariadb:
 		return "ALTER USER ?@? IDENTIFIED BY PASSWORD ?"
 	case self:
-		return "ALTER USER CURRENT_USER() IDENTIFIED WITH mysql_native_password AS ?"
+		return "ALTER USER CURRENT_USER() IDENTIFIED WITH " + plugin + " AS ?"
 	default:
-		return "ALTER USER ?@? IDENTIFIED WITH mysql_native_password AS ?"
+		return "ALTER USER ?@? IDENTIFIED WITH " + plugin + " AS ?"
 	}
 }
 

@@ -1,7 +1,7 @@
-// Package ssh rotates a Linux account's password over SSH: an admin login runs chpasswd with
-// "user:password" fed on the session's stdin (never in the command line), and a fresh SSH login
-// as the user with the password verifies it. The server's host key must be pinned in the
-// resource record; trust on first use is refused.
+// Package ssh rotates a Linux account's password over SSH: an admin login runs chpasswd (as
+// root, or through sudo) with "user:password" fed on the session's stdin (never in the command
+// line), and a fresh SSH login as the user with the password verifies it. The server's host
+// key must be pinned in the resource record; trust on first use is refused.
 package ssh
 
 import (
@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	xssh "golang.org/x/crypto/ssh"
@@ -38,12 +39,34 @@ const DefaultPort = "22"
 // ChpasswdCommand is the command a root admin runs; it is fixed and never holds a secret.
 const ChpasswdCommand = "chpasswd"
 
-// sudoCommand is run by a non-root admin with a password: sudo reads that password from the
-// first line of stdin (-S), always (-k), without a prompt, then chpasswd reads the next line.
-const sudoCommand = "sudo -S -k -p '' chpasswd"
+// The commands a non-root admin runs, through sudo. Both are fixed and hold no secret; -k
+// makes sudo ignore credentials cached by an earlier sudo, so that each decides afresh.
+const (
+	// sudoNoPasswordCommand runs chpasswd only if sudo needs no password (-n); sudo then never
+	// reads stdin. Run first with nothing on stdin, it is the probe: exit status 0 means the
+	// admin may run chpasswd without a password (chpasswd given no line changes nothing).
+	sudoNoPasswordCommand = "sudo -n -k chpasswd"
+	// sudoCommand reads the admin's password from stdin after writing sudoPrompt to stderr
+	// (again after each refused attempt), then runs chpasswd, which reads the next line.
+	sudoCommand = "sudo -S -k -p '" + sudoPrompt + "' chpasswd"
+	// sudoPrompt is what sudo writes to stderr each time it reads a password.
+	sudoPrompt = "keyturn-sudo-password:"
+)
 
-// sudoNoPasswordCommand is run by a non-root admin logged in with a key (sudo must not ask).
-const sudoNoPasswordCommand = "sudo -n chpasswd"
+// Commands returns the commands the admin's sessions may run for the target, in order:
+// chpasswd for root; for another admin the sudo probe, then sudo -n chpasswd when sudo needs no
+// password, or (an admin with a password) sudo -S chpasswd twice, to check the password and
+// then to change the account's. None holds a secret.
+func Commands(t connector.Target) []string {
+	switch {
+	case t.AdminLogin == "root":
+		return []string{ChpasswdCommand}
+	case t.Secrets[PrivateKeyField].IsZero() && !t.AdminSecret.IsZero():
+		return []string{sudoNoPasswordCommand, sudoNoPasswordCommand, sudoCommand, sudoCommand}
+	default:
+		return []string{sudoNoPasswordCommand, sudoNoPasswordCommand}
+	}
+}
 
 // errHostKeyMismatch is returned by the host key check when the server's key is not pinned.
 var errHostKeyMismatch = errors.New("the server's host key is not the one pinned in the resource record")
@@ -59,19 +82,6 @@ func New(timeout time.Duration) *Connector {
 		timeout = 15 * time.Second
 	}
 	return &Connector{timeout: timeout}
-}
-
-// Command returns the command the admin session runs for the account's target: chpasswd for
-// root, sudo chpasswd otherwise. It never holds a secret.
-func Command(t connector.Target) string {
-	switch {
-	case t.AdminLogin == "root":
-		return ChpasswdCommand
-	case t.Secrets[PrivateKeyField].IsZero() && !t.AdminSecret.IsZero():
-		return sudoCommand
-	default:
-		return sudoNoPasswordCommand
-	}
 }
 
 // Rotate sets the account's password to new through the admin login. old is not needed: the
@@ -94,47 +104,237 @@ func (c *Connector) Rotate(ctx context.Context, acct connector.Account, _, new s
 	}
 	defer client.Close()
 
-	sess, err := client.NewSession()
-	if err != nil {
-		return connector.NotChanged(connector.Transient("ssh_session", "could not open an SSH session as the admin", err))
-	}
-	defer sess.Close()
-	var stdin bytes.Buffer
-	cmd := Command(acct.Target)
-	if cmd == sudoCommand {
-		stdin.Write(acct.Target.AdminSecret.Bytes())
-		stdin.WriteByte('\n')
-	}
-	stdin.WriteString(acct.Login)
-	stdin.WriteByte(':')
-	stdin.Write(new.Bytes())
-	stdin.WriteByte('\n')
-	defer clear(stdin.Bytes()[:stdin.Cap()])
-	sess.Stdin = &stdin
-	var stderr bytes.Buffer
-	sess.Stderr = &stderr
+	line := make([]byte, 0, len(acct.Login)+1+len(new.Bytes())+1)
+	line = append(append(append(append(line, acct.Login...), ':'), new.Bytes()...), '\n')
+	defer clear(line)
+	secrets := []secret.Secret{new, acct.Target.AdminSecret}
 
 	// A server that never answers must not hold the rotation forever.
 	rctx, cancel := context.WithTimeout(ctx, 2*c.timeout)
 	defer cancel()
+	if acct.Target.AdminLogin == "root" {
+		stderr, err := run(rctx, client, ChpasswdCommand, line)
+		return chpasswdResult(ChpasswdCommand, err, scrub(stderr, secrets...))
+	}
+	return rotateWithSudo(rctx, client, acct, line, secrets)
+}
+
+// rotateWithSudo changes the password through sudo for a non-root admin. What goes on stdin is
+// decided by what sudo asks for, since sudo -S reads the admin's password from stdin only when
+// it needs one, and chpasswd reads whatever follows:
+//
+//  1. sudo -n -k chpasswd with nothing on stdin: when it succeeds, sudo needs no password, and
+//     sudo -n -k chpasswd gets the account's line alone. Sending the admin's password there
+//     would make chpasswd read it as a "user:password" line (and set the password of whichever
+//     account its text before a ':' names).
+//  2. Otherwise an admin logged in with a key cannot give sudo a password: sudo_refused.
+//  3. An admin with a password: sudo -S -k chpasswd, writing the password only once sudo has
+//     prompted for it, then nothing (chpasswd, given no line, changes nothing). A wrong password
+//     (sudo prompts again) or no sudoers rule ends here, so that sudo never reads the account's
+//     line as a further password attempt.
+//  4. The same command again, writing the password once prompted, then the account's line.
+//
+// Failures before step 4 writes the account's line, and sudo's refusals of the password in
+// step 4, are wrapped as not changed: chpasswd never got the line.
+func rotateWithSudo(ctx context.Context, client *xssh.Client, acct connector.Account, line []byte, secrets []secret.Secret) error {
+	admin := acct.Target.AdminLogin
+	stderr, err := run(ctx, client, sudoNoPasswordCommand, nil)
+	var exit *xssh.ExitError
+	switch {
+	case err == nil:
+		stderr, err = run(ctx, client, sudoNoPasswordCommand, line)
+		return chpasswdResult(sudoNoPasswordCommand, err, scrub(stderr, secrets...))
+	case !errors.As(err, &exit):
+		return connector.NotChanged(sessionError(sudoNoPasswordCommand, err))
+	case !acct.Target.Secrets[PrivateKeyField].IsZero() || acct.Target.AdminSecret.IsZero():
+		return connector.NotChanged(connector.Permanent("sudo_refused", fmt.Sprintf(
+			"sudo refused to run chpasswd for %s without a password (an admin logging in with a key needs a NOPASSWD sudoers rule for chpasswd): %s",
+			admin, scrub(stderr, secrets...)), nil))
+	}
+
+	pw := make([]byte, 0, len(acct.Target.AdminSecret.Bytes())+1)
+	pw = append(append(pw, acct.Target.AdminSecret.Bytes()...), '\n')
+	defer clear(pw)
+	check := runSudo(ctx, client, pw, nil, secrets)
+	if err := check.refused(admin); err != nil {
+		return err
+	}
+	if check.err != nil {
+		if !isExit(check.err) {
+			return connector.NotChanged(sessionError(sudoCommand, check.err))
+		}
+		return connector.NotChanged(connector.Permanent("sudo_refused", fmt.Sprintf(
+			"sudo refused %s (no sudoers rule letting it run chpasswd?): %s", admin, check.stderr), nil))
+	}
+	res := runSudo(ctx, client, pw, line, secrets)
+	if err := res.refused(admin); err != nil {
+		return err
+	}
+	return chpasswdResult(sudoCommand, res.err, res.stderr)
+}
+
+// sudoRun is how a run of sudoCommand went.
+type sudoRun struct {
+	wrote   bool   // the password (and what follows it) was written
+	prompts int    // how many times sudo asked for the password
+	stderr  string // without the prompts, scrubbed
+	err     error  // the session's end (nil: exit status 0)
+}
+
+// refused is the error proving nothing changed when sudo did not take the password: it never
+// asked (nothing was written), or asked again (it refused the password, so chpasswd never ran).
+func (r sudoRun) refused(admin string) error {
+	switch {
+	case !r.wrote && r.err != nil && !isExit(r.err):
+		return connector.NotChanged(sessionError(sudoCommand, r.err))
+	case !r.wrote:
+		return connector.NotChanged(connector.Permanent("sudo_refused", fmt.Sprintf(
+			"%s ended without asking for the password of %s: %s", sudoCommand, admin, r.stderr), nil))
+	case r.prompts > 1:
+		return connector.NotChanged(connector.Permanent("sudo_refused", fmt.Sprintf(
+			"sudo refused the password of %s: %s", admin, r.stderr), nil))
+	}
+	return nil
+}
+
+// runSudo runs sudoCommand; once sudo prompts it writes pw and then more, and closes stdin.
+// Nothing is written unless sudo asks for a password.
+func runSudo(ctx context.Context, client *xssh.Client, pw, more []byte, secrets []secret.Secret) (r sudoRun) {
+	sess, err := client.NewSession()
+	if err != nil {
+		return sudoRun{err: fmt.Errorf("%w: %w", errNoSession, err)}
+	}
+	defer sess.Close()
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return sudoRun{err: fmt.Errorf("%w: %w", errNoSession, err)}
+	}
+	watch := &promptWatcher{seen: make(chan struct{}, 1)}
+	sess.Stderr = watch
+	defer func() { r.prompts, r.stderr = watch.prompts(), watch.text(secrets) }()
+	if err := sess.Start(sudoCommand); err != nil {
+		return sudoRun{err: fmt.Errorf("%w: %w", errNoSession, err)}
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case <-watch.seen:
+		input := append(append(make([]byte, 0, len(pw)+len(more)), pw...), more...)
+		_, err := stdin.Write(input)
+		clear(input)
+		_ = stdin.Close()
+		r.wrote = true
+		if err != nil {
+			_ = client.Close()
+			r.err = err
+			return r
+		}
+	case r.err = <-done:
+		return r
+	case <-ctx.Done():
+		_ = client.Close()
+		r.err = ctx.Err()
+		return r
+	}
+	select {
+	case r.err = <-done:
+	case <-ctx.Done():
+		_ = client.Close()
+		r.err = ctx.Err()
+	}
+	return r
+}
+
+func isExit(err error) bool {
+	var exit *xssh.ExitError
+	return errors.As(err, &exit)
+}
+
+// errNoSession wraps the failure to open or start a session: the command never ran.
+var errNoSession = errors.New("could not open an SSH session as the admin")
+
+// run runs cmd in a new session with stdin (nothing when nil) and returns its stderr.
+func run(ctx context.Context, client *xssh.Client, cmd string, stdin []byte) (string, error) {
+	sess, err := client.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errNoSession, err)
+	}
+	defer sess.Close()
+	sess.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	sess.Stderr = &stderr
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(cmd) }()
 	select {
-	case <-rctx.Done():
+	case <-ctx.Done():
 		_ = client.Close()
-		return connector.Transient("ssh_timeout", fmt.Sprintf("%s did not finish", cmd), rctx.Err())
+		return "", ctx.Err()
 	case err = <-done:
+		return stderr.String(), err
 	}
-	if err == nil {
-		return nil
-	}
-	msg := scrub(stderr.String(), new, acct.Target.AdminSecret)
+}
+
+// chpasswdResult classifies the end of the session that fed chpasswd the account's line.
+func chpasswdResult(cmd string, err error, stderr string) error {
 	var exit *xssh.ExitError
-	if errors.As(err, &exit) {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNoSession):
+		return connector.NotChanged(sessionError(cmd, err))
+	case errors.As(err, &exit):
 		return connector.Permanent("chpasswd_failed",
-			fmt.Sprintf("%s exited with status %d: %s", cmd, exit.ExitStatus(), msg), nil)
+			fmt.Sprintf("%s exited with status %d: %s", cmd, exit.ExitStatus(), stderr), nil)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return connector.Transient("ssh_timeout", fmt.Sprintf("%s did not finish", cmd), err)
+	default:
+		return connector.Transient("ssh_session", fmt.Sprintf("%s did not report its result", cmd), err)
 	}
-	return connector.Transient("ssh_session", fmt.Sprintf("%s did not report its result", cmd), err)
+}
+
+// sessionError classifies a session that failed before anything secret reached chpasswd.
+func sessionError(cmd string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return connector.Transient("ssh_timeout", fmt.Sprintf("%s did not finish", cmd), err)
+	}
+	return connector.Transient("ssh_session", fmt.Sprintf("could not run %s as the admin", cmd), err)
+}
+
+// promptWatcher collects a session's stderr (bounded) and signals each sudo prompt in it.
+type promptWatcher struct {
+	mu   sync.Mutex
+	buf  []byte
+	n    int
+	seen chan struct{}
+}
+
+func (w *promptWatcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) < 64<<10 {
+		w.buf = append(w.buf, p...)
+	}
+	if n := bytes.Count(w.buf, []byte(sudoPrompt)); n > w.n {
+		w.n = n
+		select {
+		case w.seen <- struct{}{}:
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+func (w *promptWatcher) prompts() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
+// text is the stderr without the prompts, scrubbed of the secrets.
+func (w *promptWatcher) text(secrets []secret.Secret) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return scrub(strings.ReplaceAll(string(w.buf), sudoPrompt, ""), secrets...)
 }
 
 // Verify logs in as the account with password over a fresh SSH connection.

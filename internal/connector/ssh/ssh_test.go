@@ -210,18 +210,20 @@ func TestErrorsHoldNoPassword(t *testing.T) {
 	}
 }
 
-// Command never holds a secret, whichever admin logs in.
+// Commands never hold a secret, whichever admin logs in; a non-root admin's go through sudo.
 func TestCommandIsFixed(t *testing.T) {
 	for _, tgt := range []connector.Target{
 		{AdminLogin: "root"},
 		{AdminLogin: "ops", AdminSecret: secret.FromString(oldPassword)},
 		{AdminLogin: "ops", Secrets: map[string]secret.Secret{sshconn.PrivateKeyField: secret.FromString("k")}},
 	} {
-		cmd := sshconn.Command(tgt)
-		if !strings.HasSuffix(cmd, "chpasswd") {
-			t.Fatalf("Command(%s) = %q", tgt.AdminLogin, cmd)
+		cmds := sshconn.Commands(tgt)
+		for _, cmd := range cmds {
+			if !strings.HasSuffix(cmd, "chpasswd") || (tgt.AdminLogin != "root") != strings.HasPrefix(cmd, "sudo ") {
+				t.Fatalf("Commands(%s) = %q", tgt.AdminLogin, cmds)
+			}
+			noSecrets(t, "the command", cmd)
 		}
-		noSecrets(t, "the command", cmd)
 	}
 }
 

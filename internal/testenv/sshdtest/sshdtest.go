@@ -4,8 +4,9 @@
 // root allowed in with a key made for the test. Every command root runs through that key is
 // recorded (authorized_keys command=), so tests can read exactly what a client asked to run.
 //
-// It must run as root (it creates Linux users). Without sshd, or not as root, tests are
-// skipped, except in CI (CI=true), where that is a failure.
+// It must run as root (it creates Linux users and sudoers rules). Without sshd (or, for
+// SudoAdmin, sudo), or not as root, tests are skipped, except in CI (CI=true), where that is a
+// failure.
 package sshdtest
 
 import (
@@ -36,6 +37,7 @@ type Server struct {
 	AdminKey   []byte // root's private key (OpenSSH format)
 	LogPath    string // sshd's log (LogLevel DEBUG3)
 	recordPath string
+	keysDir    string // per-user authorized keys (<keysDir>/<login>), readable by every user
 }
 
 // URL returns ssh://host:port.
@@ -104,6 +106,17 @@ func Start(tb testing.TB) *Server {
 	recorder := filepath.Join(dir, "record.sh")
 	writeFile(tb, recorder, 0o755, fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> %s\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n", s.recordPath))
 	writeFile(tb, filepath.Join(dir, "authorized_keys"), 0o600, fmt.Sprintf("command=%q %s", recorder, adminPub))
+	// sshd reads a user's authorized keys as that user: a non-root admin's keys must be in a
+	// directory every user can enter (the test's own temporary directory is not).
+	keysDir, err := os.MkdirTemp("", "sshdtest-keys-")
+	if err != nil {
+		tb.Fatalf("sshdtest: %v", err)
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(keysDir) })
+	if err := os.Chmod(keysDir, 0o755); err != nil {
+		tb.Fatalf("sshdtest: %v", err)
+	}
+	s.keysDir = keysDir
 
 	for attempt := 0; ; attempt++ {
 		s.Port = freePort(tb)
@@ -111,7 +124,7 @@ func Start(tb testing.TB) *Server {
 			"ListenAddress " + net.JoinHostPort(s.Host, strconv.Itoa(s.Port)),
 			"HostKey " + filepath.Join(dir, "host_ed25519"),
 			"PidFile " + filepath.Join(dir, "sshd.pid"),
-			"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+			"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys") + " " + filepath.Join(keysDir, "%u"),
 			"PasswordAuthentication yes",
 			"KbdInteractiveAuthentication no",
 			"PubkeyAuthentication yes",
@@ -201,6 +214,67 @@ func User(tb testing.TB, password string) string {
 		tb.Fatalf("sshdtest: chpasswd: %v: %s", err, out)
 	}
 	return login
+}
+
+// SudoRule is the sudoers rule SudoAdmin gives the admin for chpasswd.
+type SudoRule int
+
+const (
+	// SudoPassword lets the admin run chpasswd as root after giving its own password.
+	SudoPassword SudoRule = iota
+	// SudoNoPassword lets the admin run chpasswd as root without a password (NOPASSWD).
+	SudoNoPassword
+	// SudoRootPassword lets the admin run chpasswd as root after giving root's password
+	// (targetpw), which the admin does not know: sudo refuses the admin's own password.
+	SudoRootPassword
+	// SudoNone writes no rule: sudo refuses the admin.
+	SudoNone
+)
+
+// SudoAdmin creates a non-root Linux user with password, whose returned private key the server
+// also accepts, and gives it rule: a file /etc/sudoers.d/<login>, checked by visudo before it
+// is put in place and removed when the test ends (with sudo's timestamp for the user).
+func (s *Server) SudoAdmin(tb testing.TB, password string, rule SudoRule) (login string, key []byte) {
+	tb.Helper()
+	if _, err := exec.LookPath("sudo"); err != nil {
+		unavailable(tb, "sudo is missing (install sudo)")
+	}
+	chpasswd, err := exec.LookPath("chpasswd")
+	if err != nil {
+		tb.Fatalf("sshdtest: %v", err)
+	}
+	login = User(tb, password)
+	key, pub := NewKey(tb)
+	writeFile(tb, filepath.Join(s.keysDir, login), 0o644, pub+"\n")
+	if rule == SudoNone {
+		return login, key
+	}
+	tag := ""
+	defaults := "!lecture"
+	switch rule {
+	case SudoNoPassword:
+		tag = "NOPASSWD: "
+	case SudoRootPassword:
+		defaults += ", targetpw"
+	}
+	path := filepath.Join("/etc/sudoers.d", login)
+	tmp := path + ".tmp" // sudo ignores names holding a dot until the rename
+	writeFile(tb, tmp, 0o440, fmt.Sprintf("Defaults:%s %s\n%s ALL=(root) %s%s\n", login, defaults, login, tag, chpasswd))
+	if out, err := exec.Command("visudo", "-c", "-q", "-f", tmp).CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
+		tb.Fatalf("sshdtest: visudo rejects the rule: %v: %s", err, out)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		tb.Fatalf("sshdtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := os.Remove(path); err != nil {
+			tb.Errorf("sshdtest: %v", err)
+		}
+		_ = os.RemoveAll(filepath.Join("/run/sudo/ts", login))
+	})
+	return login, key
 }
 
 // NewKey returns a fresh private key (OpenSSH format) and its public key line, for tests that
