@@ -101,7 +101,9 @@ func isFalse(v string) bool {
 }
 
 func directoryOf(a connector.Account) (directory, error) {
-	bad := func(msg string) (directory, error) { return directory{}, connector.Permanent("ldap_bad_target", msg, nil) }
+	bad := func(msg string) (directory, error) {
+		return directory{}, connector.Permanent("ldap_bad_target", msg, nil)
+	}
 	u, err := url.Parse(strings.TrimSpace(a.Target.URL))
 	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Hostname() == "" {
 		return bad("the resource record's url must be ldap://host[:389] or ldaps://host[:636]")
