@@ -221,21 +221,31 @@ type fakeAD struct {
 	passwords  map[string]string // by lower-case DN
 	ops        []string
 	refuse     string // when set, every bind fails with this "data" code
+	binds      int
 }
 
-func startFakeAD(t *testing.T) *fakeAD {
+func startFakeAD(t *testing.T) *fakeAD { return startFake(t, true) }
+
+// startFake starts fakeAD on ldaps:// (tls) or on ldap://, where it refuses StartTLS.
+func startFake(t *testing.T, useTLS bool) *fakeAD {
 	t.Helper()
 	certFile, keyFile := tlscert.WriteFiles(t, t.TempDir())
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	scheme, l := "ldap://", net.Listener(nil)
+	if useTLS {
+		scheme = "ldaps://"
+		l, err = tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	} else {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	ad := &fakeAD{url: "ldaps://" + l.Addr().String(), caPEM: string(mustRead(t, certFile)), passwords: map[string]string{}}
+	ad := &fakeAD{url: scheme + l.Addr().String(), caPEM: string(mustRead(t, certFile)), passwords: map[string]string{}}
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -286,6 +296,8 @@ func (ad *fakeAD) serve(c net.Conn) {
 		case ldap.ApplicationModifyRequest:
 			code, diag := ad.modify(bound, op)
 			write(c, id, ldap.ApplicationModifyResponse, code, diag)
+		case ldap.ApplicationExtendedRequest: // StartTLS on a server without a certificate for it
+			write(c, id, ldap.ApplicationExtendedResponse, ldap.LDAPResultUnavailable, "Could not initialize TLS")
 		default:
 			return // unbind, or anything AD would not be asked here
 		}
@@ -295,6 +307,7 @@ func (ad *fakeAD) serve(c net.Conn) {
 func (ad *fakeAD) bind(dn, pw string) (uint16, string) {
 	ad.mu.Lock()
 	defer ad.mu.Unlock()
+	ad.binds++
 	data := "52e"
 	if ad.refuse != "" {
 		data = ad.refuse
@@ -375,4 +388,26 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestStartTLSRefused proves a directory that refuses StartTLS is a permanent error (retrying
+// cannot help) that proves nothing changed, and that no bind was sent in clear instead.
+func TestStartTLSRefused(t *testing.T) {
+	ad := startFake(t, false)
+	const adminDN = "CN=Admin,DC=corp,DC=example"
+	ad.set(adminDN, "Adm1n-pw")
+	acct := connector.Account{Login: "CN=Alice,DC=corp,DC=example", Target: connector.Target{URL: ad.url,
+		AdminLogin: adminDN, AdminSecret: secret.FromString("Adm1n-pw"), Fields: map[string]string{}}}
+	err := New(0).Rotate(context.Background(), acct, secret.FromString("old-pw"), secret.FromString("new-pw"))
+	if codeOf(err) != "ldap_starttls_refused" || connector.IsTransient(err) || !connector.IsNotChanged(err) {
+		t.Fatalf("rotate where StartTLS is refused: %v, want permanent ldap_starttls_refused, not changed", err)
+	}
+	if ops := ad.modifies(); len(ops) != 0 {
+		t.Fatalf("modifies reached the server: %q", ops)
+	}
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	if ad.binds != 0 {
+		t.Fatalf("%d binds were sent in clear after StartTLS was refused", ad.binds)
+	}
 }

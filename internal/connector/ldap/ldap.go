@@ -191,6 +191,13 @@ func (c *Connector) dial(ctx context.Context, d directory) (*ldap.Conn, func(), 
 	if d.startTLS {
 		if err := conn.StartTLS(d.tls); err != nil {
 			closeAll()
+			var le *ldap.Error
+			if errors.As(err, &le) && le.ResultCode < ldap.ErrorNetwork {
+				// The directory answered that it will not start TLS: asking again will not help.
+				return nil, nil, connector.Permanent("ldap_starttls_refused",
+					fmt.Sprintf("the directory refused StartTLS: use ldaps://, or set %q to false to bind in clear", FieldStartTLS),
+					serverError{code: le.ResultCode})
+			}
 			return nil, nil, classify(err, "start TLS", false)
 		}
 	}

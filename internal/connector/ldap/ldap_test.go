@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"github.com/keyturn/keyturn/internal/connector"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/testenv/slapdtest"
@@ -352,4 +354,49 @@ func TestBadTarget(t *testing.T) {
 			t.Errorf("url %q fields %v admin %q: %v, want %s, not changed", tc.url, tc.fields, tc.admin, err, tc.code)
 		}
 	}
+}
+
+// BenchmarkRotate measures whole rotations (a connection with StartTLS, the admin's bind,
+// Password Modify, then a fresh connection and bind as the account) against slapd, with and
+// without StartTLS, beside the bare Password Modify on one open connection bound as the admin,
+// by the same loop.
+func BenchmarkRotate(b *testing.B) {
+	srv := slapdtest.Start(b)
+	adminPW := secret.FromString("Bench-admin-pw")
+	admin := srv.AddAdmin(b, adminPW.Reveal())
+	_, dn := srv.AddUser(b, "Bench-0")
+	ctx := context.Background()
+	for _, tc := range []struct{ name, startTLS string }{{"connector_starttls", "true"}, {"connector_plain", "false"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			a := connector.Account{Login: dn, Target: connector.Target{URL: srv.URL(), AdminLogin: admin, AdminSecret: adminPW,
+				Fields: map[string]string{FieldCACertificate: srv.CACert, FieldStartTLS: tc.startTLS}}}
+			c := New(0)
+			for i := 0; b.Loop(); i++ {
+				next := secret.FromString(fmt.Sprintf("Bench-%s-%d", tc.name, i+1))
+				if err := c.Rotate(ctx, a, secret.Secret{}, next); err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Verify(ctx, a, next); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rotations/s")
+		})
+	}
+	b.Run("bare_passmod", func(b *testing.B) {
+		conn, err := ldap.DialURL(srv.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		if err := conn.Bind(admin, adminPW.Reveal()); err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; b.Loop(); i++ {
+			if _, err := conn.PasswordModify(ldap.NewPasswordModifyRequest(dn, "", fmt.Sprintf("Bench-bare-%d", i))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "passmods/s")
+	})
 }
