@@ -132,7 +132,7 @@ func TestRotationSettingsValidation(t *testing.T) {
 		{map[string]any{"method": "magic"}, "invalid_request"},
 		{map[string]any{"method": "general"}, "invalid_request"},
 		{map[string]any{"method": "general", "connector": "okta"}, "invalid_request"},
-		{map[string]any{"method": "scripts_only", "verify_with": "ldap"}, "invalid_request"},
+		{map[string]any{"method": "scripts_only", "verify_with": "kerberos"}, "invalid_request"},
 		{map[string]any{"method": "scripts_only", "complexity": map[string]any{"length": 6, "caps": 1}}, "invalid_complexity"},
 		{map[string]any{"method": "scripts_only", "configuration_uid": login.UID}, "invalid_request"},
 		{map[string]any{"method": "scripts_only", "schedule": map[string]any{"type": "SOMETIMES"}}, "invalid_schedule"},

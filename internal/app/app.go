@@ -15,6 +15,7 @@ import (
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/auth"
 	"github.com/keyturn/keyturn/internal/connector"
+	ldapconn "github.com/keyturn/keyturn/internal/connector/ldap"
 	"github.com/keyturn/keyturn/internal/connector/mysql"
 	"github.com/keyturn/keyturn/internal/connector/okta"
 	"github.com/keyturn/keyturn/internal/connector/opa"
@@ -58,7 +59,7 @@ type App struct {
 // DefaultConnectors returns the connectors keyturn ships, by the names settings use.
 func DefaultConnectors() map[string]connector.Connector {
 	return map[string]connector.Connector{"okta": okta.New(okta.Options{}), "opa": opa.New(nil), "rest": rest.New(nil),
-		"ssh": sshconn.New(0), "mysql": mysql.New(0), "postgresql": postgresql.New()}
+		"ssh": sshconn.New(0), "mysql": mysql.New(0), "postgresql": postgresql.New(), "ldap": ldapconn.New(0)}
 }
 
 // New wires the services over an open data directory.

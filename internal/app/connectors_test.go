@@ -16,7 +16,9 @@ func TestDefaultConnectorsMatchNames(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("DefaultConnectors has %v, rotation.ConnectorNames %v", got, want)
 	}
-	if !slices.Contains(got, "mysql") {
-		t.Fatalf("no mysql connector in %v", got)
+	for _, name := range []string{"mysql", "ldap"} {
+		if !slices.Contains(got, name) {
+			t.Fatalf("no %s connector in %v", name, got)
+		}
 	}
 }

@@ -41,8 +41,8 @@ func TestFlagValueCompletion(t *testing.T) {
 		want []string
 	}{
 		{[]string{"rotation", "set", "UID", "--method", ""}, []string{"scripts_only", "general"}},
-		{[]string{"rotation", "set", "UID", "--connector", ""}, []string{"okta", "opa", "rest", "ssh", "mysql", "postgresql"}},
-		{[]string{"rotation", "set", "UID", "--verify-with", ""}, []string{"okta", "opa", "rest", "ssh", "mysql", "postgresql"}},
+		{[]string{"rotation", "set", "UID", "--connector", ""}, []string{"okta", "opa", "rest", "ssh", "mysql", "postgresql", "ldap"}},
+		{[]string{"rotation", "set", "UID", "--verify-with", ""}, []string{"okta", "opa", "rest", "ssh", "mysql", "postgresql", "ldap"}},
 		{[]string{"rotation", "set", "UID", "--catch-up", ""}, []string{"run_once", "skip", "default"}},
 		{[]string{"rotation", "list", "--status", ""}, runStatuses},
 		{[]string{"record", "create", "--type", ""}, types},

@@ -32,17 +32,17 @@ func (e *env) rotationSet() *cobra.Command {
 	var change rotationChange // what the flags change
 	var out Output
 	cmd := &cobra.Command{
-		Use: `set UID|TITLE [--method scripts_only|general] [--connector okta|opa|rest|ssh|mysql|postgresql] [--schedule "CRON"|on-demand|default|JSON] [--tz ZONE] ` +
+		Use: `set UID|TITLE [--method scripts_only|general] [--connector okta|opa|rest|ssh|mysql|postgresql|ldap] [--schedule "CRON"|on-demand|default|JSON] [--tz ZONE] ` +
 			`[--window DURATION] [--pause|--resume] [--catch-up run_once|skip|default] [--next-run-at TIME] ` +
-			`[--complexity "len,caps,lower,digits,special[,chars]"|default] [--config UID] [--resource UID] [--verify-with okta|opa|rest|ssh|mysql|postgresql] [--disable|--enable]`,
+			`[--complexity "len,caps,lower,digits,special[,chars]"|default] [--config UID] [--resource UID] [--verify-with okta|opa|rest|ssh|mysql|postgresql|ldap] [--disable|--enable]`,
 		Short: "Set a pamUser record's rotation settings",
 		Long: `Set a pamUser record's rotation settings: what the flags give changes, everything else stays as
 the record has it (the settings are read first, then stored whole). A record without settings
 needs --method; what no flag gives takes the defaults. Then show the settings (with -o json, as
 the API returns them). An empty value ("--connector ''") removes a setting.
 
---method general: the connector (okta, opa, rest, ssh, mysql or postgresql) changes the password on the target named
-  by the --resource record, then the record's scripts run.
+--method general: the connector (okta, opa, rest, ssh, mysql, postgresql or ldap) changes the
+  password on the target named by the --resource record, then the record's scripts run.
 --method scripts_only: the record's scripts are the rotation ("keyturn script add");
   --verify-with names a connector that checks the new password afterwards. Changing the
   method to scripts_only drops the connector unless --connector is given.
@@ -89,7 +89,7 @@ the API returns them). An empty value ("--connector ''") removes a setting.
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.method, "method", "", "scripts_only or general (required when the record has no settings yet)")
-	fs.StringVar(&f.connector, "connector", "", "the connector of method general: okta, opa, rest, ssh, mysql or postgresql")
+	fs.StringVar(&f.connector, "connector", "", "the connector of method general: okta, opa, rest, ssh, mysql, postgresql or ldap")
 	fs.StringVar(&f.schedule, "schedule", "", `a cron expression such as "0 0 3 * * ?", on-demand, default, or a JSON schedule object`)
 	fs.StringVar(&f.tz, "tz", "", "the time zone of a cron schedule (default "+defaultTZ+")")
 	fs.StringVar(&f.window, "window", "", `how late a scheduled run may start, such as 2h; "none" for no limit`)
@@ -100,7 +100,7 @@ the API returns them). An empty value ("--connector ''") removes a setting.
 	fs.StringVar(&f.complexity, "complexity", "", `password complexity "len,caps,lower,digits,special[,chars]", or default`)
 	fs.StringVar(&f.config, "config", "", "UID or title of the pamConfiguration record")
 	fs.StringVar(&f.resource, "resource", "", "UID or title of the record holding the target and its admin credential")
-	fs.StringVar(&f.verifyWith, "verify-with", "", "a connector that verifies the new password: okta, opa, rest, ssh, mysql or postgresql")
+	fs.StringVar(&f.verifyWith, "verify-with", "", "a connector that verifies the new password: okta, opa, rest, ssh, mysql, postgresql or ldap")
 	fs.BoolVar(&f.disable, "disable", false, "keep the settings but rotate no more")
 	fs.BoolVar(&f.enable, "enable", false, "rotate again after --disable")
 	completeFlag(cmd, "method", methodValues...)

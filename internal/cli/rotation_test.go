@@ -260,9 +260,9 @@ func TestRotationSetAndInfo(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"--method", "general", "--connector", "ldap"}, `needs connector ` + strings.Join(rotation.ConnectorNames, ", ") + `, not "ldap"`},
+		{[]string{"--method", "general", "--connector", "kerberos"}, `needs connector ` + strings.Join(rotation.ConnectorNames, ", ") + `, not "kerberos"`},
 		{[]string{"--method", "scripts_only", "--connector", "okta"}, "takes no connector"},
-		{[]string{"--method", "scripts_only", "--verify-with", "ldap"}, `verify_with must be one of ` + strings.Join(rotation.ConnectorNames, ", ") + ` or empty, not "ldap"`},
+		{[]string{"--method", "scripts_only", "--verify-with", "kerberos"}, `verify_with must be one of ` + strings.Join(rotation.ConnectorNames, ", ") + ` or empty, not "kerberos"`},
 		{[]string{"--method", "sometimes"}, "method must be general or scripts_only"},
 		{[]string{"--method", "scripts_only", "--config", "no-such-record"}, `configuration_uid: no record "no-such-record"`},
 	} {

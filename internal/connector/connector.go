@@ -1,6 +1,6 @@
 // Package connector defines what keyturn asks of a target system: change a password and check
 // one. Connectors get plain inputs and never see the vault; implementations live in the
-// sub-packages (okta, opa, rest, ssh, mysql, postgresql), and the rotation engine receives them by name.
+// sub-packages (okta, opa, rest, ssh, mysql, postgresql, ldap), and the rotation engine receives them by name.
 package connector
 
 import (

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyturn/keyturn/internal/audit"
 	"github.com/keyturn/keyturn/internal/connector"
+	ldapconn "github.com/keyturn/keyturn/internal/connector/ldap"
 	"github.com/keyturn/keyturn/internal/connector/mysql"
 	"github.com/keyturn/keyturn/internal/connector/postgresql"
 	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
@@ -72,7 +73,7 @@ func crashChild() int {
 	lease, _ := time.ParseDuration(os.Getenv("KEYTURN_CRASH_LEASE"))
 	v := vault.New(dv.DB, dv.Keys, nil)
 	e := rotation.New(dv.DB, v, audit.New(dv.DB, dv.Keys), script.NewRunner(script.Options{}),
-		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}, "ssh": sshconn.New(0), "mysql": mysql.New(0), "postgresql": postgresql.New()},
+		map[string]connector.Connector{"rest": restConnector{}, "opa": keyConnector{}, "ssh": sshconn.New(0), "mysql": mysql.New(0), "postgresql": postgresql.New(), "ldap": ldapconn.New(0)},
 		rotation.Options{BackoffBase: time.Millisecond, Node: os.Getenv("KEYTURN_CRASH_NODE"), Lease: lease,
 			Failpoint: func(name string) {
 				switch name {

@@ -160,7 +160,8 @@ func accountOf(user vault.Record, resource *vault.Record) connector.Account {
 // target is reached and trusted, or whether its admin may rotate its own account. Whoever may
 // edit a pamUser must not be able to unpin a host key, turn TLS off or rotate the admin.
 var resourceOnlyFields = []string{"SSH Host Key", "SSH Self Rotation", "PostgreSQL Self Rotation", "MySQL Self Rotation",
-	"SSL Mode", "Database", "pamHostname"}
+	"SSL Mode", "Database", "pamHostname",
+	"LDAP StartTLS", "LDAP CA Certificate", "LDAP Directory Type", "LDAP Self Rotation"}
 
 // hostPortOf reads a pamHostname value ({"hostName": …, "port": …}) as host:port, or host
 // without a port; "" when it is not one.

@@ -20,7 +20,7 @@ const (
 )
 
 // ConnectorNames are the connectors settings may name.
-var ConnectorNames = []string{"okta", "opa", "rest", "ssh", "mysql", "postgresql"}
+var ConnectorNames = []string{"okta", "opa", "rest", "ssh", "mysql", "postgresql", "ldap"}
 
 // Settings are a pamUser record's rotation settings.
 type Settings struct {

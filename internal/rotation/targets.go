@@ -247,9 +247,9 @@ func (t *targets) handBack(tg *target, release func(string)) {
 	}
 }
 
-// defaultPorts are the ports of database URLs that leave theirs out, so that a server is one
+// defaultPorts are the ports of database and directory URLs that leave theirs out, so that a server is one
 // target whether its records name the port or not.
-var defaultPorts = map[string]string{"mysql": "3306"}
+var defaultPorts = map[string]string{"mysql": "3306", "ldap": "389", "ldaps": "636"}
 
 // targetKey names the system a connector reaches: the connector and the host of the target's
 // URL (one Okta org, whichever record points at it), else its pamHostname (host:port, one

@@ -91,6 +91,9 @@ func TestTargetKey(t *testing.T) {
 		{"mysql", "mysql://DB.example?tls=false", "", "r5", "mysql mysql://db.example:3306"}, // the default port
 		{"mysql", "mysql://db.example:3306", "", "r6", "mysql mysql://db.example:3306"},      // the same server
 		{"mysql", "mysql://db.example:3307", "", "r6", "mysql mysql://db.example:3307"},      // another server
+		{"ldap", "ldap://DIR.example", "", "r8", "ldap ldap://dir.example:389"},              // the default port
+		{"ldap", "ldap://dir.example:389", "", "r9", "ldap ldap://dir.example:389"},          // the same server
+		{"ldap", "ldaps://dir.example", "", "r9", "ldap ldaps://dir.example:636"},
 	} {
 		if got := targetKey(tc.conn, tc.url, tc.hostPort, tc.resource); got != tc.want {
 			t.Errorf("targetKey(%q, %q, %q, %q) = %q, want %q", tc.conn, tc.url, tc.hostPort, tc.resource, got, tc.want)
@@ -245,21 +248,25 @@ func TestAccountOfKeepsTheResourcesTrust(t *testing.T) {
 		return vault.Field{Type: "text", Label: label, Value: []json.RawMessage{str(v)}}
 	}
 	resource := vault.Record{Type: "pamMachine", Fields: []vault.Field{{Type: "login", Value: []json.RawMessage{str("root")}}},
-		Custom: []vault.Field{text("SSH Host Key", "ssh-ed25519 AAAApinned"), text("SSL Mode", "verify-full"), text("Database", "crm")}}
+		Custom: []vault.Field{text("SSH Host Key", "ssh-ed25519 AAAApinned"), text("SSL Mode", "verify-full"), text("Database", "crm"),
+			text("LDAP StartTLS", "true"), text("LDAP CA Certificate", "PEM pinned"), text("LDAP Directory Type", "active_directory")}}
 	user := vault.Record{Type: "pamUser", Fields: []vault.Field{{Type: "login", Value: []json.RawMessage{str("root")}}},
 		Custom: []vault.Field{text("SSH Host Key", "ssh-ed25519 AAAAattacker"), text("SSH Self Rotation", "true"),
 			text("PostgreSQL Self Rotation", "true"), text("MySQL Self Rotation", "true"), text("SSL Mode", "disable"),
-			text("Database", "other"), text("MySQL Account Host", "10.0.0.%")}}
+			text("Database", "other"), text("MySQL Account Host", "10.0.0.%"),
+			text("LDAP StartTLS", "false"), text("LDAP CA Certificate", "PEM attacker"), text("LDAP Directory Type", "openldap"),
+			text("LDAP Self Rotation", "true"), text("LDAP Change Mode", "user")}}
 	f := accountOf(user, &resource).Target.Fields
-	if f["SSH Host Key"] != "ssh-ed25519 AAAApinned" || f["SSL Mode"] != "verify-full" || f["Database"] != "crm" {
+	if f["SSH Host Key"] != "ssh-ed25519 AAAApinned" || f["SSL Mode"] != "verify-full" || f["Database"] != "crm" ||
+		f["LDAP StartTLS"] != "true" || f["LDAP CA Certificate"] != "PEM pinned" || f["LDAP Directory Type"] != "active_directory" {
 		t.Errorf("the pamUser overrode its resource: %v", f)
 	}
-	for _, k := range []string{"SSH Self Rotation", "PostgreSQL Self Rotation", "MySQL Self Rotation"} {
+	for _, k := range []string{"SSH Self Rotation", "PostgreSQL Self Rotation", "MySQL Self Rotation", "LDAP Self Rotation"} {
 		if _, ok := f[k]; ok {
 			t.Errorf("the pamUser turned on %s", k)
 		}
 	}
-	if f["MySQL Account Host"] != "10.0.0.%" {
+	if f["MySQL Account Host"] != "10.0.0.%" || f["LDAP Change Mode"] != "user" {
 		t.Errorf("the pamUser's own account host is lost: %v", f)
 	}
 }
