@@ -48,12 +48,16 @@ type connectorCase struct {
 	// bare opens one admin session, from the target as the connector is given it; each bare
 	// worker holds one for its whole run, as a DBA's open shell would.
 	bare func(ctx context.Context, t connector.Target) (bareAdmin, error)
+	// rounds is how many times one iteration changes every account: enough that an iteration
+	// of the bare harness lasts a good part of a second on the development machine, so that one
+	// run (-benchtime 3x) measures more than scheduling noise.
+	rounds int
 }
 
 var connectorCases = []connectorCase{
-	{"postgresql", startPostgreSQLTarget, openPostgreSQLAdmin},
-	{"mysql", startMariaDBTarget, openMariaDBAdmin},
-	{"ssh", startSSHTarget, openSSHAdmin},
+	{"postgresql", startPostgreSQLTarget, openPostgreSQLAdmin, 8},
+	{"mysql", startMariaDBTarget, openMariaDBAdmin, 32},
+	{"ssh", startSSHTarget, openSSHAdmin, 1},
 }
 
 // connTarget is a started server: its resource record, the same as a connector.Target, the
@@ -95,8 +99,9 @@ type bareAdmin interface {
 // and the one before it is refused. The per-target rate limit is off (TargetRate -1), so the
 // figure is the gateway's own. ns/op is per rotation (per account changed), not per iteration.
 //
-// One iteration changes every account once: 32 accounts; -short changes 8 once whatever
-// -benchtime says (CI runs the benchmarks with -short -benchtime 50x).
+// One iteration changes each of 32 accounts a fixed number of times (connectorCase.rounds: 8
+// for postgresql, 32 for mysql, 1 for ssh); -short changes 8 accounts once whatever -benchtime
+// says (CI runs the benchmarks with -short -benchtime 50x), as BenchmarkCluster shrinks itself.
 func BenchmarkConnectors(b *testing.B) {
 	accounts := 32
 	if testing.Short() {
@@ -130,7 +135,7 @@ func benchConnector(b *testing.B, cc connectorCase, n int) {
 		b.Run(name, func(b *testing.B) {
 			done := setup(ctx)
 			defer done()
-			rounds := roundsOf(b)
+			rounds := roundsOf(b, cc.rounds)
 			b.ResetTimer()
 			start := time.Now()
 			for range rounds {
@@ -193,18 +198,19 @@ func benchConnector(b *testing.B, cc connectorCase, n int) {
 	}, noSetup)
 
 	b.Run("keyturn", func(b *testing.B) {
-		benchKeyturn(b, cc.name, conn, t, n, rates)
+		benchKeyturn(b, cc, conn, t, n, rates)
 	})
 }
 
 // benchKeyturn rotates n accounts per iteration through the engine, over a fresh vault.
-func benchKeyturn(b *testing.B, name string, conn connector.Connector, t *connTarget, n int, rates map[string]float64) {
+func benchKeyturn(b *testing.B, cc connectorCase, conn connector.Connector, t *connTarget, n int, rates map[string]float64) {
 	ctx := context.Background()
-	env := keyturnFor(b, name, conn, t, n)
-	rounds := roundsOf(b)
+	env := keyturnFor(b, cc.name, conn, t, n)
+	rounds := roundsOf(b, cc.rounds)
 	var retries atomic.Int64
+	phases := env.phases
 	b.ResetTimer()
-	start := time.Now()
+	start, before := time.Now(), env.svc.DB.WriterStats()
 	for range rounds {
 		err := onWorkers(ctx, n, n, func(_, i int) error {
 			run, created, err := env.svc.Engine.Rotate(ctx, env.scope, env.uids[i], rotation.TriggerOnDemand)
@@ -223,16 +229,19 @@ func benchKeyturn(b *testing.B, name string, conn connector.Connector, t *connTa
 			if run.Attempt > 1 {
 				retries.Add(run.Attempt - 1)
 			}
+			phases.add(run)
 			return nil
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
 	}
-	elapsed := time.Since(start)
+	elapsed, after := time.Since(start), env.svc.DB.WriterStats()
 	b.StopTimer()
 	rate := reportRate(b, rounds*n, elapsed, "rotations/s")
 	b.ReportMetric(float64(retries.Load()), "retries")
+	reportWriter(b, after.Busy-before.Busy, elapsed, rounds*n)
+	phases.report(b)
 	for _, ref := range []string{"bare", "bare_login"} {
 		if r, ok := rates[ref]; ok {
 			b.ReportMetric(r/rate, "x-"+ref)
@@ -254,6 +263,65 @@ func benchKeyturn(b *testing.B, name string, conn connector.Connector, t *connTa
 	checkSample(b, conn, func(login string) connector.Account { return connector.Account{Login: login, Target: t.target} }, env.logins, cur, prev)
 }
 
+// runPhases times each step of the engine's rotations from its OnTransition hook, which it
+// calls once a state is reached (for a stored state, once its commit is durable):
+//   - queue-ms: from the run's creation until a worker starts it;
+//   - save-ms: the candidate generated, sealed and durably saved as pending;
+//   - change-ms: the durable note that the change starts, then the connector's Rotate (for the
+//     database connectors a fresh admin login, then the statement);
+//   - verify-ms: the connector's Verify, a fresh login as the account;
+//   - commit-ms: the promotion (re-seal the record, then its durable commit with the run's end).
+type runPhases struct {
+	mu     sync.Mutex
+	stamps map[string][]rotation.Transition
+	at     map[string][]time.Time
+	sum    map[rotation.State]time.Duration
+	runs   int
+}
+
+func newRunPhases() *runPhases {
+	return &runPhases{stamps: map[string][]rotation.Transition{}, at: map[string][]time.Time{}, sum: map[rotation.State]time.Duration{}}
+}
+
+// seen is the engine's OnTransition hook.
+func (p *runPhases) seen(t rotation.Transition) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stamps[t.Run] = append(p.stamps[t.Run], t)
+	p.at[t.Run] = append(p.at[t.Run], now)
+}
+
+// add counts a run that ended, from its creation.
+func (p *runPhases) add(run rotation.Run) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prev := run.CreatedAt
+	for i, t := range p.stamps[run.ID] {
+		p.sum[t.To] += p.at[run.ID][i].Sub(prev)
+		prev = p.at[run.ID][i]
+	}
+	delete(p.stamps, run.ID)
+	delete(p.at, run.ID)
+	p.runs++
+}
+
+// report reports the mean time of each step, in ms, and forgets the runs counted.
+func (p *runPhases) report(b *testing.B) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range []struct {
+		to   rotation.State
+		name string
+	}{{rotation.StateRunning, "queue-ms"}, {rotation.StatePendingSaved, "save-ms"}, {rotation.StateTargetChanged, "change-ms"},
+		{rotation.StateVerified, "verify-ms"}, {rotation.StateSucceeded, "commit-ms"}} {
+		if p.runs > 0 {
+			b.ReportMetric(float64(p.sum[st.to].Microseconds())/1000/float64(p.runs), st.name)
+		}
+	}
+	p.sum, p.runs = map[rotation.State]time.Duration{}, 0
+}
+
 func stateOf(vs []vault.PasswordVersion) string {
 	if len(vs) == 0 {
 		return ""
@@ -265,17 +333,19 @@ func stateOf(vs []vault.PasswordVersion) string {
 // record and n pamUser records set to rotate through its connector.
 type keyturnEnv struct {
 	svc    *app.App
+	phases *runPhases
 	scope  vault.Scope
 	uids   []string
 	logins []string
 }
 
-// keyturnFor starts the engine with its defaults but for the per-target rate limit (off) and the
-// heartbeat (off), over a fresh vault and n fresh accounts; all is gone when the call ends.
+// keyturnFor starts the engine with its defaults but for the per-target rate limit (off), the
+// heartbeat (off) and a hook timing the rotations' steps, over a fresh vault and n fresh accounts; all is gone when the call ends.
 func keyturnFor(b *testing.B, name string, conn connector.Connector, t *connTarget, n int) *keyturnEnv {
 	ctx := context.Background()
 	dv, _, _ := testdb.DataDirOn(b, "sqlite", "acme")
-	svc := app.New(dv, app.Options{Rotation: rotation.Options{TargetRate: -1, HeartbeatInterval: -1},
+	phases := newRunPhases()
+	svc := app.New(dv, app.Options{Rotation: rotation.Options{TargetRate: -1, HeartbeatInterval: -1, OnTransition: phases.seen},
 		Connectors: map[string]connector.Connector{name: conn}})
 	if err := svc.Start(ctx); err != nil {
 		b.Fatal(err)
@@ -285,7 +355,7 @@ func keyturnFor(b *testing.B, name string, conn connector.Connector, t *connTarg
 	if err != nil {
 		b.Fatal(err)
 	}
-	env := &keyturnEnv{svc: svc, scope: vault.Scope{TeamID: team.ID, Actor: "bench"}, logins: t.accounts(b, n)}
+	env := &keyturnEnv{svc: svc, phases: phases, scope: vault.Scope{TeamID: team.ID, Actor: "bench"}, logins: t.accounts(b, n)}
 	res, err := svc.Vault.Create(ctx, env.scope, t.resource)
 	if err != nil {
 		b.Fatal(err)
@@ -305,12 +375,13 @@ func keyturnFor(b *testing.B, name string, conn connector.Connector, t *connTarg
 	return env
 }
 
-// roundsOf is how many times every account is changed: b.N, or once with -short.
-func roundsOf(b *testing.B) int {
+// roundsOf is how many times every account is changed: b.N times perIteration, or once with
+// -short.
+func roundsOf(b *testing.B, perIteration int) int {
 	if testing.Short() {
 		return 1
 	}
-	return b.N
+	return b.N * perIteration
 }
 
 // reportRate reports ops/elapsed in unit, and ns/op per operation; it returns the rate.
