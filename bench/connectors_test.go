@@ -50,7 +50,7 @@ type connectorCase struct {
 	bare func(ctx context.Context, t connector.Target) (bareAdmin, error)
 	// rounds is how many times one iteration changes every account: enough that an iteration
 	// of the bare harness lasts a good part of a second on the development machine, so that one
-	// run (-benchtime 3x) measures more than scheduling noise.
+	// run (-benchtime 1x) measures more than scheduling noise.
 	rounds int
 }
 
@@ -80,28 +80,35 @@ type bareAdmin interface {
 
 // BenchmarkConnectors measures, for each connector against its real server on loopback (the
 // test servers of internal/testenv: PostgreSQL 15 with fsync off, MariaDB with its general log
-// and innodb_flush_log_at_trx_commit=0, sshd with LogLevel DEBUG3), one round per iteration over
-// the same number of accounts with the same concurrency (the engine's 16 workers):
-//   - bare: the server's own password change on an admin session opened beforehand
-//     (PostgreSQL ALTER ROLE … PASSWORD with a SCRAM verifier, as psql's \password sends it;
-//     MariaDB ALTER USER … IDENTIFIED BY PASSWORD; sshd chpasswd in a new session of an open
-//     connection as root), in bare_ops/s;
+// and innodb_flush_log_at_trx_commit=0, sshd with LogLevel DEBUG3), a fixed workload per
+// iteration over the same accounts, with the same concurrency (the engine's 16 workers) but
+// for bare_1:
+//   - bare_1: the server's own password change, one at a time on one admin session opened
+//     beforehand (PostgreSQL ALTER ROLE … PASSWORD with a SCRAM verifier, as psql's \password
+//     sends it; MariaDB ALTER USER … IDENTIFIED BY PASSWORD; sshd chpasswd, the line on its
+//     stdin, in a new session of an open connection as root), in bare_ops/s;
+//   - bare: the same on 16 admin sessions at once, in bare_ops/s;
 //   - bare_login: the same, then a fresh login as the account with the new password (what a
 //     rotation's verify costs), in bare_op+login/s;
 //   - connector: the connector's Rotate then Verify, without the vault: a fresh admin login, the
 //     change, a fresh login as the account, in rotate+verify/s;
 //   - keyturn: complete rotations through the engine (pending saved durably in the SQLite vault,
-//     change, verify by a fresh login, commit), in rotations/s, with x-bare and x-bare_login:
-//     how many times keyturn's rate the bare rates are (when they ran first, in the same run).
+//     change, verify by a fresh login, commit), in rotations/s, with x-bare and x-bare_login
+//     (how many times keyturn's rate the bare rates are, when they ran first in the same run),
+//     the mean time of each step (runPhases) and the vault writer's load (writer-busy-%,
+//     writer-µs/run).
 //
 // Every operation counted succeeded (a run that did not end succeeded fails the benchmark), and
-// after each sub-benchmark a sample of the accounts is checked: the last password set logs in
-// and the one before it is refused. The per-target rate limit is off (TargetRate -1), so the
-// figure is the gateway's own. ns/op is per rotation (per account changed), not per iteration.
+// after each sub-benchmark every fourth account is checked: the last password set logs in and
+// the one before it is refused. The per-target rate limit is off (TargetRate -1), so the figure
+// is the gateway's own. ns/op is per account changed, not per iteration.
 //
 // One iteration changes each of 32 accounts a fixed number of times (connectorCase.rounds: 8
 // for postgresql, 32 for mysql, 1 for ssh); -short changes 8 accounts once whatever -benchtime
 // says (CI runs the benchmarks with -short -benchtime 50x), as BenchmarkCluster shrinks itself.
+//
+// sshd runs every command through the admin's login shell, so root's shell start-up files
+// (bash reads ~/.bashrc for a command over SSH) are part of every chpasswd, bare or not.
 func BenchmarkConnectors(b *testing.B) {
 	accounts := 32
 	if testing.Short() {
