@@ -24,18 +24,21 @@ import (
 	"github.com/keyturn/keyturn/internal/rotation"
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/store"
+	"github.com/keyturn/keyturn/internal/testenv/mariadbtest"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
 	"github.com/keyturn/keyturn/internal/vault"
 )
 
 // TestMain lets BenchmarkScheduler1M run the engine in a child process (this binary again), so
 // that the server's own memory is measured. Afterwards it stops the PostgreSQL server of
-// BenchmarkCluster and removes the keyturn binary it built.
+// BenchmarkCluster and BenchmarkConnectors and the MariaDB server of BenchmarkConnectors, and
+// removes the keyturn binary it built.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("KEYTURN_BENCH_SERVER"); dir != "" {
 		os.Exit(benchServer(dir))
 	}
 	code := pgtest.Main(m)
+	mariadbtest.Stop()
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}
