@@ -7,9 +7,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	_ "github.com/go-sql-driver/mysql" // the mysql driver the account's own logins use
 	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver the role's own logins use
 
@@ -18,11 +20,12 @@ import (
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/testenv/mariadbtest"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
+	"github.com/keyturn/keyturn/internal/testenv/slapdtest"
 	"github.com/keyturn/keyturn/internal/testenv/sshdtest"
 )
 
 // TestConnectServerExamples runs the README's "Connect a target" scripts for databases and
-// Linux accounts (examples/connect/postgresql.sh, mysql.sh, ssh.sh), unchanged, against a
+// Linux accounts (examples/connect/postgresql.sh, mysql.sh, ssh.sh, ldap.sh), unchanged, against a
 // real `keyturn server` and real servers from Debian's packages on loopback. Each check logs in
 // to the target on its own: the vault's new password works there and the old one is refused.
 func TestConnectServerExamples(t *testing.T) {
@@ -143,6 +146,43 @@ func TestConnectServerExamples(t *testing.T) {
 		}
 		if sshLogsIn(initial) {
 			t.Error("sshd still accepts the old password")
+		}
+	})
+
+	t.Run("ldap", func(t *testing.T) {
+		t.Parallel()
+		srv := slapdtest.Start(t)
+		const adminPW, initial = "Example-admin-Pw1", "Example-initial-ldap-Pw1"
+		adminDN := srv.AddAdmin(t, adminPW)
+		_, dn := srv.AddUser(t, initial)
+		binds := func(password string) bool {
+			conn, err := ldap.DialURL(srv.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if err := conn.StartTLS(srv.TLSConfig()); err != nil {
+				t.Fatal(err)
+			}
+			return conn.Bind(dn, password) == nil
+		}
+		if !binds(initial) {
+			t.Fatal("the account's initial password does not bind: the check proves nothing")
+		}
+		ca := c.secretFile("ldap-ca.pem", srv.CACert)
+		c.mustRun(t, c.with("LDAP_URL="+srv.URL(), "LDAP_CA_FILE="+ca, "LDAP_ADMIN_DN="+adminDN,
+			"LDAP_ADMIN_PASSWORD_FILE="+c.secretFile("ldap-admin", adminPW), "LDAP_USER_DN="+dn,
+			"LDAP_PASSWORD_FILE="+c.secretFile("ldap-user", initial)), "ldap.sh")
+		v := c.pamUser(t, "Directory account "+dn)
+		v.rotated(t, initial)
+		if !binds(v.Password) {
+			t.Error("slapd refuses the vault's new password")
+		}
+		if binds(initial) {
+			t.Error("slapd still accepts the old password")
+		}
+		if stored := srv.UserPassword(t, dn); len(stored) != 1 || !strings.HasPrefix(stored[0], "{SSHA}") {
+			t.Errorf("slapd stores %q, want one {SSHA} hash: the password went in clear", stored)
 		}
 	})
 }
