@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -17,12 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	xssh "golang.org/x/crypto/ssh"
 
 	"github.com/keyturn/keyturn/internal/app"
 	"github.com/keyturn/keyturn/internal/connector"
+	ldapconn "github.com/keyturn/keyturn/internal/connector/ldap"
 	mysqlconn "github.com/keyturn/keyturn/internal/connector/mysql"
 	"github.com/keyturn/keyturn/internal/connector/postgresql"
 	sshconn "github.com/keyturn/keyturn/internal/connector/ssh"
@@ -30,6 +34,7 @@ import (
 	"github.com/keyturn/keyturn/internal/secret"
 	"github.com/keyturn/keyturn/internal/testenv/mariadbtest"
 	"github.com/keyturn/keyturn/internal/testenv/pgtest"
+	"github.com/keyturn/keyturn/internal/testenv/slapdtest"
 	"github.com/keyturn/keyturn/internal/testenv/sshdtest"
 	"github.com/keyturn/keyturn/internal/testenv/testdb"
 	"github.com/keyturn/keyturn/internal/vault"
@@ -58,6 +63,7 @@ var connectorCases = []connectorCase{
 	{"postgresql", startPostgreSQLTarget, openPostgreSQLAdmin, 8},
 	{"mysql", startMariaDBTarget, openMariaDBAdmin, 32},
 	{"ssh", startSSHTarget, openSSHAdmin, 1},
+	{"ldap", startLDAPTarget, openLDAPAdmin, 16},
 }
 
 // connTarget is a started server: its resource record, the same as a connector.Target, the
@@ -80,13 +86,15 @@ type bareAdmin interface {
 
 // BenchmarkConnectors measures, for each connector against its real server on loopback (the
 // test servers of internal/testenv: PostgreSQL 15 with fsync off, MariaDB with its general log
-// and innodb_flush_log_at_trx_commit=0, sshd with LogLevel DEBUG3), a fixed workload per
-// iteration over the same accounts, with the same concurrency (the engine's 16 workers) but
-// for bare_1:
+// and innodb_flush_log_at_trx_commit=0, sshd with LogLevel DEBUG3, slapd with an mdb database
+// and its log at level stats), a fixed workload per iteration over the same accounts, with the
+// same concurrency (the engine's 16 workers) but for bare_1:
 //   - bare_1: the server's own password change, one at a time on one admin session opened
 //     beforehand (PostgreSQL ALTER ROLE … PASSWORD with a SCRAM verifier, as psql's \password
 //     sends it; MariaDB ALTER USER … IDENTIFIED BY PASSWORD; sshd chpasswd, the line on its
-//     stdin, in a new session of an open connection as root), in bare_ops/s;
+//     stdin, in a new session of an open connection as root; slapd the Password Modify extended
+//     operation of RFC 3062, as ldappasswd sends it, bound as a password admin over StartTLS),
+//     in bare_ops/s;
 //   - bare: the same on 16 admin sessions at once, in bare_ops/s;
 //   - bare_login: the same, then a fresh login as the account with the new password (what a
 //     rotation's verify costs), in bare_op+login/s;
@@ -104,11 +112,18 @@ type bareAdmin interface {
 // is the gateway's own. ns/op is per account changed, not per iteration.
 //
 // One iteration changes each of 32 accounts a fixed number of times (connectorCase.rounds: 8
-// for postgresql, 32 for mysql, 1 for ssh); -short changes 8 accounts once whatever -benchtime
-// says (CI runs the benchmarks with -short -benchtime 50x), as BenchmarkCluster shrinks itself.
+// for postgresql, 32 for mysql, 1 for ssh, 16 for ldap); -short changes 8 accounts once
+// whatever -benchtime says (CI runs the benchmarks with -short -benchtime 50x), as
+// BenchmarkCluster shrinks itself.
 //
 // sshd runs every command through the admin's login shell, so root's shell start-up files
 // (bash reads ~/.bashrc for a command over SSH) are part of every chpasswd, bare or not.
+//
+// slapd's mdb database syncs every write to disk (slapdtest sets no dbnosync), unlike the two
+// databases here: its bare rates are the disk's fsync rate, and its writes are serialized, so
+// 16 sessions change passwords no faster than one. Every ldap connection (bare, connector
+// and keyturn alike) is ldap:// with StartTLS, trusting the server's certificate by the
+// resource's "LDAP CA Certificate" field, as a pamDirectory record makes it by default.
 func BenchmarkConnectors(b *testing.B) {
 	accounts := 32
 	if testing.Short() {
@@ -669,3 +684,75 @@ func (a sshAdmin) SetPassword(ctx context.Context, login string, password secret
 }
 
 func (a sshAdmin) Close() error { return a.client.Close() }
+
+// --- slapd ---
+
+// startLDAPTarget starts a slapd (slapdtest) with a password admin (a cn=pwadmin- entry, which
+// may write every userPassword), named by the pamDirectory record as a user would by default:
+// ldap:// with StartTLS, the server's self-signed certificate as the CA to trust. The accounts
+// are inetOrgPerson entries, their logins their DNs.
+func startLDAPTarget(b *testing.B) *connTarget {
+	srv := slapdtest.Start(b)
+	const adminPW, initial = "Bench-admin-Pw1!", "Bench-initial-ldap-Pw1!"
+	admin := srv.AddAdmin(b, adminPW)
+	ca := strField("text", srv.CACert)
+	ca.Label = ldapconn.FieldCACertificate
+	return &connTarget{
+		resource: vault.Record{Type: "pamDirectory", Title: "OpenLDAP", Fields: []vault.Field{
+			strField("url", srv.URL()), strField("login", admin), strField("password", adminPW)}, Custom: []vault.Field{ca}},
+		target: connector.Target{URL: srv.URL(), AdminLogin: admin, AdminSecret: secret.FromString(adminPW),
+			Fields: map[string]string{ldapconn.FieldCACertificate: srv.CACert}},
+		initial: initial,
+		accounts: func(tb testing.TB, n int) []string {
+			logins := make([]string, n)
+			for i := range logins {
+				_, logins[i] = srv.AddUser(tb, initial)
+			}
+			return logins
+		},
+	}
+}
+
+type ldapAdmin struct{ conn *ldap.Conn }
+
+// openLDAPAdmin dials the target's ldap:// url, starts TLS trusting the target's CA
+// certificate (as the connector does) and binds as the admin.
+func openLDAPAdmin(ctx context.Context, t connector.Target) (bareAdmin, error) {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse the target url: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(t.Fields[ldapconn.FieldCACertificate])) {
+		return nil, errors.New("the target's CA certificate field holds no PEM certificate")
+	}
+	cfg := &tls.Config{RootCAs: pool, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	conn, err := ldap.DialURL(t.URL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the directory: %w", err)
+	}
+	conn.SetTimeout(15 * time.Second)
+	if err := conn.StartTLS(cfg); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start TLS: %w", err)
+	}
+	if err := conn.Bind(t.AdminLogin, t.AdminSecret.Reveal()); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("log in as the admin: %w", err)
+	}
+	return ldapAdmin{conn}, nil
+}
+
+// SetPassword sends the Password Modify extended operation (RFC 3062) for the account's DN, as
+// ldappasswd -S does and as the connector does, so slapd hashes the password itself.
+func (a ldapAdmin) SetPassword(ctx context.Context, login string, password secret.Secret) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := a.conn.PasswordModify(&ldap.PasswordModifyRequest{UserIdentity: login, NewPassword: password.Reveal()}); err != nil {
+		return fmt.Errorf("password modify: %w", err)
+	}
+	return nil
+}
+
+func (a ldapAdmin) Close() error { return a.conn.Close() }
