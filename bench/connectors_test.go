@@ -44,7 +44,7 @@ import (
 // the bare harness runs its operations with the same concurrency.
 const connectorWorkers = 16
 
-// connectorCase is one connector in BenchmarkConnectors. Adding a connector (ldap) is one entry
+// connectorCase is one connector in BenchmarkConnectors. Adding a connector is one entry
 // in connectorCases: a function that starts its server and says how to make accounts on it,
 // and one that opens an admin session doing the server's own bare password change.
 type connectorCase struct {
