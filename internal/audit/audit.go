@@ -30,6 +30,10 @@ const (
 	RotationDrift          = "record_rotation_drift"
 	ScriptAdded            = "record_rotation_script_added"
 	ScriptDeleted          = "record_rotation_script_deleted"
+	// A self-rotation (the account is the resource's admin) wrote the admin's new password to
+	// the resource record, or left it because someone had changed it while the rotation ran.
+	RotationResourceUpdated = "record_rotation_resource_updated"
+	RotationResourceKept    = "record_rotation_resource_kept"
 
 	RecordCreated      = "record_created"
 	RecordUpdated      = "record_updated"

@@ -79,6 +79,15 @@ type Reconciler interface {
 	CanReconcile(acct Account) bool
 }
 
+// SelfRotator is implemented by connectors that may rotate the resource's own admin account
+// when the resource allows it. IsSelf reports whether a Rotate of acct would change the admin's
+// own password: the login is the admin's, compared as the target compares them, and
+// self-rotation is allowed. The engine then writes the new password to the resource record
+// too, in the commit that makes it the account's current one.
+type SelfRotator interface {
+	IsSelf(acct Account) bool
+}
+
 // ErrRejected is wrapped by Verify's error when the target refuses the password.
 var ErrRejected = errors.New("the target refused the password")
 

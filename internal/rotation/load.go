@@ -66,6 +66,9 @@ func (j *job) load(ctx context.Context) error {
 		j.verifier, j.connName = conn, j.settings.VerifyWith
 	}
 	j.account = accountOf(j.user, j.resource)
+	if sr, ok := j.rotator.(connector.SelfRotator); ok && sr.IsSelf(j.account) {
+		j.self = true
+	}
 	j.target = targetKey(j.connName, j.account.Target.URL, j.account.Target.Fields["pamHostname"], j.settings.ResourceUID)
 	if t, ok := j.verifier.(connector.VerifyToggle); ok && !t.CanVerify(j.account) {
 		j.verifier = nil

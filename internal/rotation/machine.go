@@ -48,6 +48,10 @@ type job struct {
 	finalizer connector.Finalizer // general, when the target retires old credentials
 	verifier  connector.Verifier  // nil when nothing can check a password
 	connName  string              // the connector that rotator and verifier are
+	// self is set when the account is the resource's admin and the connector rotates it
+	// (connector.SelfRotator): each commit that changes the account's current password writes
+	// it to the resource record's password too.
+	self bool
 	target    string              // the system they reach, for its rate limit (targetKey)
 	paid      int                 // connector operations whose tokens were taken when the run was admitted
 	account   connector.Account
@@ -524,7 +528,10 @@ func (j *job) commitCandidate(ctx context.Context) error {
 			// The new credential works; the old ones could not be retired. Keep the new one.
 			code, msg := errorInfo(err, "finalize_failed")
 			if err := j.commit(ctx, func(tx *store.Tx) error {
-				return j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields())
+				if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields()); err != nil {
+					return err
+				}
+				return j.syncAdmin(ctx, tx, j.account.Target.AdminSecret, newPW)
 			}); err != nil {
 				return err
 			}
@@ -535,7 +542,20 @@ func (j *job) commitCandidate(ctx context.Context) error {
 	// Decrypt and re-seal the record outside the single writer; if the record changes in
 	// between (someone edits it), work it out again.
 	var prepared vault.Promotion
-	promote := func(tx *store.Tx) error { return j.e.vault.ApplyPromotion(ctx, tx, prepared) }
+	var newPW secret.Secret
+	if j.self {
+		var err error
+		if newPW, _, err = j.passwords(ctx); err != nil {
+			return err
+		}
+	}
+	adminWas := j.account.Target.AdminSecret
+	promote := func(tx *store.Tx) error {
+		if err := j.e.vault.ApplyPromotion(ctx, tx, prepared); err != nil {
+			return err
+		}
+		return j.syncAdmin(ctx, tx, adminWas, newPW)
+	}
 	for try := 0; ; try++ {
 		var err error
 		if prepared, err = j.e.vault.PreparePromotion(ctx, j.e.db.Reader, j.run.TeamID, j.user.UID, j.run.PendingVersion, j.candidateFields()); err != nil {
@@ -549,8 +569,39 @@ func (j *job) commitCandidate(ctx context.Context) error {
 		if errors.Is(err, vault.ErrStaleRevision) && try < 5 {
 			continue
 		}
+		if err == nil && j.self {
+			// The target's admin password is the new one now (a rollback logs in with it).
+			j.account.Target.AdminSecret = newPW
+		}
 		return err
 	}
+}
+
+// syncAdmin writes to, the account's password that became current, to the resource record's
+// password when the run is a self-rotation, in the transaction tx that makes it current. It
+// does so only while the resource still holds from, the admin password the run read: a
+// password someone set on the resource meanwhile is left as it is. Either way an audit event
+// says what happened (never the password).
+func (j *job) syncAdmin(ctx context.Context, tx *store.Tx, from, to secret.Secret) error {
+	if !j.self || j.resource == nil {
+		return nil
+	}
+	did, err := j.e.vault.SetPasswordIf(ctx, tx, j.run.TeamID, j.resource.UID, from, to)
+	if err != nil {
+		return fmt.Errorf("rotation %s: the resource's admin password: %w", j.run.ID, err)
+	}
+	details := map[string]any{"rotation_id": j.run.ID, "account_record_uid": j.run.RecordUID, "reason": "self_rotation"}
+	typ := audit.RotationResourceUpdated
+	switch did {
+	case vault.PasswordUnchanged:
+		return nil
+	case vault.PasswordKept:
+		typ = audit.RotationResourceKept
+		details["reason"] = "resource_password_changed_during_rotation"
+		j.e.opt.Logger.Warn("rotation: the resource's password was changed while its admin account rotated; it was left as it is",
+			"rotation_id", j.run.ID, "resource_uid", j.resource.UID)
+	}
+	return j.e.audit.Append(ctx, tx, j.run.TeamID, audit.Event{Type: typ, Actor: "rotation", RecordUID: j.resource.UID, Details: details})
 }
 
 func (j *job) hasPostRotationScripts() bool {
@@ -597,6 +648,9 @@ func (j *job) postRotationScripts(ctx context.Context) error {
 	case acceptsOld: // the old password is back
 		err := j.commit(ctx, func(tx *store.Tx) error {
 			if err := j.e.vault.SetCurrent(ctx, tx, j.run.TeamID, j.user.UID, j.run.OldVersion, nil); err != nil {
+				return err
+			}
+			if err := j.syncAdmin(ctx, tx, newPW, oldPW); err != nil {
 				return err
 			}
 			return j.e.vault.SetVersionState(ctx, tx, j.user.UID, j.run.PendingVersion, vault.StateFailed)

@@ -22,6 +22,7 @@ var auditTypes = []string{
 	audit.RotationRequested, audit.RotationOnDemandOK, audit.RotationOnDemandFail, audit.RotationScheduledOK,
 	audit.RotationScheduledFail, audit.RotationNeedsAttention, audit.RotationCreated, audit.RotationUpdated,
 	audit.RotationDisabled, audit.RotationDrift, audit.ScriptAdded, audit.ScriptDeleted,
+	audit.RotationResourceUpdated, audit.RotationResourceKept,
 	audit.RecordCreated, audit.RecordUpdated, audit.RecordDeleted, audit.RecordSecretRead,
 	audit.ServiceUserCreated, audit.ServiceUserUpdated, audit.APIKeyRotated, audit.APIKeyDeleted,
 }

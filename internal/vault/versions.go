@@ -285,3 +285,70 @@ func (v *Vault) dataKey(ctx context.Context, r store.Reader, teamID int64, uid s
 	}
 	return dk, nil
 }
+
+// PasswordChange is what SetPasswordIf did.
+type PasswordChange int
+
+// What SetPasswordIf did.
+const (
+	PasswordKept      PasswordChange = iota // the record held another password: nothing changed
+	PasswordSet                             // the record held the expected password and now holds the new one
+	PasswordUnchanged                       // the record held the new password already: nothing changed
+)
+
+// SetPasswordIf sets a record's password field to pw, in the caller's transaction, when the
+// field still holds expected (zero: the record has no password): pw becomes the record's
+// current password version, the version that was current becomes previous, and the revision
+// increments. When the field holds anything else it changes nothing. The rotation engine uses
+// it to keep a resource's admin password in step with a self-rotation.
+func (v *Vault) SetPasswordIf(ctx context.Context, tx *store.Tx, teamID int64, uid string, expected, pw secret.Secret) (PasswordChange, error) {
+	row, err := tx.Record(ctx, teamID, uid)
+	if err != nil {
+		return PasswordKept, notFound(err, uid)
+	}
+	rec, dk, err := v.openRecord(row)
+	if err != nil {
+		return PasswordKept, err
+	}
+	switch have, _ := rec.Password(); have {
+	case pw.Reveal():
+		return PasswordUnchanged, nil
+	case expected.Reveal():
+	default:
+		return PasswordKept, nil
+	}
+	value, err := json.Marshal(pw.Reveal())
+	if err != nil {
+		return PasswordKept, err
+	}
+	if f := rec.field("password"); f != nil {
+		if len(f.Value) == 0 {
+			f.Value = []json.RawMessage{value}
+		} else {
+			f.Value[0] = value
+		}
+	} else {
+		rec.Fields = append(rec.Fields, Field{Type: "password", Value: []json.RawMessage{value}})
+	}
+	now := v.now().UTC()
+	rec.Revision, rec.UpdatedAt = rec.Revision+1, now
+	newRow, err := v.sealRecord(dk, rec)
+	clear(value)
+	if err != nil {
+		return PasswordKept, err
+	}
+	newRow.TeamID = teamID
+	if err := tx.UpdateRecord(ctx, newRow); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return PasswordKept, staleRevision(uid, row.Revision, -1)
+		}
+		return PasswordKept, err
+	}
+	if err := tx.SetPasswordVersionState(ctx, uid, StateCurrent, StatePrevious, now); err != nil {
+		return PasswordKept, err
+	}
+	if err := v.addVersion(ctx, tx, dk, uid, StateCurrent, pw.Reveal(), now); err != nil {
+		return PasswordKept, err
+	}
+	return PasswordSet, tx.PrunePasswordVersions(ctx, uid, v.history, StatePrevious, StateFailed)
+}

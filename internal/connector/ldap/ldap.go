@@ -253,6 +253,14 @@ func (c *Connector) userDN(ctx context.Context, a connector.Account, d directory
 	return res.Entries[0].DN, nil
 }
 
+// IsSelf reports whether Rotate would change the admin's own password: self-rotation is
+// allowed and the pamUser's login is the admin's DN, compared as the directory compares DNs
+// (connector.SelfRotator). Rotate refuses a login that is a name found to be the admin.
+func (c *Connector) IsSelf(a connector.Account) bool {
+	login, admin := strings.TrimSpace(a.Login), strings.TrimSpace(a.Target.AdminLogin)
+	return isTrue(a.Target.Fields[FieldSelfRotation]) && admin != "" && isDN(login) && sameDN(login, admin)
+}
+
 // Rotate sets the account's password to new: as the admin (a reset) or, in user mode and for
 // the admin's own DN (allowed only by FieldSelfRotation), as the account with old. Repeating it
 // after a crash is harmless: in user mode, an account that no longer takes old but takes new
@@ -280,6 +288,12 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 		if !d.self {
 			return connector.NotChanged(connector.Permanent("ldap_self_rotation",
 				fmt.Sprintf("the account %q is the resource's admin DN; set the %q field to true to let it rotate itself", dn, FieldSelfRotation), nil))
+		}
+		if !isDN(strings.TrimSpace(a.Login)) {
+			// The engine knows a self-rotation by the login alone (IsSelf), to keep the
+			// resource's password: a name found by a search would escape it.
+			return connector.NotChanged(connector.Permanent("ldap_self_rotation",
+				fmt.Sprintf("the login %q names the resource's admin; a self-rotation needs the pamUser's login to be the admin's DN %q", a.Login, dn), nil))
 		}
 		mode = ModeUser // the admin changes its own password with the old one
 	}

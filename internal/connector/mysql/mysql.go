@@ -106,6 +106,20 @@ func (c *Connector) open(s server, user string, pw secret.Secret) (*sql.DB, erro
 	return db, nil
 }
 
+// isAdmin reports whether the account is the resource's admin login.
+func isAdmin(a connector.Account) bool {
+	return a.Login != "" && strings.EqualFold(a.Login, a.Target.AdminLogin)
+}
+
+// selfAllowed reports whether the resource lets its admin rotate its own account.
+func selfAllowed(a connector.Account) bool {
+	return strings.EqualFold(strings.TrimSpace(a.Target.Fields[SelfRotationField]), "true")
+}
+
+// IsSelf reports whether Rotate would change the admin's own account
+// (connector.SelfRotator).
+func (c *Connector) IsSelf(a connector.Account) bool { return isAdmin(a) && selfAllowed(a) }
+
 // Rotate sets the account's password to new with ALTER USER, as the admin (or, in the explicit
 // self-rotation mode, as the account itself with old). Setting the same password twice is
 // harmless, so a run resumed after a crash may repeat it. Errors raised before the statement
@@ -122,9 +136,9 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 		return connector.NotChanged(connector.Permanent("mysql_empty_password", "the new password is empty", nil))
 	}
 	loginUser, loginPW := a.Target.AdminLogin, a.Target.AdminSecret
-	self := strings.EqualFold(a.Login, a.Target.AdminLogin)
+	self := isAdmin(a)
 	if self {
-		if !strings.EqualFold(strings.TrimSpace(a.Target.Fields[SelfRotationField]), "true") {
+		if !selfAllowed(a) {
 			return connector.NotChanged(connector.Permanent("mysql_self_rotation",
 				fmt.Sprintf("the account %q is the resource's admin login; set the %q field to true to rotate it", a.Login, SelfRotationField), nil))
 		}

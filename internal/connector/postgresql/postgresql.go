@@ -155,6 +155,13 @@ func selfRotation(a connector.Account) bool {
 	return v == "true" || v == "yes" || v == "1"
 }
 
+// isAdmin reports whether the role is the resource's admin login (role names are compared as
+// they are: a quoted identifier is case-sensitive).
+func isAdmin(a connector.Account) bool { return a.Login != "" && a.Login == a.Target.AdminLogin }
+
+// IsSelf reports whether Rotate would change the admin's own role (connector.SelfRotator).
+func (c *Connector) IsSelf(a connector.Account) bool { return isAdmin(a) && selfRotation(a) }
+
 // Rotate sets the role's password to new through the admin login. Its errors wrap
 // connector.ErrNotChanged when the statement was never sent (bad settings, the admin login
 // refused or unreachable, a refused self-rotation).
@@ -169,8 +176,7 @@ func (c *Connector) Rotate(ctx context.Context, a connector.Account, old, new se
 	if a.Target.AdminLogin == "" || a.Target.AdminSecret.IsZero() {
 		return connector.NotChanged(connector.Permanent("postgresql_no_admin", "the resource record has no admin login and password", nil))
 	}
-	self := a.Target.AdminLogin == a.Login
-	if self && !selfRotation(a) {
+	if isAdmin(a) && !selfRotation(a) {
 		return connector.NotChanged(connector.Permanent("postgresql_self_rotation",
 			fmt.Sprintf("the role %q is the resource's admin login; set the %q custom field to true to let it rotate itself", a.Login, FieldSelfRotation), nil))
 	}

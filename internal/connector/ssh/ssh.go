@@ -364,12 +364,26 @@ func (c *Connector) Verify(ctx context.Context, acct connector.Account, password
 	return client.Close()
 }
 
+// isAdmin reports whether the account is the admin login itself.
+func isAdmin(acct connector.Account) bool {
+	return acct.Login != "" && acct.Login == acct.Target.AdminLogin
+}
+
+// selfAllowed reports whether the resource lets its admin rotate its own account.
+func selfAllowed(acct connector.Account) bool {
+	return strings.EqualFold(acct.Target.Fields[SelfRotationField], "true")
+}
+
+// IsSelf reports whether Rotate would change the admin's own password
+// (connector.SelfRotator).
+func (c *Connector) IsSelf(acct connector.Account) bool { return isAdmin(acct) && selfAllowed(acct) }
+
 // checkLogin refuses logins chpasswd would misread and, unless allowed, the admin's own account.
 func checkLogin(acct connector.Account) error {
 	if acct.Login == "" || strings.ContainsAny(acct.Login, ":\n\r\x00") {
 		return connector.Permanent("ssh_bad_login", fmt.Sprintf("the login %q cannot be given to chpasswd", acct.Login), nil)
 	}
-	if acct.Login == acct.Target.AdminLogin && !strings.EqualFold(acct.Target.Fields[SelfRotationField], "true") {
+	if isAdmin(acct) && !selfAllowed(acct) {
 		return connector.Permanent("ssh_self_rotation",
 			fmt.Sprintf("the account %s is the admin login itself; set %q to true on the resource to allow it", acct.Login, SelfRotationField), nil)
 	}
