@@ -51,12 +51,12 @@ type job struct {
 	// self is set when the account is the resource's admin and the connector rotates it
 	// (connector.SelfRotator): each commit that changes the account's current password writes
 	// it to the resource record's password too.
-	self bool
-	target    string              // the system they reach, for its rate limit (targetKey)
-	paid      int                 // connector operations whose tokens were taken when the run was admitted
-	account   connector.Account
-	scripts   []attached // in Keeper's order: user, resource, configuration
-	execLog   []script.Result
+	self    bool
+	target  string // the system they reach, for its rate limit (targetKey)
+	paid    int    // connector operations whose tokens were taken when the run was admitted
+	account connector.Account
+	scripts []attached // in Keeper's order: user, resource, configuration
+	execLog []script.Result
 
 	// interrupted is set when the run was loaded with its effect started: an earlier process
 	// may have touched the target, which must be asked before anything else.

@@ -242,6 +242,43 @@ func TestSelfRotation(t *testing.T) {
 	}
 }
 
+// TestSelfRotationNeedsTheAdminsDN proves that IsSelf, which the engine asks to keep the
+// resource's password in step, knows every self-rotation Rotate carries out: a login that is
+// a name the directory finds to be the admin is refused (nothing changed), and the admin's DN
+// however spelled is a self-rotation only when the record allows it.
+func TestSelfRotationNeedsTheAdminsDN(t *testing.T) {
+	f := setup(t)
+	c := New(0)
+	ctx := context.Background()
+	admin := f.acct.Target.AdminLogin
+	byName := f.acct
+	byName.Login = strings.TrimPrefix(strings.Split(admin, ",")[0], "cn=")
+	byName.Target.Fields = map[string]string{FieldCACertificate: f.srv.CACert, FieldSelfRotation: "true",
+		FieldBaseDN: slapdtest.Suffix, FieldLoginAttribute: "cn"}
+	if c.IsSelf(byName) {
+		t.Fatal("IsSelf of a login that is not a DN")
+	}
+	err := c.Rotate(ctx, byName, f.adminPW, secret.FromString("N3w-by-name"))
+	if codeOf(err) != "ldap_self_rotation" || !connector.IsNotChanged(err) {
+		t.Fatalf("a self-rotation by name: %v, want ldap_self_rotation, not changed", err)
+	}
+	self := byName
+	self.Login = strings.ToUpper(admin)
+	if err := c.Verify(ctx, self, f.adminPW); err != nil {
+		t.Fatalf("the admin's password after the refusal: %v", err)
+	}
+	if !c.IsSelf(self) {
+		t.Fatal("IsSelf of the admin's DN in capitals, self-rotation allowed: false")
+	}
+	self.Target.Fields = map[string]string{FieldSelfRotation: "false"}
+	if c.IsSelf(self) {
+		t.Fatal("IsSelf with self-rotation not allowed")
+	}
+	if c.IsSelf(f.acct) {
+		t.Fatal("IsSelf of another account")
+	}
+}
+
 // TestLoginLookup proves a login that is not a DN is looked up under the base DN, and that an
 // unknown one fails permanently without a change.
 func TestLoginLookup(t *testing.T) {
