@@ -372,3 +372,60 @@ func TestPreparedPendingVersion(t *testing.T) {
 		t.Fatalf("versions %s, want %s", strings.Join(got, " "), want)
 	}
 }
+
+// SetPasswordIf changes a record's password only while it holds the expected one: then the new
+// password is current (the old one previous) and the revision increments; a record holding
+// another password, or the new one already, is left as it is.
+func TestSetPasswordIf(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	rec := f.create(t, login("admin", "pw-1"))
+	set := func(expected, pw string) vault.PasswordChange {
+		t.Helper()
+		var did vault.PasswordChange
+		if err := f.db.Tx(ctx, func(tx *store.Tx) (err error) {
+			did, err = f.v.SetPasswordIf(ctx, tx, f.scope.TeamID, rec.UID, secret.FromString(expected), secret.FromString(pw))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return did
+	}
+	state := func() (pw string, revision int64, versions map[string]string) {
+		t.Helper()
+		got, err := f.v.Get(ctx, f.scope, rec.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := f.v.Versions(ctx, f.scope, rec.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions = map[string]string{}
+		for _, v := range vs {
+			versions[v.Value.Reveal()] = v.State
+		}
+		pw, _ = got.Password()
+		return pw, got.Revision, versions
+	}
+	if did := set("someone-else", "pw-2"); did != vault.PasswordKept {
+		t.Fatalf("another expected password: %v, want kept", did)
+	}
+	if pw, rev, _ := state(); pw != "pw-1" || rev != 1 {
+		t.Fatalf("after a refused change: password changed %v, revision %d", pw != "pw-1", rev)
+	}
+	if did := set("pw-1", "pw-2"); did != vault.PasswordSet {
+		t.Fatalf("the expected password: %v, want set", did)
+	}
+	pw, rev, versions := state()
+	if pw != "pw-2" || rev != 2 || versions["pw-2"] != vault.StateCurrent || versions["pw-1"] != vault.StatePrevious {
+		t.Fatalf("after the change: new password %v, revision %d, versions %v", pw == "pw-2", rev, len(versions))
+	}
+	if did := set("pw-1", "pw-2"); did != vault.PasswordUnchanged {
+		t.Fatalf("setting it again: %v, want unchanged", did)
+	}
+	if _, rev, _ := state(); rev != 2 {
+		t.Fatalf("setting it again changed the revision to %d", rev)
+	}
+}
