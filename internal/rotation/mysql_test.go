@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -28,7 +29,10 @@ func TestCrashMySQLKeepsALivePassword(t *testing.T) {
 	srv := mariadbtest.Start(t)
 	root := srv.Root(t)
 	ctx := context.Background()
-	const admin, login, initial = "kt_crash_admin", "kt_crash_user", "initial-Pw1!"
+	// Names of their own, so that the test can run again (-count) on the binary's one server.
+	n := rng.Uint32()
+	admin, login := fmt.Sprintf("kt_crash_admin_%08x", n), fmt.Sprintf("kt_crash_user_%08x", n)
+	const initial = "initial-Pw1!"
 	for _, q := range []string{
 		"CREATE USER '" + admin + "'@'%' IDENTIFIED BY 'crash-admin-Pw1'",
 		"GRANT CREATE USER ON *.* TO '" + admin + "'@'%'",
