@@ -98,6 +98,13 @@ func (c *Connector) Rotate(ctx context.Context, acct connector.Account, _, new s
 	if err != nil {
 		return connector.NotChanged(err)
 	}
+	// sudo reads the admin's password up to the first line break, and chpasswd takes what
+	// follows as "user:password" lines: such a password would set passwords nobody asked for.
+	if acct.Target.AdminLogin != "root" && acct.Target.Secrets[PrivateKeyField].IsZero() &&
+		bytes.ContainsAny(acct.Target.AdminSecret.Bytes(), "\n\r\x00") {
+		return connector.NotChanged(connector.Permanent("ssh_bad_admin_password",
+			"the resource record's admin password holds a line break or NUL, which sudo cannot take", nil))
+	}
 	client, err := c.dial(ctx, acct.Target, acct.Target.AdminLogin, auth, "admin")
 	if err != nil {
 		return connector.NotChanged(err)

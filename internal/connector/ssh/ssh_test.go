@@ -198,6 +198,43 @@ func TestUnreachableIsTransient(t *testing.T) {
 	}
 }
 
+// TestSudoAdminPasswordWithALineBreakRefused proves an admin password holding a line break is
+// refused before any connection: sudo would read up to the break and chpasswd would take the
+// rest as another account's "user:password" line.
+func TestSudoAdminPasswordWithALineBreakRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, done := make(chan struct{}, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		if c, err := l.Accept(); err == nil {
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	_, pub := sshdtest.NewKey(t)
+	for _, pw := range []string{"admin-pw\nroot:Chosen-by-me-1", "admin-pw\r\nroot:x", "admin\x00pw"} {
+		acct := connector.Account{Login: "kt_someone", Target: connector.Target{
+			URL: "ssh://" + l.Addr().String(), AdminLogin: "kt_admin", AdminSecret: secret.FromString(pw),
+			Fields: map[string]string{sshconn.HostKeyField: pub},
+		}}
+		err := sshconn.New(0).Rotate(context.Background(), acct, secret.Secret{}, secret.FromString(newPassword))
+		wantCode(t, err, "ssh_bad_admin_password", false)
+		if !connector.IsNotChanged(err) || strings.Contains(err.Error(), "Chosen-by-me") {
+			t.Fatalf("want a not-changed error without the password: %v", err)
+		}
+	}
+	l.Close()
+	<-done
+	select {
+	case <-accepted:
+		t.Fatal("the connector connected with an admin password it must refuse")
+	default:
+	}
+}
+
 // Errors never show a password, even when chpasswd fails and its output comes back.
 func TestErrorsHoldNoPassword(t *testing.T) {
 	srv := sshdtest.Start(t)
